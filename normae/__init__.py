@@ -1,0 +1,1 @@
+"""normae: reproduce NoR-MAE and compare it with MAE."""

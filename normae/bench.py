@@ -1,0 +1,135 @@
+"""MAE vs NoR-MAE training-step time and peak memory, measured interleaved in one process.
+
+Both models start from the same weights and see the same images and masks. Steps alternate
+(MAE, NoR-MAE, then NoR-MAE, MAE, ...) so that drifts in machine speed hit both alike; the
+result is one JSON line with the ratios NoR-MAE / MAE.
+
+Memory: on CUDA the allocator's peak (``max_memory_allocated``) during a step. On CPU there is
+no allocator counter, so we report how far the process's peak resident memory (VmHWM, reset
+through /proc/self/clear_refs before each step) rose above its resident memory at the start of
+the step: the memory a training step needs on top of weights and optimiser state.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from normae.models import build_mae
+
+
+def _rss_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+class CpuPeakMemory:
+    """Peak resident-memory growth of the process during a block (Linux only)."""
+
+    def __init__(self):
+        try:
+            self.libc = ctypes.CDLL("libc.so.6")
+            Path("/proc/self/clear_refs").write_text("5")
+            self.available = True
+        except OSError:
+            self.available = False
+
+    def start(self):
+        gc.collect()
+        self.libc.malloc_trim(0)
+        self.base = _rss_kib("VmRSS")
+        Path("/proc/self/clear_refs").write_text("5")
+
+    def peak_mib(self) -> float:
+        return (_rss_kib("VmHWM") - self.base) / 1024
+
+
+def _train_step(model, optimizer, images, noise, amp_dtype):
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(images.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        loss = model(images, noise).loss
+    loss.backward()
+    optimizer.step()
+
+
+def run_bench(
+    model: str = "vit_tiny",
+    img_size: int = 224,
+    patch_size: int = 16,
+    batch_size: int = 16,
+    steps: int = 10,
+    warmup: int = 2,
+    lam: float = 5e-5,
+    cnp: str = "paper",
+    amp: str = "auto",
+    device: str | None = None,
+    seed: int = 0,
+) -> dict:
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if amp == "auto":
+        amp = "bf16" if device.type == "cuda" else "none"
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[amp]
+    methods = {}
+    for method in ("mae", "nor_mae"):
+        torch.manual_seed(seed)
+        net = build_mae(model, img_size=img_size, patch_size=patch_size, method=method, lam=lam, cnp=cnp).to(device)
+        methods[method] = (net, torch.optim.AdamW(net.parameters(), lr=1e-4, betas=(0.9, 0.95)))
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randn(batch_size, 3, img_size, img_size, generator=generator).to(device)
+    num_patches = methods["mae"][0].patch_embed.num_patches
+    noises = [torch.rand(batch_size, num_patches, generator=generator).to(device) for _ in range(warmup + steps)]
+    times = {name: [] for name in methods}
+    peaks = {name: [] for name in methods}
+    cpu_memory = CpuPeakMemory() if device.type == "cpu" else None
+    for i in range(warmup + steps):
+        order = list(methods) if i % 2 == 0 else list(reversed(methods))
+        for name in order:
+            net, optimizer = methods[name]
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+                torch.cuda.reset_peak_memory_stats(device)
+            elif cpu_memory.available:
+                cpu_memory.start()
+            start = time.perf_counter()
+            _train_step(net, optimizer, images, noises[i], amp_dtype)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            elapsed = time.perf_counter() - start
+            if i < warmup:
+                continue
+            times[name].append(elapsed)
+            if device.type == "cuda":
+                peaks[name].append(torch.cuda.max_memory_allocated(device) / 2**20)
+            elif cpu_memory.available:
+                peaks[name].append(cpu_memory.peak_mib())
+    result = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "model": model,
+        "img_size": img_size,
+        "patch_size": patch_size,
+        "batch_size": batch_size,
+        "steps": steps,
+        "amp": amp,
+        "cnp": cnp,
+        "memory_kind": "cuda_max_allocated_mib" if device.type == "cuda" else "cpu_peak_rss_growth_mib",
+    }
+    for name in methods:
+        median = statistics.median(times[name])
+        result[name] = {
+            "median_step_s": median,
+            "images_per_s": batch_size / median,
+            "peak_memory_mib": max(peaks[name]) if peaks[name] else None,
+        }
+    result["nor_over_mae_time"] = result["nor_mae"]["median_step_s"] / result["mae"]["median_step_s"]
+    mae_memory, nor_memory = result["mae"]["peak_memory_mib"], result["nor_mae"]["peak_memory_mib"]
+    result["nor_over_mae_memory"] = nor_memory / mae_memory if mae_memory else None
+    return result

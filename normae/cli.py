@@ -1,0 +1,150 @@
+"""``normae`` command line: pretrain | bench | fetch-data."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+from pathlib import Path
+
+from normae.spec import PretrainSpec
+
+
+def _field_type(field: dataclasses.Field):
+    hint = typing.get_type_hints(PretrainSpec)[field.name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+def add_spec_options(parser: argparse.ArgumentParser) -> None:
+    """One ``--option`` per spec field, with the field's help text and default."""
+    group = parser.add_argument_group("run specification (defaults: the paper's recipe, on Fashion-MNIST)")
+    for field in dataclasses.fields(PretrainSpec):
+        flag = "--" + field.name.replace("_", "-")
+        kind = _field_type(field)
+        help_text = f"{field.metadata['help']} (default: {field.default})"
+        if kind is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            group.add_argument(flag, type=kind, default=None, metavar=field.name.upper(), help=help_text)
+
+
+def spec_from_args(args: argparse.Namespace) -> PretrainSpec:
+    """The spec file (if any) overlaid with every option given on the command line."""
+    base = json.loads(Path(args.spec).read_text()) if args.spec else {}
+    base.pop("stage", None)
+    for field in dataclasses.fields(PretrainSpec):
+        value = getattr(args, field.name)
+        if value is not None:
+            base[field.name] = value
+    return PretrainSpec.from_dict(base)
+
+
+def cmd_pretrain(args) -> int:
+    from normae.stages import run_pretrain
+    from normae.train import NonFiniteLossError, TrainingInterrupted
+
+    spec = spec_from_args(args)
+    out = Path(args.out) if args.out else Path("results/runs") / spec.run_id()
+    print(f"[normae] run {spec.run_id()} -> {out}", file=sys.stderr)
+    try:
+        summary = run_pretrain(spec, out, resume=args.resume)
+    except TrainingInterrupted as stop:
+        print(f"[normae] {stop}", file=sys.stderr)
+        return 143
+    except NonFiniteLossError as error:
+        print(f"[normae] error: {error}", file=sys.stderr)
+        return 1
+    final = summary.get("final", {})
+    print(json.dumps({"run_dir": str(out), **{k: final.get(k) for k in ("loss", "loss_rec", "loss_nor")},
+                      "step_time_median_s": summary.get("step_time_median_s")}))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from normae.bench import run_bench
+
+    result = run_bench(
+        model=args.model,
+        img_size=args.img_size,
+        patch_size=args.patch_size,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        warmup=args.warmup,
+        lam=args.lam,
+        cnp=args.cnp,
+        amp=args.amp,
+        device=args.device,
+    )
+    print(json.dumps(result))
+    return 0
+
+
+def cmd_fetch_data(args) -> int:
+    from normae.fetch import fetch_fashion_mnist
+
+    folder = fetch_fashion_mnist(args.dest, allow_download=args.download)
+    print(f"[normae] Fashion-MNIST is in {folder}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="normae", description="Reproduce NoR-MAE and compare it with MAE.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    pretrain = commands.add_parser(
+        "pretrain",
+        help="pre-train MAE or NoR-MAE",
+        description="Pre-train MAE or NoR-MAE. Writes spec.json, checkpoint.pt, metrics.jsonl and, last, summary.json "
+        "into the output folder. Options override the --spec file; unset options take the defaults shown.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    pretrain.add_argument("--spec", help="JSON spec file (as written to spec.json); options given here override it")
+    pretrain.add_argument("--out", help="run folder (default: results/runs/<run id>)")
+    pretrain.add_argument("--resume", action="store_true", help="continue exactly from the run folder's checkpoint.pt")
+    add_spec_options(pretrain)
+    pretrain.set_defaults(func=cmd_pretrain)
+
+    bench = commands.add_parser(
+        "bench",
+        help="time MAE vs NoR-MAE training steps",
+        description="Times MAE and NoR-MAE training steps interleaved in one process on random images and prints one "
+        "JSON line: median step time, images/s and peak memory of each, and the NoR-MAE / MAE ratios.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    bench.add_argument("--model", default="vit_tiny", help="model size")
+    bench.add_argument("--img-size", type=int, default=224, help="image size in pixels")
+    bench.add_argument("--patch-size", type=int, default=16, help="patch size in pixels")
+    bench.add_argument("--batch-size", type=int, default=16, help="images per step")
+    bench.add_argument("--steps", type=int, default=10, help="measured steps per method")
+    bench.add_argument("--warmup", type=int, default=2, help="unmeasured steps per method first")
+    bench.add_argument("--lam", type=float, default=5e-5, help="NoR lambda")
+    bench.add_argument("--cnp", default="paper", choices=("paper", "authors_code", "random"), help="CNP mode")
+    bench.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "none"), help="mixed precision (auto: bf16 on CUDA)")
+    bench.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    bench.set_defaults(func=cmd_bench)
+
+    fetch = commands.add_parser("fetch-data", help="fetch Fashion-MNIST into the data cache",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    fetch.add_argument("dataset", choices=("fashion-mnist",))
+    fetch.add_argument("--dest", default="data/fashion-mnist", help="folder to fill")
+    fetch.add_argument("--download", action="store_true", help="allow torchvision to download it when apt cannot provide it")
+    fetch.set_defaults(func=cmd_fetch_data)
+    return parser
+
+
+def main(argv=None) -> int:
+    from normae.data import CorruptDataError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, CorruptDataError) as error:
+        print(f"normae {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

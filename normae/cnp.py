@@ -1,0 +1,111 @@
+"""Closest neighbour patches (CNP): the token each position is paired with in NoR-MAE's second branch.
+
+Tokens are laid out row-major on a ``grid = (H, W)`` of patches; a token's neighbours are the
+other cells of its 3x3 window. Three ways to choose the partner are offered:
+
+- ``closest_neighbor_index``: the paper's definition, the most cosine-similar neighbour.
+- ``authors_code_source_index``: what the authors' public code actually copies (see
+  ``REFERENCE-FACTS.md``): needed to reproduce the numbers of that code exactly.
+- ``random_other_index``: a uniformly random other token, a control.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+CNP_MODES = ("paper", "authors_code", "random")
+
+# The 8 offsets (row, column) of a 3x3 window without its centre, in row-major order.
+WINDOW_OFFSETS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0))
+
+
+def neighbor_table(grid: tuple[int, int], wrap: bool = True) -> torch.Tensor:
+    """(L, 8) index of the neighbour at each window offset; -1 where there is none.
+
+    With ``wrap`` the grid is a torus (column 0 neighbours column W-1, as in the authors' code);
+    without it, offsets that leave the image have no neighbour. An offset that wraps back onto
+    the token itself (a grid side of 1) has no neighbour either.
+    """
+    height, width = grid
+    rows = torch.arange(height).repeat_interleave(width)
+    cols = torch.arange(width).repeat(height)
+    own = rows * width + cols
+    columns = []
+    for dy, dx in WINDOW_OFFSETS:
+        r, c = rows + dy, cols + dx
+        if wrap:
+            r, c = r % height, c % width
+            inside = torch.ones_like(r, dtype=torch.bool)
+        else:
+            inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
+        index = torch.where(inside, r * width + c, torch.full_like(r, -1))
+        columns.append(torch.where(index == own, torch.full_like(index, -1), index))
+    return torch.stack(columns, dim=1)
+
+
+def _neighbor_cosine(tokens: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """(N, L, K) cosine similarity of every token with the neighbours listed in ``table`` (L, K).
+
+    One neighbour column at a time, so memory stays at two copies of the tokens even for
+    long sequences (patch 2 at 224 px gives 12,544 tokens).
+    """
+    unit = F.normalize(tokens.float(), dim=-1)
+    safe = table.clamp(min=0).to(tokens.device)
+    return torch.stack([(unit * unit[:, safe[:, k]]).sum(-1) for k in range(table.shape[1])], dim=-1)
+
+
+def _check_grid(tokens: torch.Tensor, grid: tuple[int, int]) -> None:
+    if tokens.dim() != 3 or tokens.shape[1] != grid[0] * grid[1]:
+        raise ValueError(f"tokens of shape {tuple(tokens.shape)} do not lie on a {grid[0]}x{grid[1]} grid")
+    if grid[0] * grid[1] < 2:
+        raise ValueError("a grid of one token has no neighbours")
+
+
+@torch.no_grad()
+def closest_neighbor_index(tokens: torch.Tensor, grid: tuple[int, int], wrap: bool = True) -> torch.Tensor:
+    """(N, L) index of each token's most cosine-similar neighbour in its 3x3 window.
+
+    Ties go to the lowest token index.
+    """
+    _check_grid(tokens, grid)
+    table = neighbor_table(grid, wrap).to(tokens.device)
+    sims = _neighbor_cosine(tokens, table).masked_fill(table < 0, float("-inf"))
+    best = sims.amax(dim=-1, keepdim=True)
+    length = tokens.shape[1]
+    candidates = torch.where(sims == best, table.expand_as(sims), torch.full_like(sims, length, dtype=torch.long))
+    return candidates.amin(dim=-1)
+
+
+@torch.no_grad()
+def authors_code_source_index(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """(N, L) index of the token the authors' public code copies into the second branch.
+
+    Their code lists each token's 8 torus neighbours sorted by index, finds the slot ``s`` of the
+    most similar one, then gathers along the token axis: position ``l`` receives the
+    smallest-index neighbour of token number ``s``. Needs at least 8 tokens and both grid sides
+    of at least 2 (so that every token has 8 listed neighbours).
+    """
+    _check_grid(tokens, grid)
+    if min(grid) < 2 or grid[0] * grid[1] < 8:
+        raise ValueError(f"the authors' CNP selection needs a grid of at least 8 tokens with sides >= 2, got {grid}")
+    sorted_table = neighbor_table(grid, wrap=True).sort(dim=-1).values.to(tokens.device)
+    best_slot = _neighbor_cosine(tokens, sorted_table).argmax(dim=-1)
+    return sorted_table[best_slot, 0]
+
+
+def random_other_index(batch: int, length: int, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(N, L) index of a uniformly random token other than the position itself."""
+    shift = torch.randint(1, length, (batch, length), device=device, generator=generator)
+    return (torch.arange(length, device=device) + shift) % length
+
+
+def cnp_source_index(tokens: torch.Tensor, grid: tuple[int, int], mode: str = "paper", wrap: bool = True) -> torch.Tensor:
+    """(N, L) the token whose embedding stands in for each position in the CNP branch."""
+    if mode == "paper":
+        return closest_neighbor_index(tokens, grid, wrap=wrap)
+    if mode == "authors_code":
+        return authors_code_source_index(tokens, grid)
+    if mode == "random":
+        return random_other_index(tokens.shape[0], tokens.shape[1], device=tokens.device)
+    raise ValueError(f"unknown CNP mode {mode!r}; choose one of {CNP_MODES}")

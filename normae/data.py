@@ -1,0 +1,286 @@
+"""Data sets and transforms for MAE pre-training: Fashion-MNIST, ImageNet-1K/100 and a synthetic set for tests."""
+import gzip
+import math
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision import datasets, transforms
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Computed from the 60000 Fashion-MNIST training images (pixels scaled to [0, 1]).
+FASHION_MNIST_MEAN = (0.2860, 0.2860, 0.2860)
+FASHION_MNIST_STD = (0.3530, 0.3530, 0.3530)
+
+FASHION_MNIST_ENV = "NORMAE_FASHION_MNIST"
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+FASHION_MNIST_HELP = """Expected layout (each file plain or gzipped with a .gz suffix):
+  <folder>/train-images-idx3-ubyte.gz
+  <folder>/train-labels-idx1-ubyte.gz
+  <folder>/t10k-images-idx3-ubyte.gz
+  <folder>/t10k-labels-idx1-ubyte.gz
+Get it with `make data` or `normae fetch-data fashion-mnist` (fills data/fashion-mnist from Debian's
+dataset-fashion-mnist package), or set NORMAE_FASHION_MNIST to a folder holding these files."""
+IMAGENET_HELP = """Expected ImageNet-1K (ILSVRC2012) layout, one folder per class wnid:
+  <root>/train/<wnid>/*.JPEG   e.g. <root>/train/n01440764/n01440764_10026.JPEG
+  <root>/val/<wnid>/*.JPEG     (validation images sorted into their class folders)
+ImageNet cannot be downloaded automatically: get ILSVRC2012 from https://image-net.org and pass its folder as root."""
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A data set, or part of one, is not where it was looked for."""
+
+
+class CorruptDataError(RuntimeError):
+    """A data file exists but cannot be read."""
+
+
+# IDX type codes (third magic byte) -> big-endian numpy dtype.
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path) -> np.ndarray:
+    """Read an IDX file (the MNIST format), plain or gzipped."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise CorruptDataError(f"{path}: broken gzip stream ({e})") from e
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+        raise CorruptDataError(f"{path}: not an IDX file (magic bytes {data[:4].hex()!r})")
+    dtype = np.dtype(_IDX_DTYPES[data[2]])
+    ndim = data[3]
+    header_size = 4 + 4 * ndim
+    if len(data) < header_size:
+        raise CorruptDataError(f"{path}: truncated IDX header")
+    shape = struct.unpack(f">{ndim}I", data[4:header_size])
+    expected = math.prod(shape) * dtype.itemsize
+    found = len(data) - header_size
+    if found != expected:
+        raise CorruptDataError(f"{path}: shape {shape} needs {expected} data bytes, found {found}")
+    return np.frombuffer(data, dtype, offset=header_size).astype(dtype.newbyteorder("=")).reshape(shape)
+
+
+def _fashion_mnist_file(root: Path, name: str) -> Path:
+    for path in (root / name, root / f"{name}.gz"):
+        if path.is_file():
+            return path
+    raise DataNotFoundError(f"Fashion-MNIST file {root / name}[.gz] not found.\n{FASHION_MNIST_HELP}")
+
+
+def _holds_fashion_mnist(folder: Path) -> bool:
+    return all((folder / name).is_file() or (folder / f"{name}.gz").is_file() for name in FASHION_MNIST_FILES)
+
+
+class FashionMNIST(Dataset):
+    """Fashion-MNIST from its four IDX files; images come out as RGB (gray repeated) PIL images."""
+
+    classes = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+               "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+    def __init__(self, root, split="train", transform=None):
+        prefixes = {"train": "train", "test": "t10k"}
+        if split not in prefixes:
+            raise ValueError(f"split must be one of {list(prefixes)}, got {split!r}")
+        self.root = Path(root)
+        self.split = split
+        self.transform = transform
+        images_path = _fashion_mnist_file(self.root, f"{prefixes[split]}-images-idx3-ubyte")
+        labels_path = _fashion_mnist_file(self.root, f"{prefixes[split]}-labels-idx1-ubyte")
+        self.images = read_idx(images_path)
+        labels = read_idx(labels_path)
+        if self.images.ndim != 3 or labels.shape != (len(self.images),):
+            raise CorruptDataError(
+                f"{images_path} holds images of shape {self.images.shape} but {labels_path} "
+                f"holds labels of shape {labels.shape}")
+        self.targets = labels.astype(int).tolist()
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, index):
+        image = Image.fromarray(self.images[index]).convert("RGB")
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, self.targets[index]
+
+
+def find_fashion_mnist(root=None) -> Path:
+    """The given root (which must hold the files), else the first of $NORMAE_FASHION_MNIST, ./data/fashion-mnist, Debian's."""
+    if root is not None:
+        if _holds_fashion_mnist(Path(root)):
+            return Path(root)
+        raise DataNotFoundError(f"Fashion-MNIST not found in the given folder {root}.\n{FASHION_MNIST_HELP}")
+    candidates = []
+    if os.environ.get(FASHION_MNIST_ENV):
+        candidates.append((Path(os.environ[FASHION_MNIST_ENV]), f"${FASHION_MNIST_ENV}"))
+    candidates.append((Path.cwd() / "data" / "fashion-mnist", "project data cache"))
+    candidates.append((DEBIAN_FASHION_MNIST, "Debian package dataset-fashion-mnist"))
+    for folder, _ in candidates:
+        if _holds_fashion_mnist(folder):
+            return folder
+    looked = "\n".join(f"  {folder} ({where})" for folder, where in candidates)
+    raise DataNotFoundError(f"Fashion-MNIST not found. Looked in:\n{looked}\n{FASHION_MNIST_HELP}")
+
+
+def load_image(path) -> Image.Image:
+    """ImageFolder loader that reports an unreadable image by its path."""
+    try:
+        with open(path, "rb") as f:
+            return Image.open(f).convert("RGB")
+    except (OSError, SyntaxError, ValueError) as e:
+        raise CorruptDataError(f"cannot read image {path}: {e}") from e
+
+
+def _split_folder(root, split) -> Path:
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    folder = Path(root) / split
+    if not folder.is_dir() or not any(entry.is_dir() for entry in folder.iterdir()):
+        raise DataNotFoundError(f"No ImageNet class folders in {folder}.\n{IMAGENET_HELP}")
+    return folder
+
+
+def imagenet1k(root, split="train", transform=None) -> datasets.ImageFolder:
+    return datasets.ImageFolder(_split_folder(root, split), transform=transform, loader=load_image)
+
+
+def read_class_file(class_file=None) -> list[str]:
+    """Sorted wnids listed one per line in class_file (default: the packaged ImageNet-100 list)."""
+    if class_file is None:
+        text = files("normae").joinpath("resources/imagenet100_classes.txt").read_text()
+    else:
+        text = Path(class_file).read_text()
+    return sorted({line.strip() for line in text.splitlines() if line.strip()})
+
+
+class ImageNet100(datasets.ImageFolder):
+    """The ImageNet-100 classes read in place from an ImageNet-1K tree; labels 0..99 follow sorted wnids."""
+
+    def __init__(self, root, split="train", transform=None, class_file=None):
+        self.wnids = read_class_file(class_file)
+        super().__init__(_split_folder(root, split), transform=transform, loader=load_image)
+
+    def find_classes(self, directory):
+        present = {entry.name for entry in os.scandir(directory) if entry.is_dir()}
+        missing = [wnid for wnid in self.wnids if wnid not in present]
+        if missing:
+            raise DataNotFoundError(
+                f"{directory} lacks {len(missing)} of the {len(self.wnids)} ImageNet-100 classes, "
+                f"e.g. {', '.join(missing[:5])}.\n{IMAGENET_HELP}")
+        return self.wnids, {wnid: label for label, wnid in enumerate(self.wnids)}
+
+
+class GeneratedImages(Dataset):
+    """Small synthetic labelled set for tests, drawn per index from (seed, index).
+
+    Each image is a smooth stripe pattern whose orientation depends on the class, a soft blob
+    and mild noise, so that neighbouring patches look alike, as in natural images.
+    """
+
+    def __init__(self, num_samples, img_size=32, num_classes=10, seed=0, transform=None):
+        self.num_samples = num_samples
+        self.img_size = img_size
+        self.seed = seed
+        self.transform = transform
+        self.classes = [f"class_{label}" for label in range(num_classes)]
+        self.targets = [index % num_classes for index in range(num_samples)]
+
+    def __len__(self):
+        return self.num_samples
+
+    def __getitem__(self, index):
+        if not 0 <= index < self.num_samples:
+            raise IndexError(f"index {index} out of range for {self.num_samples} samples")
+        label = self.targets[index]
+        image = Image.fromarray(self._draw(label, np.random.default_rng([self.seed, index])))
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, label
+
+    def _draw(self, label, rng) -> np.ndarray:
+        y, x = np.mgrid[0:self.img_size, 0:self.img_size] / self.img_size
+        angle = np.pi * (label + rng.uniform(-0.2, 0.2)) / len(self.classes)
+        cycles = rng.uniform(1.0, 2.5)
+        phase = 2 * np.pi * cycles * (x * np.cos(angle) + y * np.sin(angle)) + rng.uniform(0, 2 * np.pi)
+        stripes = (0.5 + 0.5 * np.sin(phase))[..., None]
+        center_y, center_x = rng.uniform(0.2, 0.8, size=2)
+        radius = rng.uniform(0.1, 0.25)
+        blob = np.exp(-((x - center_x) ** 2 + (y - center_y) ** 2) / (2 * radius ** 2))[..., None]
+        dark, light, blob_color = rng.uniform(0, 1, size=(3, 3))
+        image = stripes * light + (1 - stripes) * dark
+        image = (1 - blob) * image + blob * blob_color + rng.normal(0, 0.02, image.shape)
+        return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+
+
+def pretrain_transform(img_size, mean, std):
+    """The MAE pre-training augmentation."""
+    return transforms.Compose([
+        transforms.RandomResizedCrop(img_size, scale=(0.2, 1.0),
+                                     interpolation=transforms.InterpolationMode.BICUBIC),
+        transforms.RandomHorizontalFlip(),
+        transforms.ToTensor(),
+        transforms.Normalize(mean, std),
+    ])
+
+
+def eval_transform(img_size, mean, std, crop_pct=0.875):
+    """Resize to img_size / crop_pct then center crop img_size; crop_pct=1.0 is a plain resize."""
+    return transforms.Compose([
+        transforms.Resize(int(img_size / crop_pct), interpolation=transforms.InterpolationMode.BICUBIC),
+        transforms.CenterCrop(img_size),
+        transforms.ToTensor(),
+        transforms.Normalize(mean, std),
+    ])
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    img_size: int  # native input size
+    num_classes: int
+    mean: tuple
+    std: tuple
+    eval_crop_pct: float  # crop_pct for eval_transform; 1.0 keeps small whole-object images uncropped
+
+
+DATASETS = {
+    "fashion_mnist": DatasetInfo(28, 10, FASHION_MNIST_MEAN, FASHION_MNIST_STD, 1.0),
+    "imagenet1k": DatasetInfo(224, 1000, IMAGENET_MEAN, IMAGENET_STD, 0.875),
+    "imagenet100": DatasetInfo(224, 100, IMAGENET_MEAN, IMAGENET_STD, 0.875),
+    # Pixel statistics measured on GeneratedImages.
+    "generated": DatasetInfo(32, 10, (0.5, 0.5, 0.5), (0.23, 0.23, 0.23), 1.0),
+}
+
+
+def build_pretrain_dataset(name, root=None, img_size=None, split="train", generated_samples=512) -> Dataset:
+    """A data set with the MAE pre-training augmentation; img_size=None keeps the set's native size."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
+    info = DATASETS[name]
+    img_size = img_size or info.img_size
+    transform = pretrain_transform(img_size, info.mean, info.std)
+    if name == "fashion_mnist":
+        return FashionMNIST(find_fashion_mnist(root), split, transform)
+    if name == "generated":
+        return GeneratedImages(generated_samples, img_size, info.num_classes,
+                               seed=0 if split == "train" else 1, transform=transform)
+    if root is None:
+        raise DataNotFoundError(f"{name} needs root, the ImageNet-1K folder.\n{IMAGENET_HELP}")
+    if name == "imagenet100":
+        return ImageNet100(root, split, transform)
+    return imagenet1k(root, split, transform)

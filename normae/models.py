@@ -1,0 +1,270 @@
+"""ViT encoder and MAE decoder from timm pieces, trained as MAE or NoR-MAE.
+
+Parameter names follow the MAE reference (``patch_embed.proj``, ``cls_token``, ``pos_embed``,
+``blocks.N``, ``norm``, ``decoder_embed``, ``mask_token``, ``decoder_pos_embed``,
+``decoder_blocks.N``, ``decoder_norm``, ``decoder_pred``), so public MAE / NoR-MAE checkpoints
+load with ``strict=True`` and the encoder part loads into a timm ``VisionTransformer``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+import torch
+import torch.nn as nn
+from timm.layers import PatchEmbed, to_2tuple
+from timm.models.vision_transformer import Block
+
+from normae.cnp import CNP_MODES, cnp_source_index
+from normae.losses import NOR_VARIANTS, nor_loss, reconstruction_loss
+
+METHODS = ("mae", "nor_mae")
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    embed_dim: int
+    depth: int
+    num_heads: int
+    decoder_embed_dim: int
+    decoder_depth: int
+    decoder_num_heads: int
+
+
+# tiny / small / base: the authors' pre-training shapes (decoder depth 12). micro / mini: the CPU scale.
+MODEL_SIZES = {
+    "vit_micro": ModelSize(64, 4, 4, 64, 2, 4),
+    "vit_mini": ModelSize(128, 6, 4, 128, 4, 4),
+    "vit_tiny": ModelSize(192, 12, 12, 192, 12, 12),
+    "vit_small": ModelSize(384, 12, 6, 256, 12, 8),
+    "vit_base": ModelSize(768, 12, 12, 512, 12, 16),
+}
+
+
+@dataclass
+class MAEOutput:
+    loss: torch.Tensor
+    loss_rec: torch.Tensor
+    loss_nor: torch.Tensor
+    pred: torch.Tensor
+    mask: torch.Tensor
+
+
+def sincos_pos_embed(embed_dim: int, grid: tuple[int, int], cls_token: bool = True) -> np.ndarray:
+    """Fixed 2-D sin-cos table in the MAE reference's channel order, shape (cls + H*W, embed_dim).
+
+    The first half of the channels encodes the column, the second half the row; each half is
+    [sin, cos] of position x 1/10000^(k/(D/4)). timm's own builder orders channels differently.
+    """
+    if embed_dim % 4:
+        raise ValueError(f"sin-cos position embedding needs embed_dim divisible by 4, got {embed_dim}")
+    omega = 1.0 / 10000 ** (np.arange(embed_dim // 4, dtype=np.float64) / (embed_dim / 4.0))
+
+    def encode(positions: np.ndarray) -> np.ndarray:
+        angles = np.einsum("m,d->md", positions.reshape(-1), omega)
+        return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+
+    rows, cols = np.meshgrid(np.arange(grid[0], dtype=np.float64), np.arange(grid[1], dtype=np.float64), indexing="ij")
+    table = np.concatenate([encode(cols), encode(rows)], axis=1)
+    if cls_token:
+        table = np.concatenate([np.zeros((1, embed_dim)), table], axis=0)
+    return table
+
+
+def random_masking(tokens: torch.Tensor, mask_ratio: float, noise: torch.Tensor | None = None):
+    """Keep the ``int(L * (1 - mask_ratio))`` tokens of lowest noise, per sample.
+
+    Returns the kept tokens (N, K, D), the mask (N, L; 1 = removed), ``ids_restore`` (N, L) that
+    undoes the shuffle, and ``ids_keep`` (N, K).
+    """
+    batch, length, dim = tokens.shape
+    keep = int(length * (1 - mask_ratio))
+    if noise is None:
+        noise = torch.rand(batch, length, device=tokens.device)
+    if noise.shape != (batch, length):
+        raise ValueError(f"noise must have shape {(batch, length)}, got {tuple(noise.shape)}")
+    ids_shuffle = torch.argsort(noise.to(tokens.device), dim=1)
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    ids_keep = ids_shuffle[:, :keep]
+    kept = torch.gather(tokens, 1, ids_keep.unsqueeze(-1).expand(-1, -1, dim))
+    mask = torch.ones(batch, length, device=tokens.device)
+    mask[:, :keep] = 0
+    mask = torch.gather(mask, 1, ids_restore)
+    return kept, mask, ids_restore, ids_keep
+
+
+class MaskedAutoencoderViT(nn.Module):
+    """MAE with an optional Neighbour-Repelling second branch (``method="nor_mae"``).
+
+    NoR-MAE runs the kept positions' closest-neighbour tokens through the same encoder and
+    decoder under no-grad, decodes them with the same ``ids_restore``, and adds
+    ``lam * nor_loss(pred, pred_cnp)`` to the reconstruction loss.
+    """
+
+    def __init__(
+        self,
+        img_size=224,
+        patch_size=16,
+        in_chans=3,
+        embed_dim=192,
+        depth=12,
+        num_heads=12,
+        decoder_embed_dim=192,
+        decoder_depth=12,
+        decoder_num_heads=12,
+        mlp_ratio=4.0,
+        norm_pix_loss=True,
+        mask_ratio=0.75,
+        method="mae",
+        lam=5e-5,
+        nor_variant="offdiag",
+        cnp="paper",
+        cnp_wrap=True,
+    ):
+        super().__init__()
+        img_size = to_2tuple(img_size)
+        if img_size[0] % patch_size or img_size[1] % patch_size:
+            divisors = [p for p in range(1, min(img_size) + 1) if img_size[0] % p == 0 and img_size[1] % p == 0]
+            raise ValueError(f"patch size {patch_size} does not divide image size {img_size}; patch sizes that do: {divisors}")
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+        if nor_variant not in NOR_VARIANTS:
+            raise ValueError(f"unknown NoR variant {nor_variant!r}; choose one of {NOR_VARIANTS}")
+        if cnp not in CNP_MODES:
+            raise ValueError(f"unknown CNP mode {cnp!r}; choose one of {CNP_MODES}")
+        if not 0.0 <= mask_ratio < 1.0:
+            raise ValueError(f"mask ratio must be in [0, 1), got {mask_ratio}")
+        self.patch_size = patch_size
+        self.in_chans = in_chans
+        self.norm_pix_loss = norm_pix_loss
+        self.mask_ratio = mask_ratio
+        self.method = method
+        self.lam = lam
+        self.nor_variant = nor_variant
+        self.cnp = cnp
+        self.cnp_wrap = cnp_wrap
+        norm_layer = partial(nn.LayerNorm, eps=1e-6)
+
+        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
+        self.grid = self.patch_embed.grid_size
+        num_patches = self.patch_embed.num_patches
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, embed_dim), requires_grad=False)
+        self.blocks = nn.ModuleList(
+            [Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True, norm_layer=norm_layer) for _ in range(depth)]
+        )
+        self.norm = norm_layer(embed_dim)
+
+        self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim, bias=True)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
+        self.decoder_pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, decoder_embed_dim), requires_grad=False)
+        self.decoder_blocks = nn.ModuleList(
+            [
+                Block(decoder_embed_dim, decoder_num_heads, mlp_ratio, qkv_bias=True, norm_layer=norm_layer)
+                for _ in range(decoder_depth)
+            ]
+        )
+        self.decoder_norm = norm_layer(decoder_embed_dim)
+        self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size**2 * in_chans, bias=True)
+        self.initialize_weights()
+
+    def initialize_weights(self):
+        self.pos_embed.data.copy_(torch.from_numpy(sincos_pos_embed(self.pos_embed.shape[-1], self.grid)).float()[None])
+        self.decoder_pos_embed.data.copy_(
+            torch.from_numpy(sincos_pos_embed(self.decoder_pos_embed.shape[-1], self.grid)).float()[None]
+        )
+        weight = self.patch_embed.proj.weight.data
+        nn.init.xavier_uniform_(weight.view(weight.shape[0], -1))
+        nn.init.normal_(self.cls_token, std=0.02)
+        nn.init.normal_(self.mask_token, std=0.02)
+        self.apply(self._init_layer)
+
+    @staticmethod
+    def _init_layer(module):
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def no_weight_decay(self):
+        return {"cls_token", "pos_embed", "mask_token", "decoder_pos_embed"}
+
+    def group_matcher(self, coarse=False):
+        """Layer groups for timm's layer-wise lr decay: stem, then one group per encoder block."""
+        return {"stem": r"^cls_token|^pos_embed|^patch_embed", "blocks": [(r"^blocks\.(\d+)", None), (r"^norm", (99999,))]}
+
+    def encoder_state_dict(self) -> dict:
+        """The encoder's weights under timm ``VisionTransformer`` names (no decoder, no head)."""
+        skip = ("decoder_", "mask_token")
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(skip)}
+
+    def patchify(self, imgs: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, L, p*p*C), channels last within a patch as in the MAE reference."""
+        p = self.patch_size
+        n, c, h, w = imgs.shape
+        x = imgs.reshape(n, c, h // p, p, w // p, p)
+        return torch.einsum("nchpwq->nhwpqc", x).reshape(n, (h // p) * (w // p), p * p * c)
+
+    def unpatchify(self, patches: torch.Tensor) -> torch.Tensor:
+        p, (gh, gw), c = self.patch_size, self.grid, self.in_chans
+        x = patches.reshape(patches.shape[0], gh, gw, p, p, c)
+        return torch.einsum("nhwpqc->nchpwq", x).reshape(patches.shape[0], c, gh * p, gw * p)
+
+    def embed(self, imgs: torch.Tensor) -> torch.Tensor:
+        """Embedded tokens (patch embedding + position embedding), before masking: (N, L, D)."""
+        return self.patch_embed(imgs) + self.pos_embed[:, 1:, :]
+
+    def encode(self, kept_tokens: torch.Tensor) -> torch.Tensor:
+        cls = (self.cls_token + self.pos_embed[:, :1, :]).expand(kept_tokens.shape[0], -1, -1)
+        x = torch.cat([cls, kept_tokens], dim=1)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    def decode(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
+        """Predicted patches for all L positions, (N, L, p*p*C)."""
+        x = self.decoder_embed(latent)
+        batch, length = ids_restore.shape
+        mask_tokens = self.mask_token.expand(batch, length + 1 - x.shape[1], -1)
+        shuffled = torch.cat([x[:, 1:, :], mask_tokens], dim=1)
+        restored = torch.gather(shuffled, 1, ids_restore.unsqueeze(-1).expand(-1, -1, x.shape[2]))
+        x = torch.cat([x[:, :1, :], restored], dim=1) + self.decoder_pos_embed
+        for block in self.decoder_blocks:
+            x = block(x)
+        return self.decoder_pred(self.decoder_norm(x))[:, 1:, :]
+
+    def cnp_prediction(self, tokens: torch.Tensor, ids_keep: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
+        """The stop-gradient siamese branch: decoder output for the kept positions' CNP tokens."""
+        with torch.no_grad():
+            tokens = tokens.detach()
+            source = cnp_source_index(tokens, self.grid, mode=self.cnp, wrap=self.cnp_wrap)
+            kept_source = torch.gather(source, 1, ids_keep)
+            cnp_tokens = torch.gather(tokens, 1, kept_source.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+            return self.decode(self.encode(cnp_tokens), ids_restore)
+
+    def forward(self, imgs: torch.Tensor, noise: torch.Tensor | None = None) -> MAEOutput:
+        tokens = self.embed(imgs)
+        kept, mask, ids_restore, ids_keep = random_masking(tokens, self.mask_ratio, noise)
+        pred = self.decode(self.encode(kept), ids_restore)
+        loss_rec = reconstruction_loss(pred, self.patchify(imgs), mask, norm_pix=self.norm_pix_loss)
+        if self.method == "nor_mae":
+            pred_cnp = self.cnp_prediction(tokens, ids_keep, ids_restore)
+            loss_nor = nor_loss(pred, pred_cnp, variant=self.nor_variant, standardize=self.norm_pix_loss)
+            loss = loss_rec + self.lam * loss_nor
+        else:
+            loss_nor = torch.zeros((), device=imgs.device)
+            loss = loss_rec
+        return MAEOutput(loss=loss, loss_rec=loss_rec, loss_nor=loss_nor, pred=pred, mask=mask)
+
+
+def build_mae(size: str = "vit_tiny", **kwargs) -> MaskedAutoencoderViT:
+    """A named size (``MODEL_SIZES``) with the given image, patch, method and loss options."""
+    if size not in MODEL_SIZES:
+        raise ValueError(f"unknown model size {size!r}; choose one of {sorted(MODEL_SIZES)}")
+    shape = MODEL_SIZES[size]
+    return MaskedAutoencoderViT(**{**shape.__dict__, **kwargs})
