@@ -1,4 +1,4 @@
-"""``normae`` command line: pretrain | bench | fetch-data."""
+"""``normae`` command line: pretrain | bench | summarize | fetch-data."""
 
 from __future__ import annotations
 
@@ -82,6 +82,32 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_summarize(args) -> int:
+    rows = []
+    for run in args.runs:
+        path = Path(run) / "summary.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist: {run} is not a finished run")
+        summary = json.loads(path.read_text())
+        spec, final = summary["spec"], summary["final"]
+        rows.append({
+            "run": Path(run).name,
+            "method": spec["method"] + (f" ({spec['cnp']} CNP, lambda {spec['lam']:g})" if spec["method"] == "nor_mae" else ""),
+            "epochs": summary["epochs"],
+            "loss_rec": f"{final['loss_rec']:.4f}",
+            "loss_nor": f"{final['loss_nor']:.4f}",
+            "step_s": f"{summary['step_time_median_s']:.3f}" if summary["step_time_median_s"] else "-",
+            "images_s": f"{summary['images_per_second']:.1f}" if summary["images_per_second"] else "-",
+        })
+    widths = {key: max(len(key), *(len(str(row[key])) for row in rows)) for key in rows[0]}
+    print("  ".join(key.ljust(width) for key, width in widths.items()))
+    for row in rows:
+        print("  ".join(str(row[key]).ljust(width) for key, width in widths.items()))
+    print("loss_rec: masked-patch MSE on normalised pixels (last epoch mean); loss_nor: NoR penalty before lambda; "
+          "step_s: median seconds per optimiser step in the last session")
+    return 0
+
+
 def cmd_fetch_data(args) -> int:
     from normae.fetch import fetch_fashion_mnist
 
@@ -125,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "none"), help="mixed precision (auto: bf16 on CUDA)")
     bench.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     bench.set_defaults(func=cmd_bench)
+
+    summarize = commands.add_parser("summarize", help="print the final metrics of finished runs side by side")
+    summarize.add_argument("runs", nargs="+", help="run folders holding summary.json")
+    summarize.set_defaults(func=cmd_summarize)
 
     fetch = commands.add_parser("fetch-data", help="fetch Fashion-MNIST into the data cache",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -266,7 +266,8 @@ class Trainer:
         cfg, model = self.cfg, self.model
         batches_per_epoch = self.steps_per_epoch * cfg.accum_iter
         progress = self.progress_bar()
-        lr = learning_rate(self.epoch + self.batches_done / batches_per_epoch, cfg)
+        group = self.optimizer.param_groups[0]
+        lr = group["lr"] / group.get("lr_scale", 1.0)  # as the last step set it (restored on resume)
         step_start = time.perf_counter()
         for batch in self.loader(self.epoch):
             if self.batches_done % cfg.accum_iter == 0:

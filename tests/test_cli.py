@@ -1,0 +1,114 @@
+"""The normae command line as a user runs it: real Fashion-MNIST, signals, bad input, the bench."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from normae.checkpoint import load_checkpoint
+from normae.cli import build_parser
+from normae.spec import PretrainSpec
+
+from test_train import small_spec
+
+NORMAE = [sys.executable, "-m", "normae.cli"]
+
+
+def normae(args, cwd, **kwargs):
+    return subprocess.run(NORMAE + args, cwd=cwd, capture_output=True, text=True, timeout=600, **kwargs)
+
+
+def test_help_explains_every_option():
+    text = build_parser()._subparsers._group_actions[0].choices["pretrain"].format_help()
+    for field in PretrainSpec.__dataclass_fields__:
+        assert "--" + field.replace("_", "-") in text, field
+    assert "--resume" in text and "summary.json" in text
+
+
+@pytest.mark.slow
+def test_pretrain_on_fashion_mnist_end_to_end(tmp_path, fashion_mnist_root):
+    result = normae(
+        ["pretrain", "--data-root", str(fashion_mnist_root), "--model", "vit_micro", "--train-samples", "256",
+         "--epochs", "2", "--warmup-epochs", "1", "--batch-size", "32", "--num-workers", "0", "--out", "run"],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "run"
+    assert {p.name for p in run.iterdir()} == {"spec.json", "checkpoint.pt", "metrics.jsonl", "summary.json"}
+    spec = PretrainSpec.from_json(run / "spec.json")
+    assert (spec.dataset, spec.patch_size, spec.cnp) == ("fashion_mnist", 2, "paper")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["num_patches"] == 196 and summary["train_images"] == 256 and summary["epochs"] == 2
+    epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"epoch"' in line]
+    epoch_lines = [line for line in epochs if line["kind"] == "epoch"]
+    assert len(epoch_lines) == 2 and epoch_lines[1]["loss_rec"] < epoch_lines[0]["loss_rec"]
+    assert summary["final"]["loss_nor"] != 0
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert printed["loss"] == summary["final"]["loss"]
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_process_then_resume(tmp_path):
+    spec = small_spec(epochs=3, warmup_epochs=1, img_size=32, patch_size=4, train_samples=128)
+    (tmp_path / "spec.json").write_text(spec.to_json())
+    assert normae(["pretrain", "--spec", "spec.json", "--out", "straight"], tmp_path).returncode == 0
+
+    process = subprocess.Popen(NORMAE + ["pretrain", "--spec", "spec.json", "--out", "stopped"], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "stopped" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    assert "--resume" in stderr
+    assert not (tmp_path / "stopped" / "summary.json").exists()
+
+    resumed = normae(["pretrain", "--spec", "spec.json", "--out", "stopped", "--resume"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")["model"]
+    b = load_checkpoint(tmp_path / "stopped" / "checkpoint.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "straight" / "metrics.jsonl").read_text() == metrics.read_text()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--img-size", "28", "--patch-size", "5"], "does not divide"),
+        (["--method", "simclr"], "method must be mae or nor_mae"),
+        (["--dataset", "imagenet100"], "ImageNet-1K"),
+        (["--data-root", "/nonexistent/fmnist"], "make data"),
+    ],
+)
+def test_bad_input_is_a_clear_error(tmp_path, args, message):
+    result = normae(["pretrain", "--out", "run", "--epochs", "1", "--warmup-epochs", "0", *args], tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_spec_file_with_unknown_key_is_refused(tmp_path):
+    (tmp_path / "spec.json").write_text(json.dumps({"lamda": 1e-4}))
+    result = normae(["pretrain", "--spec", "spec.json"], tmp_path)
+    assert result.returncode == 2 and "unknown spec keys ['lamda']" in result.stderr
+
+
+def test_bench_prints_one_json_line_with_ratios(tmp_path):
+    result = normae(["bench", "--model", "vit_micro", "--img-size", "32", "--patch-size", "4", "--batch-size", "4",
+                     "--steps", "2", "--warmup", "1"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    report = json.loads(lines[0])
+    for method in ("mae", "nor_mae"):
+        assert report[method]["median_step_s"] > 0
+        assert report[method]["images_per_s"] == pytest.approx(4 / report[method]["median_step_s"])
+    assert report["nor_over_mae_time"] == pytest.approx(report["nor_mae"]["median_step_s"] / report["mae"]["median_step_s"])
+    assert report["memory_kind"] == "cpu_peak_rss_growth_mib"
+    assert report["nor_over_mae_memory"] is None or report["nor_over_mae_memory"] > 0

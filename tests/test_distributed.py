@@ -1,0 +1,45 @@
+"""Two CPU processes (gloo DDP, launched by torchrun) train like one process with the same global batch."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from normae.checkpoint import load_checkpoint
+
+from test_train import small_spec
+
+
+def run_cli(args, cwd, torchrun_processes=None):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if torchrun_processes:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={torchrun_processes}", "-m", "normae.cli"]
+    else:
+        command = [sys.executable, "-m", "normae.cli"]
+    return subprocess.run(command + args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_equals_one_process(tmp_path):
+    one = small_spec(epochs=1, warmup_epochs=0, batch_size=16, cnp="paper")
+    two = small_spec(epochs=1, warmup_epochs=0, batch_size=8, cnp="paper")
+    (tmp_path / "one.json").write_text(one.to_json())
+    (tmp_path / "two.json").write_text(two.to_json())
+
+    single = run_cli(["pretrain", "--spec", "one.json", "--out", "single"], tmp_path)
+    assert single.returncode == 0, single.stderr
+    ddp = run_cli(["pretrain", "--spec", "two.json", "--out", "ddp"], tmp_path, torchrun_processes=2)
+    assert ddp.returncode == 0, ddp.stderr
+
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["effective_batch"] == 16
+    a = load_checkpoint(tmp_path / "single" / "checkpoint.pt")["model"]
+    b = load_checkpoint(tmp_path / "ddp" / "checkpoint.pt")["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
+    single_losses = [json.loads(line)["loss"] for line in (tmp_path / "single" / "metrics.jsonl").read_text().splitlines()]
+    ddp_losses = [json.loads(line)["loss"] for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    assert single_losses == pytest.approx(ddp_losses, rel=1e-4)
