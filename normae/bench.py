@@ -87,7 +87,6 @@ def run_bench(
     noises = [torch.rand(batch_size, num_patches, generator=generator).to(device) for _ in range(warmup + steps)]
     times = {name: [] for name in methods}
     peaks = {name: [] for name in methods}
-    cpu_memory = CpuPeakMemory() if device.type == "cpu" else None
     for i in range(warmup + steps):
         order = list(methods) if i % 2 == 0 else list(reversed(methods))
         for name in order:
@@ -95,19 +94,22 @@ def run_bench(
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
                 torch.cuda.reset_peak_memory_stats(device)
-            elif cpu_memory.available:
-                cpu_memory.start()
             start = time.perf_counter()
             _train_step(net, optimizer, images, noises[i], amp_dtype)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            elapsed = time.perf_counter() - start
-            if i < warmup:
-                continue
-            times[name].append(elapsed)
-            if device.type == "cuda":
-                peaks[name].append(torch.cuda.max_memory_allocated(device) / 2**20)
-            elif cpu_memory.available:
+            if i >= warmup:
+                times[name].append(time.perf_counter() - start)
+                if device.type == "cuda":
+                    peaks[name].append(torch.cuda.max_memory_allocated(device) / 2**20)
+    cpu_memory = CpuPeakMemory() if device.type == "cpu" else None
+    if cpu_memory is not None and cpu_memory.available:
+        # Measured after the timing: returning freed memory to the system before every step
+        # makes the next step page it in again, which would distort the times.
+        for name, (net, optimizer) in methods.items():
+            for noise in noises[:2]:
+                cpu_memory.start()
+                _train_step(net, optimizer, images, noise, amp_dtype)
                 peaks[name].append(cpu_memory.peak_mib())
     result = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",

@@ -70,11 +70,19 @@ def closest_neighbor_index(tokens: torch.Tensor, grid: tuple[int, int], wrap: bo
     """
     _check_grid(tokens, grid)
     table = neighbor_table(grid, wrap).to(tokens.device)
-    sims = _neighbor_cosine(tokens, table).masked_fill(table < 0, float("-inf"))
+    valid = table >= 0
+    # A non-finite token (e.g. an fp16 overflow) must not yield an index outside the sequence.
+    sims = _neighbor_cosine(tokens, table).nan_to_num(nan=float("-inf")).masked_fill(~valid, float("-inf"))
     best = sims.amax(dim=-1, keepdim=True)
     length = tokens.shape[1]
-    candidates = torch.where(sims == best, table.expand_as(sims), torch.full_like(sims, length, dtype=torch.long))
+    ties = (sims == best) & valid
+    candidates = torch.where(ties, table.expand_as(sims), torch.full_like(sims, length, dtype=torch.long))
     return candidates.amin(dim=-1)
+
+
+def check_authors_code_grid(grid: tuple[int, int]) -> None:
+    if min(grid) < 2 or grid[0] * grid[1] < 8:
+        raise ValueError(f"the authors' CNP selection needs a grid of at least 8 tokens with sides >= 2, got {grid}")
 
 
 @torch.no_grad()
@@ -87,8 +95,7 @@ def authors_code_source_index(tokens: torch.Tensor, grid: tuple[int, int]) -> to
     of at least 2 (so that every token has 8 listed neighbours).
     """
     _check_grid(tokens, grid)
-    if min(grid) < 2 or grid[0] * grid[1] < 8:
-        raise ValueError(f"the authors' CNP selection needs a grid of at least 8 tokens with sides >= 2, got {grid}")
+    check_authors_code_grid(grid)
     sorted_table = neighbor_table(grid, wrap=True).sort(dim=-1).values.to(tokens.device)
     best_slot = _neighbor_cosine(tokens, sorted_table).argmax(dim=-1)
     return sorted_table[best_slot, 0]
@@ -96,6 +103,8 @@ def authors_code_source_index(tokens: torch.Tensor, grid: tuple[int, int]) -> to
 
 def random_other_index(batch: int, length: int, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
     """(N, L) index of a uniformly random token other than the position itself."""
+    if length < 2:
+        raise ValueError("a random other token needs a sequence of at least 2 tokens")
     shift = torch.randint(1, length, (batch, length), device=device, generator=generator)
     return (torch.arange(length, device=device) + shift) % length
 

@@ -17,7 +17,7 @@ import torch.nn as nn
 from timm.layers import PatchEmbed, to_2tuple
 from timm.models.vision_transformer import Block
 
-from normae.cnp import CNP_MODES, cnp_source_index
+from normae.cnp import CNP_MODES, check_authors_code_grid, cnp_source_index
 from normae.losses import NOR_VARIANTS, nor_loss, reconstruction_loss
 
 METHODS = ("mae", "nor_mae")
@@ -149,6 +149,10 @@ class MaskedAutoencoderViT(nn.Module):
 
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
         self.grid = self.patch_embed.grid_size
+        if method == "nor_mae" and cnp == "authors_code":
+            if not cnp_wrap:
+                raise ValueError("cnp='authors_code' always uses the torus border, as the public code does: keep cnp_wrap=True")
+            check_authors_code_grid(self.grid)
         num_patches = self.patch_embed.num_patches
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, embed_dim), requires_grad=False)

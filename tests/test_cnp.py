@@ -364,3 +364,18 @@ def test_wrong_token_shape_raises(shape, grid):
         authors_code_source_index(tokens, grid)
     with pytest.raises(ValueError):
         cnp_source_index(tokens, grid, "paper")
+
+
+@pytest.mark.parametrize("wrap", [True, False])
+def test_non_finite_token_never_gives_an_index_outside_the_sequence(wrap):
+    tokens = torch.randn(2, 9, 5)
+    tokens[0, 4] = float("nan")
+    tokens[1, 0] = float("inf")
+    index = closest_neighbor_index(tokens, (3, 3), wrap=wrap)
+    assert ((index >= 0) & (index < 9)).all()
+    assert (index != torch.arange(9)).all()
+
+
+def test_random_other_index_needs_two_tokens():
+    with pytest.raises(ValueError, match="at least 2"):
+        random_other_index(1, 1)

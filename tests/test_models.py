@@ -517,3 +517,11 @@ def test_no_weight_decay_names_are_parameters():
     for name in model.no_weight_decay():
         assert name in names
     assert {"cls_token", "mask_token", "pos_embed", "decoder_pos_embed"} <= set(model.no_weight_decay())
+
+
+def test_authors_code_mode_is_checked_when_the_model_is_built():
+    with pytest.raises(ValueError, match="at least 8 tokens"):
+        build_mae("vit_micro", img_size=32, patch_size=16, method="nor_mae", cnp="authors_code")
+    with pytest.raises(ValueError, match="torus"):
+        build_mae("vit_micro", img_size=32, patch_size=4, method="nor_mae", cnp="authors_code", cnp_wrap=False)
+    build_mae("vit_micro", img_size=32, patch_size=16, method="mae", cnp="authors_code")
