@@ -44,15 +44,26 @@ def neighbor_table(grid: tuple[int, int], wrap: bool = True) -> torch.Tensor:
     return torch.stack(columns, dim=1)
 
 
-def _neighbor_cosine(tokens: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-    """(N, L, K) cosine similarity of every token with the neighbours listed in ``table`` (L, K).
+def _gather_tokens(tokens: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """tokens (N, L, D) at index (N, P) -> (N, P, D)."""
+    return torch.gather(tokens, 1, index.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+
+
+def _neighbor_table_at(table: torch.Tensor, positions: torch.Tensor | None, batch: int) -> torch.Tensor:
+    """The (N, P, K) rows of ``table`` (L, K) for ``positions`` (N, P), or all L rows."""
+    return table.expand(batch, -1, -1) if positions is None else table[positions]
+
+
+def _neighbor_cosine(tokens: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+    """(N, P, K) cosine similarity of the tokens at ``positions`` with the neighbours in ``rows`` (N, P, K).
 
     One neighbour column at a time, so memory stays at two copies of the tokens even for
     long sequences (patch 2 at 224 px gives 12,544 tokens).
     """
     unit = F.normalize(tokens.float(), dim=-1)
-    safe = table.clamp(min=0).to(tokens.device)
-    return torch.stack([(unit * unit[:, safe[:, k]]).sum(-1) for k in range(table.shape[1])], dim=-1)
+    centre = unit if positions is None else _gather_tokens(unit, positions)
+    safe = rows.clamp(min=0)
+    return torch.stack([(centre * _gather_tokens(unit, safe[..., k])).sum(-1) for k in range(rows.shape[-1])], dim=-1)
 
 
 def _check_grid(tokens: torch.Tensor, grid: tuple[int, int]) -> None:
@@ -63,21 +74,22 @@ def _check_grid(tokens: torch.Tensor, grid: tuple[int, int]) -> None:
 
 
 @torch.no_grad()
-def closest_neighbor_index(tokens: torch.Tensor, grid: tuple[int, int], wrap: bool = True) -> torch.Tensor:
+def closest_neighbor_index(
+    tokens: torch.Tensor, grid: tuple[int, int], wrap: bool = True, positions: torch.Tensor | None = None
+) -> torch.Tensor:
     """(N, L) index of each token's most cosine-similar neighbour in its 3x3 window.
 
-    Ties go to the lowest token index.
+    Ties go to the lowest token index. With ``positions`` (N, P), only those tokens' neighbours
+    are computed and the result is (N, P).
     """
     _check_grid(tokens, grid)
-    table = neighbor_table(grid, wrap).to(tokens.device)
-    valid = table >= 0
+    rows = _neighbor_table_at(neighbor_table(grid, wrap).to(tokens.device), positions, tokens.shape[0])
+    valid = rows >= 0
     # A non-finite token (e.g. an fp16 overflow) must not yield an index outside the sequence.
-    sims = _neighbor_cosine(tokens, table).nan_to_num(nan=float("-inf")).masked_fill(~valid, float("-inf"))
+    sims = _neighbor_cosine(tokens, rows, positions).nan_to_num(nan=float("-inf")).masked_fill(~valid, float("-inf"))
     best = sims.amax(dim=-1, keepdim=True)
-    length = tokens.shape[1]
     ties = (sims == best) & valid
-    candidates = torch.where(ties, table.expand_as(sims), torch.full_like(sims, length, dtype=torch.long))
-    return candidates.amin(dim=-1)
+    return torch.where(ties, rows, torch.full_like(rows, tokens.shape[1])).amin(dim=-1)
 
 
 def check_authors_code_grid(grid: tuple[int, int]) -> None:
@@ -86,35 +98,46 @@ def check_authors_code_grid(grid: tuple[int, int]) -> None:
 
 
 @torch.no_grad()
-def authors_code_source_index(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+def authors_code_source_index(tokens: torch.Tensor, grid: tuple[int, int], positions: torch.Tensor | None = None) -> torch.Tensor:
     """(N, L) index of the token the authors' public code copies into the second branch.
 
     Their code lists each token's 8 torus neighbours sorted by index, finds the slot ``s`` of the
     most similar one, then gathers along the token axis: position ``l`` receives the
     smallest-index neighbour of token number ``s``. Needs at least 8 tokens and both grid sides
-    of at least 2 (so that every token has 8 listed neighbours).
+    of at least 2 (so that every token has 8 listed neighbours). ``positions`` as in
+    ``closest_neighbor_index``.
     """
     _check_grid(tokens, grid)
     check_authors_code_grid(grid)
     sorted_table = neighbor_table(grid, wrap=True).sort(dim=-1).values.to(tokens.device)
-    best_slot = _neighbor_cosine(tokens, sorted_table).argmax(dim=-1)
+    rows = _neighbor_table_at(sorted_table, positions, tokens.shape[0])
+    best_slot = _neighbor_cosine(tokens, rows, positions).argmax(dim=-1)
     return sorted_table[best_slot, 0]
 
 
-def random_other_index(batch: int, length: int, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
-    """(N, L) index of a uniformly random token other than the position itself."""
+def random_other_index(
+    batch: int, length: int, device=None, generator: torch.Generator | None = None, positions: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(N, L) index of a uniformly random token other than the position itself (or (N, P) for ``positions``)."""
     if length < 2:
         raise ValueError("a random other token needs a sequence of at least 2 tokens")
-    shift = torch.randint(1, length, (batch, length), device=device, generator=generator)
-    return (torch.arange(length, device=device) + shift) % length
+    if positions is None:
+        positions = torch.arange(length, device=device).expand(batch, -1)
+    shift = torch.randint(1, length, positions.shape, device=device, generator=generator)
+    return (positions + shift) % length
 
 
-def cnp_source_index(tokens: torch.Tensor, grid: tuple[int, int], mode: str = "paper", wrap: bool = True) -> torch.Tensor:
-    """(N, L) the token whose embedding stands in for each position in the CNP branch."""
+def cnp_source_index(
+    tokens: torch.Tensor, grid: tuple[int, int], mode: str = "paper", wrap: bool = True, positions: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(N, L) the token whose embedding stands in for each position in the CNP branch.
+
+    With ``positions`` (N, P), only for those positions: the training step needs the kept ones only.
+    """
     if mode == "paper":
-        return closest_neighbor_index(tokens, grid, wrap=wrap)
+        return closest_neighbor_index(tokens, grid, wrap=wrap, positions=positions)
     if mode == "authors_code":
-        return authors_code_source_index(tokens, grid)
+        return authors_code_source_index(tokens, grid, positions=positions)
     if mode == "random":
-        return random_other_index(tokens.shape[0], tokens.shape[1], device=tokens.device)
+        return random_other_index(tokens.shape[0], tokens.shape[1], device=tokens.device, positions=positions)
     raise ValueError(f"unknown CNP mode {mode!r}; choose one of {CNP_MODES}")

@@ -246,8 +246,7 @@ class MaskedAutoencoderViT(nn.Module):
         """The stop-gradient siamese branch: decoder output for the kept positions' CNP tokens."""
         with torch.no_grad():
             tokens = tokens.detach()
-            source = cnp_source_index(tokens, self.grid, mode=self.cnp, wrap=self.cnp_wrap)
-            kept_source = torch.gather(source, 1, ids_keep)
+            kept_source = cnp_source_index(tokens, self.grid, mode=self.cnp, wrap=self.cnp_wrap, positions=ids_keep)
             cnp_tokens = torch.gather(tokens, 1, kept_source.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
             return self.decode(self.encode(cnp_tokens), ids_restore)
 

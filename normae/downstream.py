@@ -1,0 +1,255 @@
+"""Classification data sets for fine-tuning and linear probing, each with a train and an evaluation split."""
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from torch.utils.data import ConcatDataset, Dataset, Subset
+from torchvision import datasets, transforms
+
+from normae.data import (
+    FASHION_MNIST_MEAN,
+    FASHION_MNIST_STD,
+    IMAGENET_HELP,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    DataNotFoundError,
+    FashionMNIST,
+    GeneratedImages,
+    ImageNet100,
+    find_fashion_mnist,
+    imagenet1k,
+)
+
+CALTECH101_TRAIN_PER_CLASS = 30
+CALTECH101_EVAL_PER_CLASS = 50
+DIGITS_TEST_FRACTION = 0.25
+# Like Flowers-102, which has 20 training (train+val) images per class and many more test images.
+GENERATED_TRAIN_SIZE = 200
+GENERATED_EVAL_SIZE = 500
+
+
+@dataclass(frozen=True)
+class ClassificationSetInfo:
+    num_classes: int
+    img_size: int  # input size for fine-tuning and evaluation
+    mean: tuple
+    std: tuple
+    train_split_name: str
+    eval_split_name: str
+    source: str
+    stand_in_for: str | None = None  # for an offline stand-in: the key of the paper's set it replaces
+
+
+def _photo_set(num_classes, train_split_name, eval_split_name, source):
+    return ClassificationSetInfo(num_classes, 224, IMAGENET_MEAN, IMAGENET_STD,
+                                 train_split_name, eval_split_name, source)
+
+
+CLASSIFICATION_SETS = {
+    "imagenet1k": _photo_set(1000, "train", "val", "normae.data.imagenet1k (ImageFolder)"),
+    "imagenet100": _photo_set(100, "train", "val", "normae.data.ImageNet100 (ImageFolder)"),
+    "cifar10": _photo_set(10, "train", "test", "torchvision CIFAR10"),
+    "cifar100": _photo_set(100, "train", "test", "torchvision CIFAR100"),
+    "flowers102": _photo_set(102, "train+val", "test", "torchvision Flowers102"),
+    "pets": _photo_set(37, "trainval", "test", "torchvision OxfordIIITPet (category)"),
+    "dtd": _photo_set(47, "train1+val1", "test1", "torchvision DTD (partition 1)"),
+    "food101": _photo_set(101, "train", "test", "torchvision Food101"),
+    "aircraft": _photo_set(100, "trainval", "test", "torchvision FGVCAircraft (variant)"),
+    "caltech101": _photo_set(
+        101,
+        f"{CALTECH101_TRAIN_PER_CLASS} images per class (numpy default_rng(0))",
+        f"the other images, at most {CALTECH101_EVAL_PER_CLASS} per class (numpy default_rng(0))",
+        "torchvision Caltech101 (category), own split"),
+    "fashion_mnist": ClassificationSetInfo(
+        10, 28, FASHION_MNIST_MEAN, FASHION_MNIST_STD, "train", "test", "normae.data.FashionMNIST"),
+    # The 8x8 digits are upsampled to the 28-pixel input of the Fashion-MNIST models.
+    # Pixel statistics measured on the digits training split.
+    "digits": ClassificationSetInfo(
+        10, 28, (0.305, 0.305, 0.305), (0.376, 0.376, 0.376),
+        "train (75%, stratified, random_state=0)", "test (25%, stratified, random_state=0)",
+        "scikit-learn load_digits", stand_in_for="cifar10"),
+    # T-shirt/top, Trouser, Pullover, Dress and Coat: look-alike classes of one kind of object,
+    # as Pets' breeds are; a far easier task than Pets all the same.
+    "fashion_mnist_subset5": ClassificationSetInfo(
+        5, 28, FASHION_MNIST_MEAN, FASHION_MNIST_STD, "train, labels 0-4", "test, labels 0-4",
+        "normae.data.FashionMNIST, classes 0-4", stand_in_for="pets"),
+    # Pixel statistics measured on GeneratedImages.
+    "generated": ClassificationSetInfo(
+        10, 32, (0.5, 0.5, 0.5), (0.23, 0.23, 0.23),
+        f"seed 0, {GENERATED_TRAIN_SIZE} images", f"seed 1, {GENERATED_EVAL_SIZE} images",
+        "normae.data.GeneratedImages", stand_in_for="flowers102"),
+}
+
+_LAYOUTS = {
+    "cifar10": "<root>/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
+    "cifar100": "<root>/cifar-100-python/{train,test,meta}",
+    "flowers102": "<root>/flowers-102/{jpg/image_00001.jpg..,imagelabels.mat,setid.mat}",
+    "pets": "<root>/oxford-iiit-pet/{images/<Breed>_<n>.jpg,annotations/{trainval,test}.txt}",
+    "dtd": "<root>/dtd/dtd/{images/<class>/<name>.jpg,labels/{train1,val1,test1}.txt}",
+    "food101": "<root>/food-101/{images/<class>/<id>.jpg,meta/{train,test}.json}",
+    "aircraft": "<root>/fgvc-aircraft-2013b/data/{images/<id>.jpg,variants.txt,images_variant_{trainval,test}.txt}",
+    "caltech101": "<root>/caltech101/101_ObjectCategories/<class>/image_0001.jpg.. (BACKGROUND_Google included)",
+}
+
+
+def _cifar10(root, train, transform, download):
+    return datasets.CIFAR10(root, train=train, transform=transform, download=download)
+
+
+def _cifar100(root, train, transform, download):
+    return datasets.CIFAR100(root, train=train, transform=transform, download=download)
+
+
+def _flowers102(root, train, transform, download):
+    splits = ("train", "val") if train else ("test",)
+    parts = [datasets.Flowers102(root, split, transform=transform, download=download) for split in splits]
+    return ConcatDataset(parts) if train else parts[0]
+
+
+def _pets(root, train, transform, download):
+    return datasets.OxfordIIITPet(root, "trainval" if train else "test", target_types="category",
+                                  transform=transform, download=download)
+
+
+def _dtd(root, train, transform, download):
+    splits = ("train", "val") if train else ("test",)
+    parts = [datasets.DTD(root, split, partition=1, transform=transform, download=download) for split in splits]
+    return ConcatDataset(parts) if train else parts[0]
+
+
+def _food101(root, train, transform, download):
+    return datasets.Food101(root, "train" if train else "test", transform=transform, download=download)
+
+
+def _aircraft(root, train, transform, download):
+    return datasets.FGVCAircraft(root, "trainval" if train else "test", annotation_level="variant",
+                                 transform=transform, download=download)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    return image.convert("RGB")
+
+
+def _caltech101(root, train, transform, download):
+    # Looked for here first: torchvision's Caltech101 creates <root>/caltech101 before it looks.
+    if not download and not (Path(root) / "caltech101" / "101_ObjectCategories").is_dir():
+        raise FileNotFoundError(f"no folder {Path(root) / 'caltech101' / '101_ObjectCategories'}")
+    transform = _to_rgb if transform is None else transforms.Compose([_to_rgb, transform])
+    full = datasets.Caltech101(root, target_type="category", transform=transform, download=download)
+    return Subset(full, caltech101_split(full.y, "train" if train else "eval"))
+
+
+_TORCHVISION_BUILDERS = {
+    "cifar10": _cifar10,
+    "cifar100": _cifar100,
+    "flowers102": _flowers102,
+    "pets": _pets,
+    "dtd": _dtd,
+    "food101": _food101,
+    "aircraft": _aircraft,
+    "caltech101": _caltech101,
+}
+
+
+def caltech101_split(labels, split) -> list[int]:
+    """Indices of the fixed Caltech-101 split, which has no official one.
+
+    Following the usual transfer protocol, each class (in label order) is shuffled with one
+    numpy default_rng(0): its first 30 images train, the next at most 50 evaluate.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(0)
+    chosen = []
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        if split == "train":
+            chosen.extend(members[:CALTECH101_TRAIN_PER_CLASS])
+        else:
+            chosen.extend(members[CALTECH101_TRAIN_PER_CLASS:CALTECH101_TRAIN_PER_CLASS + CALTECH101_EVAL_PER_CLASS])
+    return sorted(int(index) for index in chosen)
+
+
+class Digits(Dataset):
+    """scikit-learn's bundled 8x8 handwritten digits (1,797 images), split 75/25 stratified with random_state=0."""
+
+    def __init__(self, split="train", transform=None):
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        digits = load_digits()
+        train, test = train_test_split(np.arange(len(digits.target)), test_size=DIGITS_TEST_FRACTION,
+                                       random_state=0, stratify=digits.target)
+        indices = train if split == "train" else test
+        self.images = (digits.images[indices] * (255 / 16)).round().astype(np.uint8)  # pixels are 0..16
+        self.targets = digits.target[indices].tolist()
+        self.transform = transform
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, index):
+        image = Image.fromarray(self.images[index]).convert("RGB")
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, self.targets[index]
+
+
+def _fashion_mnist_subset5(root, split, transform):
+    full = FashionMNIST(find_fashion_mnist(root), split, transform)
+    return Subset(full, [index for index, label in enumerate(full.targets) if label < 5])
+
+
+def build_classification_dataset(name, root, split, transform, download=False) -> Dataset:
+    """The train or eval split of a set in CLASSIFICATION_SETS; items are (image, int label).
+
+    download=True lets the torchvision sets fetch their files; the other sets are read in place
+    (ImageNet cannot be downloaded) or need no files (digits, generated).
+    """
+    if name not in CLASSIFICATION_SETS:
+        raise ValueError(f"unknown classification data set {name!r}; known: {', '.join(CLASSIFICATION_SETS)}")
+    if split not in ("train", "eval"):
+        raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+    train = split == "train"
+    if name in _TORCHVISION_BUILDERS:
+        return _load_torchvision(name, root, train, transform, download)
+    if name in ("imagenet1k", "imagenet100"):
+        if root is None:
+            raise DataNotFoundError(f"{name} needs root, the ImageNet-1K folder.\n{IMAGENET_HELP}")
+        build = imagenet1k if name == "imagenet1k" else ImageNet100
+        return build(root, "train" if train else "val", transform)
+    if name == "fashion_mnist":
+        return FashionMNIST(find_fashion_mnist(root), "train" if train else "test", transform)
+    if name == "fashion_mnist_subset5":
+        return _fashion_mnist_subset5(root, "train" if train else "test", transform)
+    if name == "digits":
+        return Digits("train" if train else "test", transform)
+    info = CLASSIFICATION_SETS[name]
+    return GeneratedImages(GENERATED_TRAIN_SIZE if train else GENERATED_EVAL_SIZE, info.img_size,
+                           info.num_classes, seed=0 if train else 1, transform=transform)
+
+
+def _load_torchvision(name, root, train, transform, download):
+    hint = f"Expected layout: {_LAYOUTS[name]}\ndownload=True fetches it into root."
+    if root is None:
+        raise DataNotFoundError(f"{name} needs root, the folder that holds it.\n{hint}")
+    try:
+        return _TORCHVISION_BUILDERS[name](root, train, transform, download)
+    except (RuntimeError, FileNotFoundError) as error:
+        if isinstance(error, RuntimeError) and "not found" not in str(error):
+            raise
+        raise DataNotFoundError(f"{name} not found in {root} ({error}).\n{hint}") from error
+
+
+def targets_of(dataset) -> list[int]:
+    """Every label of dataset, in order, read from the labels the loaders keep rather than from the items."""
+    if isinstance(dataset, ConcatDataset):
+        return [label for part in dataset.datasets for label in targets_of(part)]
+    if isinstance(dataset, Subset):
+        labels = targets_of(dataset.dataset)
+        return [labels[index] for index in dataset.indices]
+    for attribute in ("targets", "_labels", "y"):
+        if hasattr(dataset, attribute):
+            return [int(label) for label in getattr(dataset, attribute)]
+    return [int(label) for _, label in dataset]
