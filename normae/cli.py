@@ -1,4 +1,4 @@
-"""``normae`` command line: pretrain | bench | summarize | fetch-data."""
+"""``normae`` command line: pretrain | finetune | linprobe | bench | summarize | fetch-data."""
 
 from __future__ import annotations
 
@@ -9,58 +9,73 @@ import sys
 import typing
 from pathlib import Path
 
-from normae.spec import PretrainSpec
+from normae.spec import FinetuneSpec, LinprobeSpec, PretrainSpec
 
 
-def _field_type(field: dataclasses.Field):
-    hint = typing.get_type_hints(PretrainSpec)[field.name]
+def _field_type(spec_cls, field: dataclasses.Field):
+    hint = typing.get_type_hints(spec_cls)[field.name]
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     return args[0] if args else hint
 
 
-def add_spec_options(parser: argparse.ArgumentParser) -> None:
-    """One ``--option`` per spec field, with the field's help text and default."""
-    group = parser.add_argument_group("run specification (defaults: the paper's recipe, on Fashion-MNIST)")
-    for field in dataclasses.fields(PretrainSpec):
+def add_spec_options(parser: argparse.ArgumentParser, spec_cls) -> None:
+    """``--spec``, ``--out``, ``--resume`` and one ``--option`` per spec field, with its help and default."""
+    parser.add_argument("--spec", help="JSON spec file (as written to spec.json); options given here override it")
+    parser.add_argument("--out", help="run folder (default: results/runs/<run id>)")
+    parser.add_argument("--resume", action="store_true", help="continue exactly from the run folder's checkpoint.pt")
+    group = parser.add_argument_group("run specification")
+    for field in dataclasses.fields(spec_cls):
         flag = "--" + field.name.replace("_", "-")
-        kind = _field_type(field)
+        kind = _field_type(spec_cls, field)
         help_text = f"{field.metadata['help']} (default: {field.default})"
         if kind is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
             group.add_argument(flag, type=kind, default=None, metavar=field.name.upper(), help=help_text)
+    parser.set_defaults(spec_cls=spec_cls)
 
 
-def spec_from_args(args: argparse.Namespace) -> PretrainSpec:
+def spec_from_args(args: argparse.Namespace):
     """The spec file (if any) overlaid with every option given on the command line."""
     base = json.loads(Path(args.spec).read_text()) if args.spec else {}
-    base.pop("stage", None)
-    for field in dataclasses.fields(PretrainSpec):
+    for field in dataclasses.fields(args.spec_cls):
         value = getattr(args, field.name)
         if value is not None:
             base[field.name] = value
-    return PretrainSpec.from_dict(base)
+    return args.spec_cls.from_dict(base)
 
 
-def cmd_pretrain(args) -> int:
-    from normae.stages import run_pretrain
+def run_stage(args, run) -> int:
+    """Run a stage from the command line; a stopped or failed run says how to continue."""
     from normae.train import NonFiniteLossError, TrainingInterrupted
 
     spec = spec_from_args(args)
     out = Path(args.out) if args.out else Path("results/runs") / spec.run_id()
-    print(f"[normae] run {spec.run_id()} -> {out}", file=sys.stderr)
+    print(f"[normae] {spec.stage} {spec.run_id()} -> {out}", file=sys.stderr)
     try:
-        summary = run_pretrain(spec, out, resume=args.resume)
+        summary = run(spec, out, resume=args.resume)
     except TrainingInterrupted as stop:
         print(f"[normae] {stop}", file=sys.stderr)
         return 143
     except NonFiniteLossError as error:
         print(f"[normae] error: {error}", file=sys.stderr)
         return 1
-    final = summary.get("final", {})
-    print(json.dumps({"run_dir": str(out), **{k: final.get(k) for k in ("loss", "loss_rec", "loss_nor")},
-                      "step_time_median_s": summary.get("step_time_median_s")}))
+    keys = ("loss", "loss_rec", "loss_nor", "top1", "top5")
+    final = {k: v for k, v in summary.get("final", {}).items() if k in keys}
+    print(json.dumps({"run_dir": str(out), **final, "step_time_median_s": summary.get("step_time_median_s")}))
     return 0
+
+
+def cmd_pretrain(args) -> int:
+    from normae.stages import run_pretrain
+
+    return run_stage(args, run_pretrain)
+
+
+def cmd_transfer(args) -> int:
+    from normae.transfer import run_transfer
+
+    return run_stage(args, run_transfer)
 
 
 def cmd_bench(args) -> int:
@@ -125,13 +140,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="pre-train MAE or NoR-MAE",
         description="Pre-train MAE or NoR-MAE. Writes spec.json, checkpoint.pt, metrics.jsonl and, last, summary.json "
         "into the output folder. Options override the --spec file; unset options take the defaults shown.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    pretrain.add_argument("--spec", help="JSON spec file (as written to spec.json); options given here override it")
-    pretrain.add_argument("--out", help="run folder (default: results/runs/<run id>)")
-    pretrain.add_argument("--resume", action="store_true", help="continue exactly from the run folder's checkpoint.pt")
-    add_spec_options(pretrain)
+    add_spec_options(pretrain, PretrainSpec)
     pretrain.set_defaults(func=cmd_pretrain)
+
+    for spec_cls, summary in ((FinetuneSpec, "fine-tune an encoder end to end (MAE protocol)"),
+                              (LinprobeSpec, "linear-probe a frozen encoder (MAE protocol)")):
+        transfer = commands.add_parser(
+            spec_cls.stage,
+            help=summary,
+            description=f"{summary[0].upper()}{summary[1:]}, evaluating top-1 / top-5 on the set's official evaluation "
+            "split after every epoch. Writes spec.json, checkpoint.pt, metrics.jsonl and, last, summary.json. "
+            "Defaults are the paper's protocol.",
+        )
+        add_spec_options(transfer, spec_cls)
+        transfer.set_defaults(func=cmd_transfer)
 
     bench = commands.add_parser(
         "bench",
@@ -166,12 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from normae.classify import CheckpointError
     from normae.data import CorruptDataError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, CorruptDataError) as error:
+    except (ValueError, FileNotFoundError, CorruptDataError, CheckpointError) as error:
         print(f"normae {args.command}: error: {error}", file=sys.stderr)
         return 2
 

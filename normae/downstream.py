@@ -135,8 +135,9 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 def _caltech101(root, train, transform, download):
     # Looked for here first: torchvision's Caltech101 creates <root>/caltech101 before it looks.
-    if not download and not (Path(root) / "caltech101" / "101_ObjectCategories").is_dir():
-        raise FileNotFoundError(f"no folder {Path(root) / 'caltech101' / '101_ObjectCategories'}")
+    categories = Path(root) / "caltech101" / "101_ObjectCategories"
+    if not download and not categories.is_dir():
+        raise FileNotFoundError(f"no folder {categories}")
     transform = _to_rgb if transform is None else transforms.Compose([_to_rgb, transform])
     full = datasets.Caltech101(root, target_type="category", transform=transform, download=download)
     return Subset(full, caltech101_split(full.y, "train" if train else "eval"))
@@ -231,14 +232,13 @@ def build_classification_dataset(name, root, split, transform, download=False) -
 
 
 def _load_torchvision(name, root, train, transform, download):
-    hint = f"Expected layout: {_LAYOUTS[name]}\ndownload=True fetches it into root."
+    hint = f"Expected layout: {_LAYOUTS[name]}\n`--download` (download=True) fetches it into root."
     if root is None:
         raise DataNotFoundError(f"{name} needs root, the folder that holds it.\n{hint}")
+    # RuntimeError: torchvision's "Dataset not found or corrupted"; FileNotFoundError: a missing split file.
     try:
         return _TORCHVISION_BUILDERS[name](root, train, transform, download)
     except (RuntimeError, FileNotFoundError) as error:
-        if isinstance(error, RuntimeError) and "not found" not in str(error):
-            raise
         raise DataNotFoundError(f"{name} not found in {root} ({error}).\n{hint}") from error
 
 

@@ -19,8 +19,63 @@ def option(default, help: str, **metadata):
     return field(default=default, metadata={"help": help, **metadata})
 
 
+class SpecBase:
+    """Serialisation, hashing and validation shared by every stage's spec."""
+
+    stage = "base"
+    cosmetic_fields = frozenset({"num_workers", "checkpoint_minutes", "log_every", "data_root", "download"})
+
+    def __post_init__(self):
+        problems = self.problems()
+        if problems:
+            raise ValueError(f"invalid {self.stage} spec: " + "; ".join(problems))
+
+    def problems(self) -> list[str]:
+        return []
+
+    def digest(self) -> str:
+        """Hash of the fields that change what is computed (not logging, workers or paths to data)."""
+        payload = {k: v for k, v in self.to_dict().items() if k not in self.cosmetic_fields}
+        return hashlib.sha256(json.dumps({"stage": self.stage, **payload}, sort_keys=True).encode()).hexdigest()
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known - {"stage"})
+        if unknown:
+            raise ValueError(f"unknown spec keys {unknown}; known keys: {sorted(known)}")
+        if data.get("stage", cls.stage) != cls.stage:
+            raise ValueError(f"this is a {data['stage']} spec, not a {cls.stage} spec")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def from_json(cls, path: str | Path):
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def to_json(self) -> str:
+        return json.dumps({"stage": self.stage, **self.to_dict()}, indent=2, sort_keys=True) + "\n"
+
+
+def common_problems(spec) -> list[str]:
+    """Checks on the optimisation fields every stage has."""
+    problems = []
+    if spec.amp not in ("auto", "bf16", "fp16", "none"):
+        problems.append(f"amp must be auto, bf16, fp16 or none, got {spec.amp!r}")
+    if spec.img_size is not None and spec.img_size % spec.patch_size:
+        problems.append(f"patch_size {spec.patch_size} does not divide img_size {spec.img_size}")
+    for name in ("epochs", "batch_size", "accum_iter", "patch_size", "log_every"):
+        if getattr(spec, name) < 1:
+            problems.append(f"{name} must be at least 1, got {getattr(spec, name)}")
+    if spec.warmup_epochs < 0 or spec.warmup_epochs > spec.epochs:
+        problems.append(f"warmup_epochs must be within [0, epochs], got {spec.warmup_epochs}")
+    return problems
+
+
 @dataclass
-class PretrainSpec:
+class PretrainSpec(SpecBase):
     """One pre-training run. Defaults are the paper's recipe (REFERENCE-FACTS.md), on Fashion-MNIST."""
 
     dataset: str = option("fashion_mnist", "pre-training set: fashion_mnist, imagenet1k, imagenet100 or generated")
@@ -51,34 +106,19 @@ class PretrainSpec:
     checkpoint_minutes: float = option(30.0, "also checkpoint every this many minutes (0: only per epoch and on signals)")
     log_every: int = option(20, "write a metrics line every this many optimiser steps")
 
-    def __post_init__(self):
-        self.validate()
+    stage = "pretrain"
 
-    def validate(self) -> None:
-        problems = []
+    def problems(self) -> list[str]:
+        problems = common_problems(self)
         if self.method not in ("mae", "nor_mae"):
             problems.append(f"method must be mae or nor_mae, got {self.method!r}")
         if self.nor_variant not in ("offdiag", "diag", "token"):
             problems.append(f"nor_variant must be offdiag, diag or token, got {self.nor_variant!r}")
         if self.cnp not in ("paper", "authors_code", "random"):
             problems.append(f"cnp must be paper, authors_code or random, got {self.cnp!r}")
-        if self.amp not in ("auto", "bf16", "fp16", "none"):
-            problems.append(f"amp must be auto, bf16, fp16 or none, got {self.amp!r}")
         if not 0 <= self.mask_ratio < 1:
             problems.append(f"mask_ratio must be in [0, 1), got {self.mask_ratio}")
-        if self.img_size is not None and self.img_size % self.patch_size:
-            problems.append(f"patch_size {self.patch_size} does not divide img_size {self.img_size}")
-        for name in ("epochs", "batch_size", "accum_iter", "patch_size", "log_every"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
-            problems.append(f"warmup_epochs must be within [0, epochs], got {self.warmup_epochs}")
-        if problems:
-            raise ValueError("invalid pre-training spec: " + "; ".join(problems))
-
-    @property
-    def stage(self) -> str:
-        return "pretrain"
+        return problems
 
     def run_id(self) -> str:
         """A readable id that changes whenever a field that affects the result changes."""
@@ -97,26 +137,71 @@ class PretrainSpec:
         parts += [f"mr{self.mask_ratio:g}", f"ep{self.epochs}", f"s{self.seed}"]
         return "-".join(parts) + "-" + self.digest()[:8]
 
-    def digest(self) -> str:
-        """Hash of the fields that change what is computed (not logging or worker counts)."""
-        cosmetic = {"num_workers", "checkpoint_minutes", "log_every", "data_root"}
-        payload = {k: v for k, v in self.to_dict().items() if k not in cosmetic}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+@dataclass
+class DownstreamSpec(SpecBase):
+    """What fine-tuning and linear probing share: where the encoder comes from and where it is evaluated."""
 
-    @classmethod
-    def from_dict(cls, data: dict) -> "PretrainSpec":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known - {"stage"})
-        if unknown:
-            raise ValueError(f"unknown spec keys {unknown}; known keys: {sorted(known)}")
-        return cls(**{k: v for k, v in data.items() if k in known})
+    init: str = option("none", "pre-training checkpoint (a checkpoint.pt, a run folder, or a public {'model': ...} file) or 'none' (from scratch)")
+    dataset: str = option("fashion_mnist", "evaluation set (see README 'Downstream sets')")
+    data_root: str | None = option(None, "data folder (default: looked up for Fashion-MNIST; required for the others)")
+    download: bool = option(False, "let torchvision download the set if it is missing")
+    train_samples: int | None = option(None, "use this many training images (a fixed seeded subset)")
+    model: str = option("vit_tiny", "model size; our own checkpoints override it with the size they were trained at")
+    img_size: int | None = option(None, "input size (default: the pre-training size for our checkpoints, else the set's native size)")
+    patch_size: int = option(2, "patch size; our own checkpoints override it")
+    epochs: int = option(100, "epochs")
+    warmup_epochs: float = option(5, "linear warm-up epochs, then half-cycle cosine")
+    batch_size: int = option(256, "images per process per step")
+    accum_iter: int = option(1, "gradient accumulation steps")
+    blr: float = option(5e-4, "base learning rate: lr = blr x effective batch / 256")
+    lr: float | None = option(None, "absolute learning rate (overrides blr)")
+    min_lr: float = option(1e-6, "learning rate at the end of the cosine")
+    weight_decay: float = option(0.05, "weight decay (not on biases, norms, tokens, position embeddings)")
+    clip_grad: float | None = option(None, "clip the gradient norm to this value")
+    amp: str = option("auto", "mixed precision: auto (bf16 on CUDA, none on CPU), bf16, fp16, none")
+    seed: int = option(0, "random seed")
+    num_workers: int = option(2, "data-loading worker processes")
+    checkpoint_minutes: float = option(30.0, "also checkpoint every this many minutes")
+    log_every: int = option(20, "write a metrics line every this many optimiser steps")
+    eval_batch_size: int = option(256, "images per evaluation batch")
 
-    @classmethod
-    def from_json(cls, path: str | Path) -> "PretrainSpec":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+    def problems(self) -> list[str]:
+        return common_problems(self)
 
-    def to_json(self) -> str:
-        return json.dumps({"stage": self.stage, **self.to_dict()}, indent=2, sort_keys=True) + "\n"
+    def run_id(self) -> str:
+        source = "scratch" if self.init == "none" else Path(self.init.rstrip("/")).parent.name if self.init.endswith(".pt") else Path(self.init).name
+        return f"{self.dataset}-{self.stage}-from-{source}-ep{self.epochs}-s{self.seed}-{self.digest()[:8]}"
+
+
+@dataclass
+class FinetuneSpec(DownstreamSpec):
+    """MAE's end-to-end fine-tuning protocol; defaults are the paper's (REFERENCE-FACTS.md)."""
+
+    stage = "finetune"
+    layer_decay: float = option(0.65, "layer-wise lr decay (timm param groups)")
+    drop_path: float = option(0.1, "stochastic depth rate")
+    auto_augment: str = option("rand-m9-mstd0.5-inc1", "timm auto-augment policy, or 'none'")
+    reprob: float = option(0.25, "random erasing probability")
+    mixup: float = option(0.8, "mixup alpha (0 disables)")
+    cutmix: float = option(1.0, "cutmix alpha (0 disables)")
+    smoothing: float = option(0.1, "label smoothing")
+
+    def problems(self) -> list[str]:
+        problems = common_problems(self)
+        if (self.mixup > 0 or self.cutmix > 0) and self.batch_size % 2:
+            problems.append(f"mixup / cutmix pair up images: batch_size must be even, got {self.batch_size}")
+        return problems
+
+
+@dataclass
+class LinprobeSpec(DownstreamSpec):
+    """MAE's linear probing: frozen encoder, BatchNorm without affine and a linear head, LARS."""
+
+    stage = "linprobe"
+    epochs: int = option(90, "epochs")
+    warmup_epochs: float = option(10, "linear warm-up epochs, then half-cycle cosine")
+    batch_size: int = option(512, "images per process per step")
+    blr: float = option(0.1, "base learning rate: lr = blr x effective batch / 256")
+    min_lr: float = option(0.0, "learning rate at the end of the cosine")
+    weight_decay: float = option(0.0, "LARS weight decay")

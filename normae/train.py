@@ -119,11 +119,15 @@ class Trainer:
     """Runs ``step_fn(model, batch) -> (loss, {name: scalar})`` over ``dataset`` for ``cfg.epochs``.
 
     Writes ``checkpoint.pt`` (every epoch, every ``checkpoint_minutes``, on SIGTERM/SIGUSR1/SIGUSR2)
-    and ``metrics.jsonl`` into ``run_dir``; only rank 0 writes.
+    and ``metrics.jsonl`` into ``run_dir``; only rank 0 writes. ``epoch_end()`` (e.g. an
+    evaluation) runs on every rank after each epoch; its numbers join that epoch's metrics line.
     """
 
-    def __init__(self, model, dataset, cfg: LoopConfig, run_dir, step_fn: Callable, optimizer, device, noise_length=None, spec=None):
+    def __init__(
+        self, model, dataset, cfg: LoopConfig, run_dir, step_fn: Callable, optimizer, device, noise_length=None, spec=None, epoch_end=None
+    ):
         self.model, self.cfg, self.step_fn, self.optimizer, self.device = model, cfg, step_fn, optimizer, torch.device(device)
+        self.epoch_end = epoch_end
         self.samples = SeededSamples(dataset, cfg.seed, noise_length)
         self.run_dir = Path(run_dir)
         self.checkpoint_path = self.run_dir / "checkpoint.pt"
@@ -264,6 +268,7 @@ class Trainer:
 
     def run_epoch(self) -> None:
         cfg, model = self.cfg, self.model
+        model.train()
         batches_per_epoch = self.steps_per_epoch * cfg.accum_iter
         progress = self.progress_bar()
         group = self.optimizer.param_groups[0]
@@ -323,6 +328,8 @@ class Trainer:
                         f"checkpoint saved in {self.checkpoint_path}: rerun the same command with --resume to continue"
                     )
         means = {name: total / self.epoch_count for name, total in self.epoch_sums.items()}
+        if self.epoch_end is not None:
+            means.update(self.epoch_end())
         self.write_metrics({"kind": "epoch", "epoch": self.epoch, "step": self.optimizer_steps, "lr": lr, **means})
         self.log(f"epoch {self.epoch + 1}/{cfg.epochs} " + " ".join(f"{k}={v:.4g}" for k, v in means.items()))
         self.last_epoch_means = means

@@ -139,7 +139,8 @@ def write_dtd(root):
 
 def write_food101(root):
     base = root / "food-101"
-    splits = {"train": {"apple_pie": ["1005", "134"], "waffles": ["77"]}, "test": {"apple_pie": ["99"], "waffles": ["8", "31"]}}
+    splits = {"train": {"apple_pie": ["1005", "134"], "waffles": ["77"]},
+              "test": {"apple_pie": ["99"], "waffles": ["8", "31"]}}
     classes = ["apple_pie", "waffles"]
     expected = {"train": [], "eval": []}
     width = 10
@@ -168,7 +169,8 @@ def write_aircraft(root):
     for split, rows in splits.items():
         for image_id, variant in rows:
             write_jpg(data / "images" / f"{image_id}.jpg", width)
-            expected.setdefault("train" if split == "trainval" else "eval", []).append((variants.index(variant), (width, 10)))
+            split_items = expected.setdefault("train" if split == "trainval" else "eval", [])
+            split_items.append((variants.index(variant), (width, 10)))
             width += 1
         (data / f"images_variant_{split}.txt").write_text("".join(f"{i} {v}\n" for i, v in rows))
     return expected
@@ -214,6 +216,15 @@ def test_reads_miniature_copy_in_real_layout(tmp_path, name):
     assert dataset[0][0].shape == (3, 224, 224)
 
 
+@pytest.mark.parametrize("name", sorted(set(WRITERS) - {"cifar10", "cifar100"}))
+def test_targets_of_opens_no_image(tmp_path, name):
+    expected = WRITERS[name](tmp_path)
+    train = build_classification_dataset(name, tmp_path, "train", None)
+    for image in tmp_path.rglob("*.jpg"):
+        image.unlink()
+    assert targets_of(train) == [label for label, _ in expected["train"]]
+
+
 def test_cifar10_eval_split_is_the_test_batch(tmp_path):
     write_cifar10(tmp_path)
     batch = pickle.loads((tmp_path / "cifar-10-batches-py" / "test_batch").read_bytes())
@@ -232,7 +243,7 @@ def test_train_split_is_train_plus_val(tmp_path, name, torchvision_class, extra)
     parts = [torchvision_class(tmp_path, split, **extra) for split in ("train", "val")]
     assert len(train) == len(parts[0]) + len(parts[1])
     assert targets_of(train) == targets_of(parts[0]) + targets_of(parts[1])
-    assert CLASSIFICATION_SETS[name].train_split_name.startswith("train") and "+val" in CLASSIFICATION_SETS[name].train_split_name
+    assert "+val" in CLASSIFICATION_SETS[name].train_split_name
 
 
 def test_caltech101_split_per_class(caltech_root):
@@ -253,6 +264,10 @@ def test_caltech101_split_per_class(caltech_root):
     transformed = build_classification_dataset("caltech101", caltech_root, "eval",
                                                eval_transform(info.img_size, info.mean, info.std))
     assert all(image.shape == (3, 224, 224) for image, _ in transformed)
+    train_labels = targets_of(train)
+    for image in caltech_root.rglob("*.jpg"):
+        image.unlink()
+    assert targets_of(train) == train_labels  # read without opening an image
 
 
 def test_caltech101_split_caps_eval_at_50():
@@ -355,7 +370,8 @@ def test_generated_is_deterministic():
     evaluation = build_classification_dataset("generated", None, "eval", to_tensor)
     assert torch.equal(train[7][0], again[7][0]) and train[7][1] == again[7][1]
     assert not torch.equal(train[7][0], evaluation[7][0])
-    assert train[0][0].shape == (3, CLASSIFICATION_SETS["generated"].img_size, CLASSIFICATION_SETS["generated"].img_size)
+    size = CLASSIFICATION_SETS["generated"].img_size
+    assert train[0][0].shape == (3, size, size)
     assert set(targets_of(train)) == set(targets_of(evaluation)) == set(range(10))
     assert len(train) < len(evaluation)
 

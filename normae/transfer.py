@@ -1,0 +1,171 @@
+"""Fine-tuning and linear-probing stages: a pre-trained (or fresh) encoder -> top-1 / top-5 accuracy.
+
+Both run on the same training loop as pre-training, so checkpoints, exact resume, DDP, AMP and
+``summary.json`` work the same way. The model is evaluated on the set's official evaluation
+split after every epoch; the summary reports the last and the best epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from timm.data import Mixup, create_transform
+from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.optim import Lars, param_groups_layer_decay
+from torch.nn.parallel import DistributedDataParallel
+from torchvision import transforms
+
+from normae.classify import build_classifier, evaluate, load_encoder, make_linear_probe, read_checkpoint
+from normae.data import eval_transform
+from normae.downstream import CLASSIFICATION_SETS, build_classification_dataset, targets_of
+from normae.spec import DownstreamSpec, FinetuneSpec, LinprobeSpec
+from normae.stages import environment_facts, finished_summary, fixed_subset, loop_config, resolve_amp, setup_distributed, write_spec, write_summary
+from normae.train import Trainer
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
+
+
+def encoder_source(spec: DownstreamSpec) -> tuple[dict | None, str, int, int | None]:
+    """(pre-trained state dict or None, model size, patch size, pre-training image size) for ``spec.init``.
+
+    Our own checkpoints carry their spec, which decides the model and patch size; for foreign
+    ones (public MAE / NoR-MAE files) ``spec.model`` and ``spec.patch_size`` are used.
+    """
+    if spec.init == "none":
+        return None, spec.model, spec.patch_size, None
+    state, pretrain_spec = read_checkpoint(spec.init)
+    if pretrain_spec:
+        return state, pretrain_spec["model"], pretrain_spec["patch_size"], pretrain_spec.get("img_size")
+    return state, spec.model, spec.patch_size, None
+
+
+def train_transform(spec: DownstreamSpec, img_size: int, mean, std):
+    if isinstance(spec, FinetuneSpec):
+        return create_transform(
+            img_size,
+            is_training=True,
+            auto_augment=None if spec.auto_augment == "none" else spec.auto_augment,
+            interpolation="bicubic",
+            re_prob=spec.reprob,
+            re_mode="pixel",
+            re_count=1,
+            mean=mean,
+            std=std,
+        )
+    return transforms.Compose(
+        [
+            transforms.RandomResizedCrop(img_size, interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(mean, std),
+        ]
+    )
+
+
+def classification_step(criterion, mixup):
+    def step(model, batch):
+        images, targets = batch
+        if mixup is not None:
+            images, targets = mixup(images, targets)
+        return criterion(model(images), targets), {}
+
+    return step
+
+
+def optimizer_for(spec: DownstreamSpec, model: nn.Module, lr: float):
+    if isinstance(spec, LinprobeSpec):
+        weights = [p for p in model.head.parameters() if p.ndim > 1]
+        biases = [p for p in model.head.parameters() if p.ndim <= 1]
+        groups = [{"params": weights, "always_adapt": True}, {"params": biases}]
+        return Lars(groups, lr=lr, momentum=0.9, weight_decay=spec.weight_decay)
+    groups = param_groups_layer_decay(model, spec.weight_decay, model.no_weight_decay(), layer_decay=spec.layer_decay)
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def run_transfer(spec: DownstreamSpec, run_dir: str | Path, resume: bool = False) -> dict:
+    """Fine-tune (``FinetuneSpec``) or linear-probe (``LinprobeSpec``) into ``run_dir``."""
+    run_dir = Path(run_dir)
+    done = finished_summary(run_dir)
+    if done is not None:
+        return done
+    if spec.dataset not in CLASSIFICATION_SETS:
+        raise ValueError(f"unknown data set {spec.dataset!r}; known: {', '.join(CLASSIFICATION_SETS)}")
+    info = CLASSIFICATION_SETS[spec.dataset]
+    state, size, patch_size, pretrain_img_size = encoder_source(spec)
+    img_size = spec.img_size or pretrain_img_size or info.img_size
+    rank, world_size, device = setup_distributed()
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_spec(run_dir, spec)
+    torch.manual_seed(spec.seed)
+    train_set = fixed_subset(
+        build_classification_dataset(spec.dataset, spec.data_root, "train", train_transform(spec, img_size, info.mean, info.std), spec.download),
+        spec.train_samples,
+    )
+    eval_set = build_classification_dataset(
+        spec.dataset, spec.data_root, "eval", eval_transform(img_size, info.mean, info.std, crop_pct=1.0 if img_size < 64 else 0.875), spec.download
+    )
+    finetune = isinstance(spec, FinetuneSpec)
+    model = build_classifier(
+        size, img_size, patch_size, info.num_classes, drop_path=spec.drop_path if finetune else 0.0, global_pool="avg" if finetune else "token"
+    )
+    if state is not None:
+        load_encoder(model, state)
+    if not finetune:
+        make_linear_probe(model)
+    model.to(device)
+
+    amp = resolve_amp(spec.amp, device)
+    cfg = loop_config(spec, world_size, amp)
+    optimizer = optimizer_for(spec, model, cfg.lr)
+    mixup = None
+    if finetune and (spec.mixup > 0 or spec.cutmix > 0):
+        mixup = Mixup(mixup_alpha=spec.mixup, cutmix_alpha=spec.cutmix, label_smoothing=spec.smoothing, num_classes=info.num_classes)
+        criterion = SoftTargetCrossEntropy()
+    elif finetune and spec.smoothing > 0:
+        criterion = LabelSmoothingCrossEntropy(spec.smoothing)
+    else:
+        criterion = nn.CrossEntropyLoss()
+    wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if world_size > 1 else model
+
+    def evaluate_epoch() -> dict:
+        return evaluate(model, eval_set, spec.eval_batch_size, device, AMP_DTYPES[amp], num_workers=spec.num_workers)
+
+    trainer = Trainer(
+        wrapped, train_set, cfg, run_dir, classification_step(criterion, mixup), optimizer, device, spec=spec.to_dict(), epoch_end=evaluate_epoch
+    )
+    started = time.time()
+    results = trainer.fit(resume=resume)
+    epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    epochs = [line for line in epochs if line["kind"] == "epoch"] if rank == 0 else []
+    best = max(epochs, key=lambda line: line["top1"]) if epochs else {}
+    train_targets = targets_of(train_set)
+    return write_summary(run_dir, rank, {
+        "run_id": spec.run_id(),
+        "stage": spec.stage,
+        "spec": spec.to_dict(),
+        **results,
+        "top1": results["final"].get("top1"),
+        "top5": results["final"].get("top5"),
+        "best_top1": best.get("top1"),
+        "best_epoch": best.get("epoch", -1) + 1,
+        "last_epoch": results["epochs"],
+        "init": spec.init,
+        "model": size,
+        "patch_size": patch_size,
+        "image_size": img_size,
+        "train_split": info.train_split_name,
+        "eval_split": info.eval_split_name,
+        "train_images": len(train_set),
+        "eval_images": len(eval_set),
+        "train_classes_present": len(set(train_targets)),
+        "stand_in_for": info.stand_in_for,
+        "lr": cfg.lr,
+        "amp": amp,
+        **environment_facts(device),
+        "wall_seconds_this_session": time.time() - started,
+    })
