@@ -9,7 +9,7 @@ FASHION_MNIST := data/fashion-mnist
 RUNS := results/runs
 # The CPU-scale pre-training shared by MAE and NoR-MAE in `make reproduce` (a few minutes on 2 cores).
 TINY_PRETRAIN := --dataset fashion_mnist --model vit_micro --patch-size 2 --train-samples 2048 \
-	--epochs 3 --warmup-epochs 1 --batch-size 64 --blr 1e-3 --num-workers 1 --log-every 8
+	--epochs 3 --warmup-epochs 1 --batch-size 64 --blr 1e-3 --num-workers 0 --log-every 8
 
 .PHONY: venv data test test-fast reproduce bench clean
 

@@ -97,6 +97,24 @@ def cmd_bench(args) -> int:
     return 0
 
 
+SUMMARY_COLUMNS = {
+    "loss_rec": "masked-patch MSE on normalised pixels (last epoch mean)",
+    "loss_nor": "NoR penalty before lambda (last epoch mean)",
+    "top1": "top-1 % on the evaluation split (last epoch)",
+    "best_top1": "best top-1 % over epochs",
+    "step_s": "median seconds per optimiser step (last session)",
+}
+
+
+def describe_method(summary: dict) -> str:
+    spec = summary["spec"]
+    if summary["stage"] == "pretrain":
+        if spec["method"] == "nor_mae":
+            return f"nor_mae ({spec['cnp']} CNP, lambda {spec['lam']:g})"
+        return spec["method"]
+    return f"{summary['stage']} on {spec['dataset']} from {summary.get('init', spec['init'])}"
+
+
 def cmd_summarize(args) -> int:
     rows = []
     for run in args.runs:
@@ -104,22 +122,17 @@ def cmd_summarize(args) -> int:
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist: {run} is not a finished run")
         summary = json.loads(path.read_text())
-        spec, final = summary["spec"], summary["final"]
-        rows.append({
-            "run": Path(run).name,
-            "method": spec["method"] + (f" ({spec['cnp']} CNP, lambda {spec['lam']:g})" if spec["method"] == "nor_mae" else ""),
-            "epochs": summary["epochs"],
-            "loss_rec": f"{final['loss_rec']:.4f}",
-            "loss_nor": f"{final['loss_nor']:.4f}",
-            "step_s": f"{summary['step_time_median_s']:.3f}" if summary["step_time_median_s"] else "-",
-            "images_s": f"{summary['images_per_second']:.1f}" if summary["images_per_second"] else "-",
-        })
-    widths = {key: max(len(key), *(len(str(row[key])) for row in rows)) for key in rows[0]}
+        values = {**summary["final"], "best_top1": summary.get("best_top1"), "step_s": summary.get("step_time_median_s")}
+        row = {"run": Path(run).name, "what": describe_method(summary), "epochs": str(summary["epochs"])}
+        for column in SUMMARY_COLUMNS:
+            value = values.get(column)
+            row[column] = "-" if value is None else f"{value:.4g}"
+        rows.append(row)
+    widths = {key: max(len(key), *(len(row[key]) for row in rows)) for key in rows[0]}
     print("  ".join(key.ljust(width) for key, width in widths.items()))
     for row in rows:
-        print("  ".join(str(row[key]).ljust(width) for key, width in widths.items()))
-    print("loss_rec: masked-patch MSE on normalised pixels (last epoch mean); loss_nor: NoR penalty before lambda; "
-          "step_s: median seconds per optimiser step in the last session")
+        print("  ".join(row[key].ljust(width) for key, width in widths.items()))
+    print("; ".join(f"{name}: {meaning}" for name, meaning in SUMMARY_COLUMNS.items()))
     return 0
 
 

@@ -169,8 +169,15 @@ class DownstreamSpec(SpecBase):
     def problems(self) -> list[str]:
         return common_problems(self)
 
+    def init_name(self) -> str:
+        """'scratch', the pre-training run folder's name, or the checkpoint file's stem."""
+        if self.init == "none":
+            return "scratch"
+        path = Path(self.init)
+        return path.parent.name if path.name == "checkpoint.pt" else path.stem
+
     def run_id(self) -> str:
-        source = "scratch" if self.init == "none" else Path(self.init.rstrip("/")).parent.name if self.init.endswith(".pt") else Path(self.init).name
+        source = self.init_name()
         return f"{self.dataset}-{self.stage}-from-{source}-ep{self.epochs}-s{self.seed}-{self.digest()[:8]}"
 
 
