@@ -87,7 +87,24 @@ def _holds_fashion_mnist(folder: Path) -> bool:
     return all((folder / name).is_file() or (folder / f"{name}.gz").is_file() for name in FASHION_MNIST_FILES)
 
 
-class FashionMNIST(Dataset):
+class GrayImageArray(Dataset):
+    """Items from ``self.images`` (N, H, W uint8) and ``self.targets``, as RGB (gray repeated) PIL images."""
+
+    images: np.ndarray
+    targets: list
+    transform = None
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, index):
+        image = Image.fromarray(self.images[index]).convert("RGB")
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, self.targets[index]
+
+
+class FashionMNIST(GrayImageArray):
     """Fashion-MNIST from its four IDX files; images come out as RGB (gray repeated) PIL images."""
 
     classes = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -109,15 +126,6 @@ class FashionMNIST(Dataset):
                 f"{images_path} holds images of shape {self.images.shape} but {labels_path} "
                 f"holds labels of shape {labels.shape}")
         self.targets = labels.astype(int).tolist()
-
-    def __len__(self):
-        return len(self.targets)
-
-    def __getitem__(self, index):
-        image = Image.fromarray(self.images[index]).convert("RGB")
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, self.targets[index]
 
 
 def find_fashion_mnist(root=None) -> Path:

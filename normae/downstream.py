@@ -18,6 +18,7 @@ from normae.data import (
     DataNotFoundError,
     FashionMNIST,
     GeneratedImages,
+    GrayImageArray,
     ImageNet100,
     find_fashion_mnist,
     imagenet1k,
@@ -173,7 +174,7 @@ def caltech101_split(labels, split) -> list[int]:
     return sorted(int(index) for index in chosen)
 
 
-class Digits(Dataset):
+class Digits(GrayImageArray):
     """scikit-learn's bundled 8x8 handwritten digits (1,797 images), split 75/25 stratified with random_state=0."""
 
     def __init__(self, split="train", transform=None):
@@ -186,15 +187,6 @@ class Digits(Dataset):
         self.images = (digits.images[indices] * (255 / 16)).round().astype(np.uint8)  # pixels are 0..16
         self.targets = digits.target[indices].tolist()
         self.transform = transform
-
-    def __len__(self):
-        return len(self.targets)
-
-    def __getitem__(self, index):
-        image = Image.fromarray(self.images[index]).convert("RGB")
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, self.targets[index]
 
 
 def _fashion_mnist_subset5(root, split, transform):

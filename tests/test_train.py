@@ -191,3 +191,44 @@ def test_finished_run_is_not_rerun_and_other_spec_is_refused(tmp_path, monkeypat
 def test_too_little_data_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="lower the batch size"):
         stages.run_pretrain(small_spec(train_samples=4), tmp_path / "run")
+
+
+def test_sigusr1_checkpoints_and_training_goes_on(tmp_path, monkeypatch):
+    spec = small_spec()
+    stages.run_pretrain(spec, tmp_path / "straight")
+    saved = []
+    real_save = stages.Trainer.save_checkpoint
+
+    def recording_save(self):
+        saved.append((self.epoch, self.batches_done))
+        real_save(self)
+
+    monkeypatch.setattr(stages.Trainer, "save_checkpoint", recording_save)
+    stop_at_call(monkeypatch, 3, lambda: os.kill(os.getpid(), signal.SIGUSR1))
+    stages.run_pretrain(spec, tmp_path / "signalled")
+    assert saved == [(0, 3), (1, 0), (2, 0)]
+    assert_same_run(tmp_path / "straight", tmp_path / "signalled")
+
+
+def test_timed_checkpoints_land_mid_epoch_and_resume_exactly(tmp_path, monkeypatch):
+    spec = small_spec(checkpoint_minutes=1e-9)
+    stages.run_pretrain(spec, tmp_path / "straight")
+
+    def crash():
+        raise KeyboardInterrupt("simulated kill")
+
+    calls = stop_at_call(monkeypatch, 6, crash)
+    with pytest.raises(KeyboardInterrupt):
+        stages.run_pretrain(spec, tmp_path / "crashed")
+    state = load_checkpoint(tmp_path / "crashed" / "checkpoint.pt")
+    assert (state["epoch"], state["batches_done"]) == (0, 5)
+    calls["n"] = -10**9
+    stages.run_pretrain(spec, tmp_path / "crashed", resume=True)
+    assert_same_run(tmp_path / "straight", tmp_path / "crashed")
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_runs_on_cpu(tmp_path, amp):
+    summary = stages.run_pretrain(small_spec(epochs=1, warmup_epochs=0, amp=amp), tmp_path / amp)
+    assert summary["amp"] == amp
+    assert all(math.isfinite(v) for v in summary["final"].values())
