@@ -76,7 +76,8 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict]:
 
 def encoder_weights(state: dict, model: VisionTransformer) -> dict:
     """The encoder part of a pre-training state dict, resized to ``model``'s patch and token grid."""
-    weights = {k: v for k, v in state.items() if not k.startswith(DECODER_PREFIXES)}
+    # A fine-tuned checkpoint's head belongs to its own classes; the new model starts its own.
+    weights = {k: v for k, v in state.items() if not k.startswith(DECODER_PREFIXES + ("head.",))}
     if "patch_embed.proj.weight" not in weights or "pos_embed" not in weights:
         raise CheckpointError("the checkpoint has no encoder (patch_embed.proj.weight and pos_embed are missing)")
     expected_dim = model.pos_embed.shape[-1]
@@ -90,8 +91,9 @@ def encoder_weights(state: dict, model: VisionTransformer) -> dict:
     grid = list(model.patch_embed.grid_size)
     if weights["pos_embed"].shape[1] != model.pos_embed.shape[1]:
         weights["pos_embed"] = resample_abs_pos_embed(weights["pos_embed"], grid, num_prefix_tokens=1)
-    if isinstance(model.norm, nn.Identity):
-        weights = {k: v for k, v in weights.items() if not k.startswith("norm.")}
+    for name in ("norm", "fc_norm"):
+        if isinstance(getattr(model, name), nn.Identity):
+            weights = {k: v for k, v in weights.items() if not k.startswith(name + ".")}
     return weights
 
 
@@ -106,9 +108,14 @@ def load_encoder(model: VisionTransformer, state: dict) -> None:
 
 
 def make_linear_probe(model: VisionTransformer) -> list[nn.Parameter]:
-    """Freeze everything, put BatchNorm (no affine) before the head; returns the trainable parameters."""
+    """Freeze everything, put BatchNorm (no affine) before the head; returns the trainable parameters.
+
+    The head restarts from std 0.01 as in MAE's linear probing: LARS scales each update by the
+    weight's norm, so fine-tuning's 2e-5 would leave the head nearly still.
+    """
     for parameter in model.parameters():
         parameter.requires_grad = False
+    trunc_normal_(model.head.weight, std=0.01)
     model.head = nn.Sequential(nn.BatchNorm1d(model.head.in_features, affine=False, eps=1e-6), model.head)
     for parameter in model.head.parameters():
         parameter.requires_grad = True

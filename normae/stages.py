@@ -22,7 +22,7 @@ from normae.checkpoint import atomic_write_text
 from normae.data import DATASETS, build_pretrain_dataset
 from normae.models import build_mae
 from normae.spec import PretrainSpec
-from normae.train import LoopConfig, Trainer
+from normae.train import LoopConfig, Trainer, seed_everything
 
 
 def setup_distributed() -> tuple[int, int, torch.device]:
@@ -119,7 +119,7 @@ def run_pretrain(spec: PretrainSpec, run_dir: str | Path, resume: bool = False) 
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_spec(run_dir, spec)
-    torch.manual_seed(spec.seed)
+    seed_everything(spec.seed)
     dataset = fixed_subset(build_pretrain_dataset(spec.dataset, root=spec.data_root, img_size=spec.img_size), spec.train_samples)
     img_size = spec.img_size or DATASETS[spec.dataset].img_size
     model = build_mae(

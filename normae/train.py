@@ -68,14 +68,19 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     return ((seed * 1_000_003 + epoch) * 1_000_000_007 + index) % (2**63)
 
 
+def seed_everything(seed: int) -> None:
+    """Seed torch, NumPy and Python: model initialisation and batch-level draws (timm's Mixup uses NumPy)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
 @contextmanager
 def seeded_randomness(seed: int):
     """Run a block with torch, NumPy and Python generators seeded, then put them back as they were."""
     python_state, numpy_state = random.getstate(), np.random.get_state()
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
+        seed_everything(seed)
         try:
             yield
         finally:

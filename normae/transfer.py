@@ -24,7 +24,7 @@ from normae.data import eval_transform
 from normae.downstream import CLASSIFICATION_SETS, build_classification_dataset, targets_of
 from normae.spec import DownstreamSpec, FinetuneSpec, LinprobeSpec
 from normae.stages import environment_facts, finished_summary, fixed_subset, loop_config, resolve_amp, setup_distributed, write_spec, write_summary
-from normae.train import Trainer
+from normae.train import Trainer, seed_everything
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
 
@@ -80,7 +80,8 @@ def optimizer_for(spec: DownstreamSpec, model: nn.Module, lr: float):
     if isinstance(spec, LinprobeSpec):
         weights = [p for p in model.head.parameters() if p.ndim > 1]
         biases = [p for p in model.head.parameters() if p.ndim <= 1]
-        groups = [{"params": weights, "always_adapt": True}, {"params": biases}]
+        # As MAE's LARS: 1-D parameters get neither weight decay nor the trust-ratio scaling.
+        groups = [{"params": weights, "always_adapt": True}, {"params": biases, "weight_decay": 0.0}]
         return Lars(groups, lr=lr, momentum=0.9, weight_decay=spec.weight_decay)
     groups = param_groups_layer_decay(model, spec.weight_decay, model.no_weight_decay(), layer_decay=spec.layer_decay)
     return torch.optim.AdamW(groups, lr=lr)
@@ -101,7 +102,7 @@ def run_transfer(spec: DownstreamSpec, run_dir: str | Path, resume: bool = False
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_spec(run_dir, spec)
-    torch.manual_seed(spec.seed)
+    seed_everything(spec.seed)
     train_set = fixed_subset(
         build_classification_dataset(spec.dataset, spec.data_root, "train", train_transform(spec, img_size, info.mean, info.std), spec.download),
         spec.train_samples,
