@@ -205,7 +205,10 @@ def main(argv=None) -> int:
     from normae.classify import CheckpointError
     from normae.data import CorruptDataError
 
+    from normae.train import keep_freed_memory
+
     args = build_parser().parse_args(argv)
+    keep_freed_memory()
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, CorruptDataError, CheckpointError) as error:
