@@ -15,6 +15,7 @@ import random
 import signal
 import statistics
 import sys
+import threading
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -211,8 +212,6 @@ class Trainer:
                 f"{self.checkpoint_path} exists: pass --resume to continue that run, or delete the run folder to start over"
             )
         state = load_checkpoint(self.checkpoint_path)
-        if self.spec and state.get("spec") and state["spec"] != self.spec:
-            raise ValueError(f"{self.checkpoint_path} belongs to a different spec; use another output folder")
         unwrap(self.model).load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
@@ -240,8 +239,6 @@ class Trainer:
 
     @contextmanager
     def signal_handlers(self):
-        import threading
-
         if threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -254,7 +251,7 @@ class Trainer:
 
     # ---- the loop ------------------------------------------------------------------------
     def reduce(self, values: list[torch.Tensor], flags: list[float]) -> list[float]:
-        """Mean of ``values`` over processes and the max of ``flags``, as Python floats."""
+        """Mean of ``values`` over processes and the sum of ``flags`` (> 0 if any process raised one), as floats."""
         packed = torch.stack([v.detach().float() for v in values] + [torch.tensor(f, device=values[0].device) for f in flags])
         if self.distributed:
             dist.all_reduce(packed)

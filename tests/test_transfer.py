@@ -767,3 +767,13 @@ def test_evaluate_with_fewer_than_five_classes():
     table = torch.tensor([[0.0, 1.0, 2.0], [2.0, 1.0, 0.0], [1.0, 2.0, 0.0]])
     result = evaluate(TableModel(table), Indexed([2, 2, 0]), 2, torch.device("cpu"))
     assert result == {"top1": pytest.approx(100 / 3), "top5": 100.0, "eval_images": 3}
+
+
+def test_randaugment_posterize_at_full_magnitude_does_not_crash():
+    """timm's 'inc1' posterize keeps 0 bits at magnitude 10, which Pillow 13 refuses (pyproject pins it)."""
+    from PIL import Image
+    from timm.data.auto_augment import AugmentOp
+
+    image = Image.new("RGB", (8, 8), (200, 100, 50))
+    out = AugmentOp("PosterizeIncreasing", prob=1.0, magnitude=10)(image)
+    assert out.getpixel((0, 0)) == (0, 0, 0)
