@@ -38,6 +38,12 @@ def setup_distributed() -> tuple[int, int, torch.device]:
     return rank, (dist.get_world_size() if dist.is_initialized() else 1), device
 
 
+def wrap_ddp(model: torch.nn.Module, device: torch.device, world_size: int) -> torch.nn.Module:
+    if world_size == 1:
+        return model
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
 def resolve_amp(amp: str, device: torch.device) -> str:
     if amp == "auto":
         return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "none"
@@ -140,7 +146,7 @@ def run_pretrain(spec: PretrainSpec, run_dir: str | Path, resume: bool = False) 
     optimizer = torch.optim.AdamW(
         param_groups_weight_decay(model, spec.weight_decay, model.no_weight_decay()), lr=cfg.lr, betas=cfg.betas
     )
-    wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if world_size > 1 else model
+    wrapped = wrap_ddp(model, device, world_size)
     trainer = Trainer(wrapped, dataset, cfg, run_dir, pretrain_step, optimizer, device, noise_length=num_patches, spec=spec.to_dict())
     started = time.time()
     results = trainer.fit(resume=resume)

@@ -16,14 +16,23 @@ import torch.nn as nn
 from timm.data import Mixup, create_transform
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import Lars, param_groups_layer_decay
-from torch.nn.parallel import DistributedDataParallel
 from torchvision import transforms
 
 from normae.classify import build_classifier, evaluate, load_encoder, make_linear_probe, read_checkpoint
 from normae.data import eval_transform
 from normae.downstream import CLASSIFICATION_SETS, build_classification_dataset, targets_of
 from normae.spec import DownstreamSpec, FinetuneSpec, LinprobeSpec
-from normae.stages import environment_facts, finished_summary, fixed_subset, loop_config, resolve_amp, setup_distributed, write_spec, write_summary
+from normae.stages import (
+    environment_facts,
+    finished_summary,
+    fixed_subset,
+    loop_config,
+    resolve_amp,
+    setup_distributed,
+    wrap_ddp,
+    write_spec,
+    write_summary,
+)
 from normae.train import Trainer, seed_everything
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
@@ -131,7 +140,7 @@ def run_transfer(spec: DownstreamSpec, run_dir: str | Path, resume: bool = False
         criterion = LabelSmoothingCrossEntropy(spec.smoothing)
     else:
         criterion = nn.CrossEntropyLoss()
-    wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if world_size > 1 else model
+    wrapped = wrap_ddp(model, device, world_size)
 
     def evaluate_epoch() -> dict:
         return evaluate(model, eval_set, spec.eval_batch_size, device, AMP_DTYPES[amp], num_workers=spec.num_workers)
