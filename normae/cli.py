@@ -1,4 +1,4 @@
-"""``normae`` command line: pretrain | finetune | linprobe | bench | summarize | fetch-data."""
+"""``normae`` command line: pretrain | finetune | linprobe | bench | plan | summarize | fetch-data."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 import typing
 from pathlib import Path
 
+from normae.plan import add_plan_options, print_plan
 from normae.spec import FinetuneSpec, LinprobeSpec, PretrainSpec
 
 
@@ -187,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "none"), help="mixed precision (auto: bf16 on CUDA)")
     bench.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     bench.set_defaults(func=cmd_bench)
+
+    plan = commands.add_parser("plan", help="expand the paper's tables into the runs a scale needs")
+    add_plan_options(plan)
+    plan.set_defaults(func=print_plan)
 
     summarize = commands.add_parser("summarize", help="print the final metrics of finished runs side by side")
     summarize.add_argument("runs", nargs="+", help="run folders holding summary.json")

@@ -174,7 +174,10 @@ class DownstreamSpec(SpecBase):
         if self.init == "none":
             return "scratch"
         path = Path(self.init)
-        return path.parent.name if path.name == "checkpoint.pt" else path.stem
+        if path.name == "checkpoint.pt":
+            return path.parent.name
+        # A run folder's name has dots in it (mr0.75): only a file's suffix is cut off.
+        return path.stem if path.suffix in (".pt", ".pth") else path.name
 
     def run_id(self) -> str:
         source = self.init_name()

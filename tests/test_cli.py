@@ -113,3 +113,11 @@ def test_bench_prints_one_json_line_with_ratios(tmp_path):
     assert len(paired) == 2 and report["nor_over_mae_time"] == pytest.approx((paired[0] + paired[1]) / 2)
     assert report["memory_kind"] == "cpu_peak_rss_growth_mib"
     assert report["nor_over_mae_memory"] is None or report["nor_over_mae_memory"] > 0
+
+
+def test_plan_command_lists_every_table(tmp_path):
+    result = normae(["plan", "--scale", "tiny"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    for table in ("T1:", "T2:", "T3:", "T4:", "T5:", "T6:", "T7:"):
+        assert table in result.stdout
+    assert "pre-training runs" in result.stdout and "not_implemented" in result.stdout

@@ -1,0 +1,452 @@
+"""The paper's tables (config/experiments.yaml) at one scale (config/scales/<name>.yaml) -> unique run specs.
+
+A run that several tables need is planned once: runs are keyed by spec digest, named by
+``run_id()``. Every table row, from the grid or from config/reported.csv, ends up with a run id,
+a paper value it is compared with, or the reason it is not run. No torch import here: login-node
+processes plan too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from normae.spec import FinetuneSpec, LinprobeSpec, PretrainSpec
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+RUNS_DIR = "results/runs"
+
+PRETRAIN_TERMS = ("model", "dataset", "method", "epochs", "patch_size", "mask_ratio", "lam", "cnp", "nor_variant")
+NOR_LOSS_TERMS = ("lam", "cnp", "nor_variant")
+METHODS_WITHOUT_NOR_LOSS = ("mae", "sup_mae")
+TABLE_KEYS = {"title", "pretrain", "variants", "evaluate", "measure", "cnp_modes"}
+EVALUATE_KEYS = {"protocol", "dataset"}
+SCALE_KEYS = {"description", "datasets", "models", "patch_sizes", "pretrain_epochs",
+              "pretrain", "finetune", "linprobe", "throughput"}
+PAPER_IMG_SIZE = 224
+PAPER_FINETUNE_EPOCHS = 100
+
+EVAL_SPECS = {"finetune": FinetuneSpec, "linprobe": LinprobeSpec}
+ANALYSES = {"pca": "PCA of visible vs CNP features of the pre-trained encoder (analysis stage)"}
+MEASUREMENTS = {"cnp_similarity": "normae cnp-stats", "cost": "normae bench"}
+IMPLEMENTED_METHODS = ("mae", "nor_mae")
+NOT_IMPLEMENTED = {
+    "sup_mae": "supervised MAE (sup_mae) is not implemented",
+    "sup_nor_mae": "supervised NoR-MAE (sup_nor_mae) is not implemented",
+    "nor_dmae": "NoR-MAE with a distillation teacher (nor_dmae) is not implemented",
+    "segmentation": "ADE20K segmentation is not implemented",
+}
+# Training images per epoch, for the time estimate (the scale's train_samples caps them).
+TRAIN_IMAGES = {
+    "imagenet1k": 1_281_167, "imagenet100": 126_689, "fashion_mnist": 60_000, "generated": 200,
+    "cifar10": 50_000, "cifar100": 50_000, "flowers102": 2_040, "pets": 3_680, "dtd": 3_760,
+    "food101": 75_750, "caltech101": 3_030, "aircraft": 6_667, "digits": 1_347,
+    "fashion_mnist_subset5": 30_000,
+}
+REPORTED_KEYS = ("model", "pretrain_dataset", "method", "pretrain_epochs", "patch_size", "mask_ratio",
+                 "lam", "eval_dataset", "eval")
+
+
+def _check_keys(where: str, data: dict, allowed) -> None:
+    unknown = sorted(set(data) - set(allowed), key=str)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed, key=str)}")
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+# ---------------------------------------------------------------- experiments.yaml
+
+def load_experiments(path: str | Path = CONFIG_DIR / "experiments.yaml") -> dict:
+    """The tables of experiments.yaml, each normalised to a list of grids and a list of evaluations."""
+    data = yaml.safe_load(Path(path).read_text())
+    _check_keys(str(path), data, {"defaults", "tables"})
+    defaults = data.get("defaults", {})
+    _check_keys(f"{path}: defaults", defaults, {"pretrain"})
+    base = defaults.get("pretrain", {})
+    _check_keys(f"{path}: defaults.pretrain", base, PRETRAIN_TERMS)
+    tables = {}
+    for name, table in data["tables"].items():
+        where = f"{path}: table {name}"
+        _check_keys(where, table, TABLE_KEYS)
+        if "measure" in table:
+            if table["measure"] not in MEASUREMENTS:
+                raise ValueError(f"{where}: measure must be one of {sorted(MEASUREMENTS)}, got {table['measure']!r}")
+            tables[name] = {"title": table["title"], "measure": table["measure"], "grids": [], "evaluate": []}
+            continue
+        grid = {**base, **table.get("pretrain", {})}
+        _check_keys(f"{where}: pretrain", grid, PRETRAIN_TERMS)
+        for variant in table.get("variants", []):
+            _check_keys(f"{where}: variants", variant, PRETRAIN_TERMS)
+        grids = [{**grid, **variant} for variant in table.get("variants", [])] or [grid]
+        evaluate = _as_list(table["evaluate"])
+        for entry in evaluate:
+            _check_keys(f"{where}: evaluate", entry, EVALUATE_KEYS)
+            if entry["protocol"] not in {*EVAL_SPECS, *ANALYSES, *NOT_IMPLEMENTED}:
+                raise ValueError(f"{where}: unknown evaluate protocol {entry['protocol']!r}")
+        cnp_modes = table.get("cnp_modes", ["paper"])
+        for mode in cnp_modes:
+            if mode not in ("paper", "authors_code", "random"):
+                raise ValueError(f"{where}: cnp_modes holds {mode!r}; use paper, authors_code or random")
+        tables[name] = {"title": table["title"], "measure": None, "grids": grids,
+                        "evaluate": evaluate, "cnp_modes": cnp_modes}
+    return tables
+
+
+def grid_points(grid: dict, cnp_modes: list[str]) -> list[dict]:
+    """The cartesian product of a grid, NoR-loss terms dropped where there is no NoR loss, duplicates removed.
+
+    Each NoR-MAE point is repeated for every CNP mode unless the grid names the mode itself.
+    """
+    keys = list(grid)
+    points = []
+    for values in itertools.product(*(_as_list(grid[k]) for k in keys)):
+        point = dict(zip(keys, values))
+        if point["method"] in METHODS_WITHOUT_NOR_LOSS:
+            point = {k: v for k, v in point.items() if k not in NOR_LOSS_TERMS}
+        elif point["method"] == "nor_mae":
+            point.setdefault("nor_variant", "offdiag")
+        if point["method"] == "nor_mae" and "cnp" not in point:
+            for mode in cnp_modes:
+                points.append({**point, "cnp": mode})
+            continue
+        points.append(point)
+    unique = []
+    for point in points:
+        if point not in unique:
+            unique.append(point)
+    return unique
+
+
+# ---------------------------------------------------------------- scales
+
+@dataclass
+class Scale:
+    """How the paper's settings map to what runs at one scale; a mapped value of None means 'not run'."""
+
+    name: str
+    description: str
+    datasets: dict
+    models: dict
+    patch_sizes: dict
+    pretrain_epochs: dict
+    pretrain: dict
+    finetune: dict
+    linprobe: dict
+    throughput: dict
+    not_run: dict = field(default_factory=dict)  # (kind, paper value) -> reason
+
+    def map(self, kind: str, value):
+        """(value at this scale, None) or (None, the reason it does not run here)."""
+        table = getattr(self, kind)
+        if value not in table:
+            raise ValueError(f"scale {self.name}: {kind} has no entry for {value!r}")
+        if table[value] is None:
+            return None, self.not_run[(kind, value)]
+        return table[value], None
+
+
+def load_scale(name: str, config_dir: str | Path = CONFIG_DIR) -> Scale:
+    path = Path(config_dir) / "scales" / f"{name}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise ValueError(f"unknown scale {name!r}; known: {known}")
+    data = yaml.safe_load(path.read_text())
+    _check_keys(str(path), data, SCALE_KEYS)
+    _check_keys(f"{path}: pretrain", data["pretrain"], _free_fields(PretrainSpec))
+    _check_keys(f"{path}: finetune", data["finetune"], _free_fields(FinetuneSpec))
+    _check_keys(f"{path}: linprobe", data["linprobe"], _free_fields(LinprobeSpec))
+    _check_keys(f"{path}: throughput", data["throughput"], {"pretrain", "finetune"})
+    not_run = {}
+    mappings = {}
+    for kind in ("datasets", "models", "patch_sizes", "pretrain_epochs"):
+        mappings[kind] = {}
+        for paper_value, value in data[kind].items():
+            if isinstance(value, dict):
+                _check_keys(f"{path}: {kind}.{paper_value}", value, {"not_run"})
+                not_run[(kind, paper_value)] = value["not_run"]
+                value = None
+            mappings[kind][paper_value] = value
+    return Scale(name=name, description=data["description"], **mappings, pretrain=data["pretrain"],
+                 finetune=data["finetune"], linprobe=data["linprobe"], throughput=data["throughput"],
+                 not_run=not_run)
+
+
+def _free_fields(spec_class) -> set[str]:
+    """Spec fields a scale may set: all but those the table grid decides."""
+    decided = {"dataset", "model", "patch_size", "method", "lam", "mask_ratio", "cnp", "nor_variant", "init"}
+    if spec_class is PretrainSpec:
+        decided.add("epochs")  # from the scale's pretrain_epochs mapping
+    return {f.name for f in dataclasses.fields(spec_class)} - decided
+
+
+# ---------------------------------------------------------------- the plan
+
+@dataclass
+class Row:
+    """One row of a table: the paper's terms, the paper's number if it prints one, and what we do for it.
+
+    terms use reported.csv's column names. status: run (pretrain_id and eval_id set), analysis
+    (pretrain_id set; the analysis stage reads that run), measure (reason names the command that
+    measures it; nothing is trained), cited, not_implemented or not_run (reason says why).
+    """
+
+    table: str
+    terms: dict
+    status: str
+    paper_value: float | None = None
+    metric: str | None = None
+    pretrain_id: str | None = None
+    eval_id: str | None = None
+    reason: str | None = None
+
+
+@dataclass
+class TablePlan:
+    name: str
+    title: str
+    mapping: list[str]
+    rows: list[Row]
+
+    def pretrain_ids(self) -> set[str]:
+        return {row.pretrain_id for row in self.rows if row.pretrain_id}
+
+    def eval_ids(self) -> set[str]:
+        return {row.eval_id for row in self.rows if row.eval_id}
+
+
+@dataclass
+class Plan:
+    scale: Scale
+    pretrain: dict[str, PretrainSpec]  # run id -> spec
+    evaluations: dict[str, FinetuneSpec | LinprobeSpec]
+    tables: dict[str, TablePlan]
+
+
+def read_reported(path: str | Path = CONFIG_DIR / "reported.csv") -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _reported_key(row: dict) -> tuple:
+    def number(text):
+        return float(text) if text not in ("", None) else None
+    return (row["model"], row["pretrain_dataset"], row["method"], int(row["pretrain_epochs"]),
+            int(row["patch_size"]), number(row["mask_ratio"]), number(row["lam"]) or 0.0,
+            row["eval_dataset"], row["eval"])
+
+
+def _point_key(point: dict, protocol: str, eval_dataset: str) -> tuple:
+    return (point["model"], point["dataset"], point["method"], point["epochs"], point["patch_size"],
+            float(point["mask_ratio"]), float(point.get("lam", 0.0)), eval_dataset, protocol)
+
+
+def _terms(point: dict, protocol: str, eval_dataset: str) -> dict:
+    """A grid point in reported.csv's column names, so rows of both sources read alike."""
+    renamed = {"dataset": "pretrain_dataset", "epochs": "pretrain_epochs"}
+    return {**{renamed.get(k, k): v for k, v in point.items()}, "eval_dataset": eval_dataset, "eval": protocol}
+
+
+class _Planner:
+    """Collects unique specs across tables while rows are built."""
+
+    def __init__(self, scale: Scale):
+        self.scale = scale
+        self.pretrain: dict[str, PretrainSpec] = {}
+        self.evaluations: dict[str, FinetuneSpec | LinprobeSpec] = {}
+
+    def _add(self, store: dict, spec) -> str:
+        for run_id, known in store.items():
+            if known.digest() == spec.digest():
+                return run_id
+        store[spec.run_id()] = spec
+        return spec.run_id()
+
+    def pretrain_spec(self, point: dict) -> tuple[PretrainSpec | None, str | None]:
+        mapped = {}
+        for kind, term in (("models", "model"), ("datasets", "dataset"), ("patch_sizes", "patch_size"),
+                           ("pretrain_epochs", "epochs")):
+            mapped[term], reason = self.scale.map(kind, point[term])
+            if reason:
+                return None, f"{term} {point[term]}: {reason}"
+        extra = {k: point[k] for k in ("lam", "cnp", "nor_variant") if k in point}
+        if point["method"] == "mae":
+            extra["lam"] = 0.0
+        spec = PretrainSpec(**mapped, method=point["method"], mask_ratio=point["mask_ratio"],
+                            **extra, **self.scale.pretrain)
+        return spec, None
+
+    def row(self, table: str, point: dict, protocol: str, eval_dataset: str) -> Row:
+        terms = _terms(point, protocol, eval_dataset)
+        for blocker in (point["method"], protocol):
+            if blocker in NOT_IMPLEMENTED:
+                return Row(table, terms, "not_implemented", reason=NOT_IMPLEMENTED[blocker])
+        eval_set, reason = self.scale.map("datasets", eval_dataset)
+        if reason:
+            return Row(table, terms, "not_run", reason=f"evaluation set {eval_dataset}: {reason}")
+        spec, reason = self.pretrain_spec(point)
+        if reason:
+            return Row(table, terms, "not_run", reason=reason)
+        pretrain_id = self._add(self.pretrain, spec)
+        if protocol in ANALYSES:
+            return Row(table, terms, "analysis", pretrain_id=pretrain_id)
+        overrides = self.scale.finetune if protocol == "finetune" else self.scale.linprobe
+        evaluation = EVAL_SPECS[protocol](init=f"{RUNS_DIR}/{pretrain_id}/checkpoint.pt", dataset=eval_set,
+                                          model=spec.model, patch_size=spec.patch_size, **overrides)
+        return Row(table, terms, "run", pretrain_id=pretrain_id, eval_id=self._add(self.evaluations, evaluation))
+
+
+def expand(experiments: dict, scale: Scale, reported: list[dict] | None = None) -> Plan:
+    """Every table's grid at this scale, linked to the paper's rows; a reported row no grid covers is an error."""
+    reported = read_reported() if reported is None else reported
+    planner = _Planner(scale)
+    tables = {}
+    for name, table in experiments.items():
+        paper_rows = [r for r in reported if r["table"] == name]
+        if table["measure"]:
+            rows = [_measure_row(name, table["measure"], r, scale) for r in paper_rows]
+        else:
+            rows = _grid_rows(name, table, paper_rows, planner)
+        tables[name] = TablePlan(name, table["title"], _mapping(rows, scale), rows)
+    unknown = sorted({r["table"] for r in reported} - set(experiments))
+    if unknown:
+        raise ValueError(f"reported.csv has tables {unknown} that experiments.yaml does not declare")
+    return Plan(scale, planner.pretrain, planner.evaluations, tables)
+
+
+def _grid_rows(name: str, table: dict, paper_rows: list[dict], planner: _Planner) -> list[Row]:
+    by_key = {}
+    for paper_row in paper_rows:
+        by_key.setdefault(_reported_key(paper_row), []).append(paper_row)
+    rows, matched = [], set()
+    for grid in table["grids"]:
+        for point in grid_points(grid, table["cnp_modes"]):
+            for entry in table["evaluate"]:
+                for eval_dataset in _as_list(entry["dataset"]):
+                    row = planner.row(name, point, entry["protocol"], eval_dataset)
+                    key = _point_key(point, entry["protocol"], eval_dataset)
+                    if key in by_key:
+                        matched.add(key)
+                        row.paper_value, row.metric = float(by_key[key][0]["value"]), by_key[key][0]["metric"]
+                    if row not in rows:
+                        rows.append(row)
+    for key, paper_row in ((k, r[0]) for k, r in by_key.items() if k not in matched):
+        if paper_row["ran_by_paper"] != "no":
+            raise ValueError(f"{name}: reported.csv row {dict(paper_row)} matches no grid point in experiments.yaml")
+        terms = {k: paper_row[k] for k in REPORTED_KEYS}
+        rows.append(Row(name, terms, "cited", float(paper_row["value"]), paper_row["metric"],
+                        reason=f"cited by the paper ({paper_row['note']}), not run"))
+    return rows
+
+
+def _measure_row(name: str, measure: str, paper_row: dict, scale: Scale) -> Row:
+    terms = {k: paper_row[k] for k in REPORTED_KEYS}
+    value, metric = float(paper_row["value"]), paper_row["metric"]
+    _, reason = scale.map("datasets", paper_row["eval_dataset"])
+    if reason:
+        return Row(name, terms, "not_run", value, metric, reason=reason)
+    return Row(name, terms, "measure", value, metric, reason=f"measured by `{MEASUREMENTS[measure]}`")
+
+
+def _mapping(rows: list[Row], scale: Scale) -> list[str]:
+    """'paper -> this scale' for every setting the table's rows use that the scale changes."""
+    lines = []
+    img = scale.pretrain.get("img_size", PAPER_IMG_SIZE)
+    if img != PAPER_IMG_SIZE:
+        lines.append(f"image size {PAPER_IMG_SIZE} px -> {img} px")
+    for kind, terms in (("models", ("model",)), ("datasets", ("pretrain_dataset", "eval_dataset")),
+                        ("patch_sizes", ("patch_size",)), ("pretrain_epochs", ("pretrain_epochs",))):
+        used = {row.terms[t] for row in rows for t in terms if t in row.terms and row.status != "cited"}
+        changed = [f"{value} -> {'not run' if mapped is None else mapped}"
+                   for value, mapped in getattr(scale, kind).items() if value in used and mapped != value]
+        if changed:
+            lines.append(f"{kind.replace('_', ' ')} " + ", ".join(changed))
+    if any(row.eval_id for row in rows) and scale.finetune.get("epochs") != PAPER_FINETUNE_EPOCHS:
+        lines.append(f"fine-tuning epochs {PAPER_FINETUNE_EPOCHS} -> {scale.finetune.get('epochs')}")
+    return lines
+
+
+# ---------------------------------------------------------------- summary
+
+def _hours(images: int, throughput: float) -> float:
+    return images / throughput / 3600
+
+
+def pretrain_hours(spec: PretrainSpec, scale: Scale) -> float:
+    """epochs x images / throughput, scaled by the token count relative to the paper's patch 16 at this scale."""
+    images = min(TRAIN_IMAGES[spec.dataset], spec.train_samples or TRAIN_IMAGES[spec.dataset])
+    reference_patch = scale.patch_sizes[16]
+    token_factor = (reference_patch / spec.patch_size) ** 2
+    return _hours(spec.epochs * images, scale.throughput["pretrain"][spec.model]) * token_factor
+
+
+def eval_hours(spec, scale: Scale) -> float:
+    images = min(TRAIN_IMAGES[spec.dataset], spec.train_samples or TRAIN_IMAGES[spec.dataset])
+    token_factor = (scale.patch_sizes[16] / spec.patch_size) ** 2
+    return _hours(spec.epochs * images, scale.throughput["finetune"][spec.model]) * token_factor
+
+
+def summarize(plan: Plan) -> str:
+    scale = plan.scale
+    users = {}
+    for table in plan.tables.values():
+        for run_id in table.pretrain_ids() | table.eval_ids():
+            users.setdefault(run_id, set()).add(table.name)
+    lines = [f"scale {scale.name}: {scale.description}",
+             f"{len(plan.pretrain)} pre-training runs, {len(plan.evaluations)} evaluation runs in all", ""]
+    for table in plan.tables.values():
+        lines.append(f"{table.name}: {table.title}")
+        lines.append("  at this scale: " + ("; ".join(table.mapping) or "the paper's settings"))
+        pretrain, evals = table.pretrain_ids(), table.eval_ids()
+        shared = sorted(run_id for run_id in pretrain | evals if len(users[run_id]) > 1)
+        lines.append(f"  {len(pretrain)} pre-training runs, {len(evals)} evaluation runs, "
+                     f"{len(shared)} of them shared with other tables")
+        counts = {}
+        for row in table.rows:
+            counts[row.status] = counts.get(row.status, 0) + 1
+        lines.append("  rows: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+        for row in table.rows:
+            if row.status in ("not_implemented", "not_run"):
+                lines.append(f"    {row.status}: {_describe(row.terms)}: {row.reason}")
+        hours = sum(pretrain_hours(plan.pretrain[i], scale) for i in pretrain)
+        hours += sum(eval_hours(plan.evaluations[i], scale) for i in evals)
+        lines.append(f"  estimate: {hours:.1f} device-hours for its runs (shared runs counted in each table)")
+        lines.append("")
+    total = sum(pretrain_hours(s, scale) for s in plan.pretrain.values())
+    total += sum(eval_hours(s, scale) for s in plan.evaluations.values())
+    lines.append(f"total estimate: {total:.1f} device-hours, each run counted once; from the throughput "
+                 f"configured in config/scales/{scale.name}.yaml (assumed, not measured), MAE's for both methods")
+    return "\n".join(lines)
+
+
+def _describe(terms: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in terms.items())
+
+
+def add_plan_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scale", default="tiny", help="config/scales/<NAME>.yaml (default: tiny)")
+    parser.add_argument("--experiments", default=str(CONFIG_DIR / "experiments.yaml"), help="the tables as grids")
+
+
+def print_plan(args: argparse.Namespace) -> int:
+    """`normae plan --scale NAME`: what each table needs at that scale."""
+    print(summarize(expand(load_experiments(args.experiments), load_scale(args.scale))))
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="normae plan", description=print_plan.__doc__)
+    add_plan_options(parser)
+    return print_plan(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
