@@ -138,7 +138,7 @@ def evaluate(model: nn.Module, dataset, batch_size: int, device: torch.device, a
             logits = model(images)
         top5 = logits.float().topk(min(5, logits.shape[-1]), dim=-1).indices
         hits = top5 == targets[:, None]
-        counts += torch.tensor([hits[:, 0].sum().item(), hits.any(dim=-1).sum().item(), len(targets)], dtype=torch.float64, device=device)
+        counts += torch.stack([hits[:, 0].sum(), hits.any(dim=-1).sum(), torch.tensor(len(targets), device=device)]).double()
     if distributed:
         dist.all_reduce(counts)
     model.train(was_training)
