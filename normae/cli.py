@@ -1,4 +1,4 @@
-"""``normae`` command line: pretrain | finetune | linprobe | bench | plan | summarize | fetch-data."""
+"""``normae`` command line: pretrain | finetune | linprobe | launch | bench | plan | summarize | fetch-data."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 import typing
 from pathlib import Path
 
+from normae.launch import add_launch_options, launch, run_here
 from normae.plan import add_plan_options, print_plan
 from normae.spec import FinetuneSpec, LinprobeSpec, PretrainSpec
 
@@ -46,37 +47,15 @@ def spec_from_args(args: argparse.Namespace):
     return args.spec_cls.from_dict(base)
 
 
-def run_stage(args, run) -> int:
-    """Run a stage from the command line; a stopped or failed run says how to continue."""
-    from normae.train import NonFiniteLossError, TrainingInterrupted
-
+def run_stage(args) -> int:
+    """Run a stage from the command line (``--spec`` and options); a stopped or failed run says how to continue."""
     spec = spec_from_args(args)
     out = Path(args.out) if args.out else Path("results/runs") / spec.run_id()
-    print(f"[normae] {spec.stage} {spec.run_id()} -> {out}", file=sys.stderr)
-    try:
-        summary = run(spec, out, resume=args.resume)
-    except TrainingInterrupted as stop:
-        print(f"[normae] {stop}", file=sys.stderr)
-        return 143
-    except NonFiniteLossError as error:
-        print(f"[normae] error: {error}", file=sys.stderr)
-        return 1
-    keys = ("loss", "loss_rec", "loss_nor", "top1", "top5")
-    final = {k: v for k, v in summary.get("final", {}).items() if k in keys}
-    print(json.dumps({"run_dir": str(out), **final, "step_time_median_s": summary.get("step_time_median_s")}))
-    return 0
+    return run_here(spec, out, resume=args.resume)
 
 
-def cmd_pretrain(args) -> int:
-    from normae.stages import run_pretrain
-
-    return run_stage(args, run_pretrain)
-
-
-def cmd_transfer(args) -> int:
-    from normae.transfer import run_transfer
-
-    return run_stage(args, run_transfer)
+def cmd_launch(args) -> int:
+    return launch(args.stage, args.spec, args.out, launcher=args.launcher)
 
 
 def cmd_bench(args) -> int:
@@ -156,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         "into the output folder. Options override the --spec file; unset options take the defaults shown.",
     )
     add_spec_options(pretrain, PretrainSpec)
-    pretrain.set_defaults(func=cmd_pretrain)
+    pretrain.set_defaults(func=run_stage)
 
     for spec_cls, summary in ((FinetuneSpec, "fine-tune an encoder end to end (MAE protocol)"),
                               (LinprobeSpec, "linear-probe a frozen encoder (MAE protocol)")):
@@ -168,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Defaults are the paper's protocol.",
         )
         add_spec_options(transfer, spec_cls)
-        transfer.set_defaults(func=cmd_transfer)
+        transfer.set_defaults(func=run_stage)
 
     bench = commands.add_parser(
         "bench",
@@ -188,6 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "none"), help="mixed precision (auto: bf16 on CUDA)")
     bench.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     bench.set_defaults(func=cmd_bench)
+
+    launch_parser = commands.add_parser(
+        "launch",
+        help="run one spec file in its run folder through a launcher (what the workflow calls)",
+        description="Run a spec file's stage into --out, resuming from its checkpoint if one is there. "
+        "A folder that already holds summary.json is left as it is.",
+    )
+    add_launch_options(launch_parser)
+    launch_parser.set_defaults(func=cmd_launch)
 
     plan = commands.add_parser("plan", help="expand the paper's tables into the runs a scale needs")
     add_plan_options(plan)

@@ -147,6 +147,7 @@ class DownstreamSpec(SpecBase):
     data_root: str | None = option(None, "data folder (default: looked up for Fashion-MNIST; required for the others)")
     download: bool = option(False, "let torchvision download the set if it is missing")
     train_samples: int | None = option(None, "use this many training images (a fixed seeded subset)")
+    eval_samples: int | None = option(None, "evaluate on this many images of the evaluation split (a fixed seeded subset)")
     model: str = option("vit_tiny", "model size; our own checkpoints override it with the size they were trained at")
     img_size: int | None = option(None, "input size (default: the pre-training size for our checkpoints, else the set's native size)")
     patch_size: int = option(2, "patch size; our own checkpoints override it")

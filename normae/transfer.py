@@ -116,8 +116,11 @@ def run_transfer(spec: DownstreamSpec, run_dir: str | Path, resume: bool = False
         build_classification_dataset(spec.dataset, spec.data_root, "train", train_transform(spec, img_size, info.mean, info.std), spec.download),
         spec.train_samples,
     )
-    eval_set = build_classification_dataset(
-        spec.dataset, spec.data_root, "eval", eval_transform(img_size, info.mean, info.std, crop_pct=1.0 if img_size < 64 else 0.875), spec.download
+    eval_set = fixed_subset(
+        build_classification_dataset(
+            spec.dataset, spec.data_root, "eval", eval_transform(img_size, info.mean, info.std, crop_pct=1.0 if img_size < 64 else 0.875), spec.download
+        ),
+        spec.eval_samples,
     )
     finetune = isinstance(spec, FinetuneSpec)
     model = build_classifier(
