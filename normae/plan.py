@@ -28,7 +28,8 @@ METHODS_WITHOUT_NOR_LOSS = ("mae", "sup_mae")
 TABLE_KEYS = {"title", "pretrain", "variants", "evaluate", "measure", "cnp_modes"}
 EVALUATE_KEYS = {"protocol", "dataset"}
 SCALE_KEYS = {"description", "datasets", "models", "patch_sizes", "pretrain_epochs",
-              "pretrain", "finetune", "linprobe", "throughput"}
+              "pretrain", "finetune", "linprobe", "throughput", "cnp_modes"}
+CNP_MODES = ("paper", "authors_code", "random")
 PAPER_IMG_SIZE = 224
 PAPER_FINETUNE_EPOCHS = 100
 
@@ -94,7 +95,7 @@ def load_experiments(path: str | Path = CONFIG_DIR / "experiments.yaml") -> dict
                 raise ValueError(f"{where}: unknown evaluate protocol {entry['protocol']!r}")
         cnp_modes = table.get("cnp_modes", ["paper"])
         for mode in cnp_modes:
-            if mode not in ("paper", "authors_code", "random"):
+            if mode not in CNP_MODES:
                 raise ValueError(f"{where}: cnp_modes holds {mode!r}; use paper, authors_code or random")
         tables[name] = {"title": table["title"], "measure": None, "grids": grids,
                         "evaluate": evaluate, "cnp_modes": cnp_modes}
@@ -143,6 +144,7 @@ class Scale:
     linprobe: dict
     throughput: dict
     not_run: dict = field(default_factory=dict)  # (kind, paper value) -> reason
+    cnp_modes: tuple = CNP_MODES  # the CNP modes a table's cnp_modes may double NoR-MAE rows into here
 
     def map(self, kind: str, value):
         """(value at this scale, None) or (None, the reason it does not run here)."""
@@ -175,9 +177,12 @@ def load_scale(name: str, config_dir: str | Path = CONFIG_DIR) -> Scale:
                 not_run[(kind, paper_value)] = value["not_run"]
                 value = None
             mappings[kind][paper_value] = value
+    cnp_modes = tuple(data.get("cnp_modes", CNP_MODES))
+    if not set(cnp_modes) <= set(CNP_MODES):
+        raise ValueError(f"{path}: cnp_modes must be a subset of {list(CNP_MODES)}, got {list(cnp_modes)}")
     return Scale(name=name, description=data["description"], **mappings, pretrain=data["pretrain"],
                  finetune=data["finetune"], linprobe=data["linprobe"], throughput=data["throughput"],
-                 not_run=not_run)
+                 not_run=not_run, cnp_modes=cnp_modes)
 
 
 def _free_fields(spec_class) -> set[str]:
@@ -194,9 +199,10 @@ def _free_fields(spec_class) -> set[str]:
 class Row:
     """One row of a table: the paper's terms, the paper's number if it prints one, and what we do for it.
 
-    terms use reported.csv's column names. status: run (pretrain_id and eval_id set), analysis
-    (pretrain_id set; the analysis stage reads that run), measure (reason names the command that
-    measures it; nothing is trained), cited, not_implemented or not_run (reason says why).
+    terms use reported.csv's column names. status: run (pretrain_ids and eval_ids set, one per
+    seed), analysis (pretrain_ids set; the analysis stage reads those runs), measure (reason names
+    the command that measures it; nothing is trained), cited, not_implemented or not_run (reason
+    says why).
     """
 
     table: str
@@ -204,8 +210,8 @@ class Row:
     status: str
     paper_value: float | None = None
     metric: str | None = None
-    pretrain_id: str | None = None
-    eval_id: str | None = None
+    pretrain_ids: list[str] = field(default_factory=list)
+    eval_ids: list[str] = field(default_factory=list)
     reason: str | None = None
 
 
@@ -217,10 +223,10 @@ class TablePlan:
     rows: list[Row]
 
     def pretrain_ids(self) -> set[str]:
-        return {row.pretrain_id for row in self.rows if row.pretrain_id}
+        return {run_id for row in self.rows for run_id in row.pretrain_ids}
 
     def eval_ids(self) -> set[str]:
-        return {row.eval_id for row in self.rows if row.eval_id}
+        return {run_id for row in self.rows for run_id in row.eval_ids}
 
 
 @dataclass
@@ -229,6 +235,11 @@ class Plan:
     pretrain: dict[str, PretrainSpec]  # run id -> spec
     evaluations: dict[str, FinetuneSpec | LinprobeSpec]
     tables: dict[str, TablePlan]
+    seeds: list[int] = field(default_factory=lambda: [0])
+
+    def spec(self, run_id: str):
+        """The spec of a pre-training or evaluation run."""
+        return self.pretrain.get(run_id) or self.evaluations[run_id]
 
 
 def read_reported(path: str | Path = CONFIG_DIR / "reported.csv") -> list[dict]:
@@ -258,8 +269,9 @@ def _terms(point: dict, protocol: str, eval_dataset: str) -> dict:
 class _Planner:
     """Collects unique specs across tables while rows are built."""
 
-    def __init__(self, scale: Scale):
+    def __init__(self, scale: Scale, seeds: list[int]):
         self.scale = scale
+        self.seeds = seeds
         self.pretrain: dict[str, PretrainSpec] = {}
         self.evaluations: dict[str, FinetuneSpec | LinprobeSpec] = {}
 
@@ -270,7 +282,7 @@ class _Planner:
         store[spec.run_id()] = spec
         return spec.run_id()
 
-    def pretrain_spec(self, point: dict) -> tuple[PretrainSpec | None, str | None]:
+    def pretrain_spec(self, point: dict, seed: int = 0) -> tuple[PretrainSpec | None, str | None]:
         mapped = {}
         for kind, term in (("models", "model"), ("datasets", "dataset"), ("patch_sizes", "patch_size"),
                            ("pretrain_epochs", "epochs")):
@@ -281,7 +293,7 @@ class _Planner:
         if point["method"] == "mae":
             extra["lam"] = 0.0
         spec = PretrainSpec(**mapped, method=point["method"], mask_ratio=point["mask_ratio"],
-                            **extra, **self.scale.pretrain)
+                            **extra, **{"seed": seed, **self.scale.pretrain})
         return spec, None
 
     def row(self, table: str, point: dict, protocol: str, eval_dataset: str) -> Row:
@@ -292,22 +304,31 @@ class _Planner:
         eval_set, reason = self.scale.map("datasets", eval_dataset)
         if reason:
             return Row(table, terms, "not_run", reason=f"evaluation set {eval_dataset}: {reason}")
-        spec, reason = self.pretrain_spec(point)
+        _, reason = self.pretrain_spec(point)
         if reason:
             return Row(table, terms, "not_run", reason=reason)
-        pretrain_id = self._add(self.pretrain, spec)
-        if protocol in ANALYSES:
-            return Row(table, terms, "analysis", pretrain_id=pretrain_id)
-        overrides = self.scale.finetune if protocol == "finetune" else self.scale.linprobe
-        evaluation = EVAL_SPECS[protocol](init=f"{RUNS_DIR}/{pretrain_id}/checkpoint.pt", dataset=eval_set,
-                                          model=spec.model, patch_size=spec.patch_size, **overrides)
-        return Row(table, terms, "run", pretrain_id=pretrain_id, eval_id=self._add(self.evaluations, evaluation))
+        row = Row(table, terms, "analysis" if protocol in ANALYSES else "run")
+        for seed in self.seeds:
+            spec, _ = self.pretrain_spec(point, seed)
+            pretrain_id = self._add(self.pretrain, spec)
+            row.pretrain_ids.append(pretrain_id)
+            if protocol in ANALYSES:
+                continue
+            overrides = self.scale.finetune if protocol == "finetune" else self.scale.linprobe
+            evaluation = EVAL_SPECS[protocol](init=f"{RUNS_DIR}/{pretrain_id}/checkpoint.pt", dataset=eval_set,
+                                              model=spec.model, patch_size=spec.patch_size,
+                                              **{"seed": seed, **overrides})
+            row.eval_ids.append(self._add(self.evaluations, evaluation))
+        return row
 
 
-def expand(experiments: dict, scale: Scale, reported: list[dict] | None = None) -> Plan:
-    """Every table's grid at this scale, linked to the paper's rows; a reported row no grid covers is an error."""
+def expand(experiments: dict, scale: Scale, reported: list[dict] | None = None, seeds: list[int] = (0,)) -> Plan:
+    """Every table's grid at this scale and seeds, linked to the paper's rows; a reported row no grid covers is an error."""
     reported = read_reported() if reported is None else reported
-    planner = _Planner(scale)
+    seeds = list(seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be a non-empty list of distinct integers, got {seeds}")
+    planner = _Planner(scale, seeds)
     tables = {}
     for name, table in experiments.items():
         paper_rows = [r for r in reported if r["table"] == name]
@@ -319,7 +340,7 @@ def expand(experiments: dict, scale: Scale, reported: list[dict] | None = None) 
     unknown = sorted({r["table"] for r in reported} - set(experiments))
     if unknown:
         raise ValueError(f"reported.csv has tables {unknown} that experiments.yaml does not declare")
-    return Plan(scale, planner.pretrain, planner.evaluations, tables)
+    return Plan(scale, planner.pretrain, planner.evaluations, tables, seeds)
 
 
 def _grid_rows(name: str, table: dict, paper_rows: list[dict], planner: _Planner) -> list[Row]:
@@ -329,9 +350,15 @@ def _grid_rows(name: str, table: dict, paper_rows: list[dict], planner: _Planner
     rows, matched = [], set()
     for grid in table["grids"]:
         for point in grid_points(grid, table["cnp_modes"]):
+            doubled_out = "cnp" not in grid and point.get("cnp", "paper") not in planner.scale.cnp_modes
             for entry in table["evaluate"]:
                 for eval_dataset in _as_list(entry["dataset"]):
-                    row = planner.row(name, point, entry["protocol"], eval_dataset)
+                    if doubled_out:
+                        row = Row(name, _terms(point, entry["protocol"], eval_dataset), "not_run",
+                                  reason=f"cnp {point['cnp']}: this scale runs the table's NoR-MAE rows with "
+                                  f"cnp {' / '.join(planner.scale.cnp_modes)} only (the ablation table compares modes)")
+                    else:
+                        row = planner.row(name, point, entry["protocol"], eval_dataset)
                     key = _point_key(point, entry["protocol"], eval_dataset)
                     if key in by_key:
                         matched.add(key)
@@ -369,7 +396,7 @@ def _mapping(rows: list[Row], scale: Scale) -> list[str]:
                    for value, mapped in getattr(scale, kind).items() if value in used and mapped != value]
         if changed:
             lines.append(f"{kind.replace('_', ' ')} " + ", ".join(changed))
-    if any(row.eval_id for row in rows) and scale.finetune.get("epochs") != PAPER_FINETUNE_EPOCHS:
+    if any(row.eval_ids for row in rows) and scale.finetune.get("epochs") != PAPER_FINETUNE_EPOCHS:
         lines.append(f"fine-tuning epochs {PAPER_FINETUNE_EPOCHS} -> {scale.finetune.get('epochs')}")
     return lines
 

@@ -43,7 +43,7 @@ def test_every_reported_row_is_in_a_table(paper_plan):
                 and (row.terms["model"], row.terms["method"]) == (reported["model"], reported["method"])]
         assert rows, f"reported row dropped: {reported}"
         for row in rows:
-            assert row.pretrain_id or row.reason, row
+            assert row.pretrain_ids or row.reason, row
             if reported["ran_by_paper"] == "no":
                 assert row.status == "cited"
 
@@ -100,10 +100,24 @@ def test_ids_are_stable_and_unique_per_digest(paper_plan):
 def test_evaluations_point_at_their_pretraining_run(paper_plan):
     for table in paper_plan.tables.values():
         for row in table.rows:
-            if row.eval_id:
-                evaluation = paper_plan.evaluations[row.eval_id]
-                assert evaluation.init == f"results/runs/{row.pretrain_id}/checkpoint.pt"
-                assert row.pretrain_id in row.eval_id
+            if row.status != "run":
+                continue
+            for pretrain_id, eval_id in zip(row.pretrain_ids, row.eval_ids, strict=True):
+                evaluation = paper_plan.evaluations[eval_id]
+                assert evaluation.init == f"results/runs/{pretrain_id}/checkpoint.pt"
+                assert pretrain_id in eval_id
+
+
+def test_each_seed_is_its_own_pair_of_runs():
+    seeded = plan.expand(plan.load_experiments(CONFIG / "experiments.yaml"), plan.load_scale("tiny"), seeds=[0, 1])
+    single = expand("tiny")
+    assert len(seeded.pretrain) == 2 * len(single.pretrain)
+    assert len(seeded.evaluations) == 2 * len(single.evaluations)
+    row = next(row for row in seeded.tables["T5"].rows if row.status == "run")
+    assert [seeded.pretrain[i].seed for i in row.pretrain_ids] == [0, 1]
+    assert [seeded.evaluations[i].seed for i in row.eval_ids] == [0, 1]
+    with pytest.raises(ValueError, match="distinct"):
+        plan.expand(plan.load_experiments(CONFIG / "experiments.yaml"), plan.load_scale("tiny"), seeds=[0, 0])
 
 
 def test_ablation_has_five_distinct_variants(paper_plan):
@@ -111,7 +125,7 @@ def test_ablation_has_five_distinct_variants(paper_plan):
     variants = {(row.terms["method"], row.terms.get("cnp"), row.terms.get("nor_variant")) for row in rows}
     assert variants == {("mae", None, None), ("nor_mae", "paper", "offdiag"), ("nor_mae", "authors_code", "offdiag"),
                         ("nor_mae", "random", "offdiag"), ("nor_mae", "paper", "diag")}
-    assert len({row.pretrain_id for row in rows}) == 5
+    assert len({run_id for row in rows for run_id in row.pretrain_ids}) == 5
 
 
 def test_cnp_modes_double_the_nor_mae_rows(tmp_path):
