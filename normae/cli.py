@@ -1,4 +1,5 @@
-"""``normae`` command line: pretrain | finetune | linprobe | launch | bench | plan | summarize | fetch-data."""
+"""``normae`` command line: pretrain | finetune | linprobe | launch | bench | plan | summarize | fetch-data |
+cnp-stats | pca | figure | compare."""
 
 from __future__ import annotations
 
@@ -124,6 +125,54 @@ def cmd_fetch_data(args) -> int:
     return 0
 
 
+def cmd_cnp_stats(args) -> int:
+    from normae.cnp_stats import cnp_similarity_stats
+
+    stats = cnp_similarity_stats(args.source, args.images, args.img_size, args.patch_size, pixels=args.pixels,
+                                 wrap=args.wrap, root=args.data_root, seed=args.seed)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(stats, indent=2) + "\n")
+    print(f"[normae] {args.source}: CNP cosine mean {stats['mean']:.4f}, min {stats['min']:.4f}, max {stats['max']:.4f} "
+          f"over {stats['patches'] - stats['undefined_patches']} patches -> {out}")
+    return 0
+
+
+def cmd_pca(args) -> int:
+    from normae.pca import run_pca
+
+    summary = run_pca(args.run, args.images, args.out, dataset=args.dataset, data_root=args.data_root, seed=args.seed)
+    print(f"[normae] {summary['label']}: CNP pairwise cosine {summary['mean_pairwise_cosine_cnp']:.4f}, "
+          f"visible-to-CNP cosine {summary['mean_cosine_visible_to_its_cnp']:.4f} -> {args.out}")
+    return 0
+
+
+def cmd_figure(args) -> int:
+    from normae import figures
+
+    if args.kind == "cnp-similarity":
+        out = figures.cnp_similarity_figure(args.inputs, args.out)
+    elif args.kind == "pca":
+        out = figures.pca_figure(args.inputs, args.out, labels=args.labels)
+    elif args.kind == "variants":
+        out = figures.variants_figure(args.inputs, args.finetune or [], args.out)
+    else:
+        if len(args.inputs) != 1 or args.x is None:
+            raise ValueError("figure sweep takes one table CSV and --x")
+        out = figures.sweep_figure(args.inputs[0], args.x, args.out)
+    print(f"[normae] wrote {out}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from normae.compare import compare_plot, compare_text
+
+    print(compare_text(args.run_a, args.run_b), end="")
+    if args.plot:
+        print(f"[normae] wrote {compare_plot(args.run_a, args.run_b, args.plot)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="normae", description="Reproduce NoR-MAE and compare it with MAE.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -191,6 +240,58 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--dest", default="data/fashion-mnist", help="folder to fill")
     fetch.add_argument("--download", action="store_true", help="allow torchvision to download it when apt cannot provide it")
     fetch.set_defaults(func=cmd_fetch_data)
+    defaults = argparse.ArgumentDefaultsHelpFormatter
+    cnp_stats = commands.add_parser(
+        "cnp-stats", help="Figure 3: cosine similarity of image patches with their closest neighbour patch",
+        description="Cosine similarity of every image patch (pixels) with its closest neighbour in its 3x3 window, "
+        "over a seeded choice of images; writes a JSON with mean, min, max, quantiles and a histogram.",
+        formatter_class=defaults)
+    cnp_stats.add_argument("--source", required=True,
+                           choices=("fashion_mnist", "generated", "sklearn_samples", "imagenet1k", "imagenet100"),
+                           help="images: sklearn_samples = crops of scikit-learn's two sample photographs")
+    cnp_stats.add_argument("--images", type=int, default=4096, help="number of images (the paper: 4096)")
+    cnp_stats.add_argument("--img-size", type=int, required=True, help="image (crop) size in pixels")
+    cnp_stats.add_argument("--patch-size", type=int, required=True, help="patch size in pixels")
+    cnp_stats.add_argument("--pixels", choices=("raw", "normalized"), default="raw",
+                           help="raw [0, 1] intensities, or normalised with the data set's mean and std")
+    cnp_stats.add_argument("--wrap", action=argparse.BooleanOptionalAction, default=True,
+                           help="3x3 window wraps around the image border (torus), as in training")
+    cnp_stats.add_argument("--data-root", help="data folder (needed for the ImageNets)")
+    cnp_stats.add_argument("--seed", type=int, default=0, help="seed of the choice of images")
+    cnp_stats.add_argument("--out", required=True, help="JSON file to write")
+    cnp_stats.set_defaults(func=cmd_cnp_stats)
+
+    pca = commands.add_parser(
+        "pca", help="Figures 7-8: PCA of visible vs closest-neighbour features of a pre-trained encoder",
+        description="Encodes masked images with a pre-training run's encoder, and separately their visible patches' "
+        "closest neighbours; projects both (L2-normalised) jointly to 2-D. Writes OUT (.npz) and OUT with .json.",
+        formatter_class=defaults)
+    pca.add_argument("--run", required=True, help="pre-training run folder (spec.json, checkpoint.pt)")
+    pca.add_argument("--images", type=int, default=16, help="number of images from the evaluation split")
+    pca.add_argument("--dataset", help="image source (default: the run's pre-training set)",
+                     choices=("fashion_mnist", "generated", "sklearn_samples", "imagenet1k", "imagenet100"))
+    pca.add_argument("--data-root", help="data folder (default: the run's)")
+    pca.add_argument("--seed", type=int, default=0, help="seed of the images and the mask")
+    pca.add_argument("--out", required=True, help=".npz file to write")
+    pca.set_defaults(func=cmd_pca)
+
+    figure = commands.add_parser(
+        "figure", help="draw one of the paper's figures as PNG",
+        description="cnp-similarity: cnp-stats JSONs. pca: pca .npz files (MAE and NoR-MAE side by side). "
+        "variants: pre-training run folders (and --finetune runs). sweep: one table CSV with --x.")
+    figure.add_argument("kind", choices=("cnp-similarity", "pca", "variants", "sweep"))
+    figure.add_argument("inputs", nargs="+", help="the files or run folders the figure is drawn from")
+    figure.add_argument("--out", required=True, help="PNG file to write")
+    figure.add_argument("--labels", nargs="+", help="pca: one panel title per input")
+    figure.add_argument("--finetune", nargs="+", help="variants: fine-tuning run folders for the top-1 panel")
+    figure.add_argument("--x", choices=("lam", "mask_ratio", "patch_size", "pretrain_epochs"), help="sweep: the swept setting")
+    figure.set_defaults(func=cmd_figure)
+
+    compare = commands.add_parser("compare", help="two runs side by side: spec diff, final metrics, curves")
+    compare.add_argument("run_a", help="run folder A")
+    compare.add_argument("run_b", help="run folder B")
+    compare.add_argument("--plot", help="also draw the curves into this PNG")
+    compare.set_defaults(func=cmd_compare)
     return parser
 
 
