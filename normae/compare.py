@@ -39,7 +39,7 @@ def epoch_curves(runs: list[str | Path], names: list[str]) -> pd.DataFrame:
         if epochs.empty:
             continue
         present = [c for c in CURVE_COLUMNS if c in epochs]
-        frames.append(epochs.set_index(epochs["epoch"] + 1)[present].rename(columns=lambda c: f"{c} {name}"))
+        frames.append(epochs.set_index(epochs["epoch"] + 1)[present].rename(columns={c: f"{c} {name}" for c in present}))
     table = pd.concat(frames, axis=1) if frames else pd.DataFrame()
     table.index.name = "epoch"
     return table.reindex(columns=sorted(table.columns, key=lambda c: (CURVE_COLUMNS.index(c.split()[0]), c)))

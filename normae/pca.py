@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 VISIBLE, CNP = 0, 1
 SILHOUETTE_POINTS = 4000

@@ -37,18 +37,16 @@ def cosine(a, b):
 
 def brute_cnp_cosines(images: np.ndarray, p: int, wrap: bool) -> np.ndarray:
     """Per image and patch (row-major), the highest cosine with a neighbour patch; NaN for an all-zero patch."""
-    n, _, h, w = images.shape
-    grid = (h // p, w // p)
+    grid = (images.shape[2] // p, images.shape[3] // p)
     out = []
     for image in images:
-        patch = lambda r, c: image[:, r * p:(r + 1) * p, c * p:(c + 1) * p].reshape(-1).astype(np.float64)  # noqa: E731
-        for r in range(grid[0]):
-            for c in range(grid[1]):
-                centre = patch(r, c)
-                if not centre.any():
-                    out.append(np.nan)
-                    continue
-                out.append(max(cosine(centre, patch(rr, cc)) for rr, cc in window(r, c, grid, wrap)))
+        patches = {(r, c): image[:, r * p:(r + 1) * p, c * p:(c + 1) * p].reshape(-1).astype(np.float64)
+                   for r in range(grid[0]) for c in range(grid[1])}
+        for (r, c), centre in patches.items():
+            if not centre.any():
+                out.append(np.nan)
+                continue
+            out.append(max(cosine(centre, patches[cell]) for cell in window(r, c, grid, wrap)))
     return np.array(out)
 
 
