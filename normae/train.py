@@ -30,6 +30,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from normae.checkpoint import atomic_save, capture_rng_state, load_checkpoint, restore_rng_state
 
 CHECKPOINT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+# After its checkpoint, a run stops on these signals and goes on after the others.
+_stop_signals = {signal.SIGTERM}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -37,7 +39,29 @@ class NonFiniteLossError(RuntimeError):
 
 
 class TrainingInterrupted(RuntimeError):
-    """Raised after a SIGTERM once the checkpoint is on disk."""
+    """Raised after a stop signal (SIGTERM unless ``stop_on`` adds others) once the checkpoint is on disk.
+
+    ``signal`` is the signal that stopped the run: SIGTERM if any process received one.
+    """
+
+    def __init__(self, message: str, signum: int = signal.SIGTERM):
+        super().__init__(message)
+        self.signal = signal.Signals(signum)
+
+
+@contextmanager
+def stop_on(*signals: int):
+    """Within this block, ``signals`` also stop a run once its checkpoint is written.
+
+    A cluster job uses it for its time-limit / preemption signal: every process writes the same
+    checkpoint at the same step, then the job requeues itself.
+    """
+    added = set(signals) - _stop_signals
+    _stop_signals.update(added)
+    try:
+        yield
+    finally:
+        _stop_signals.difference_update(added)
 
 
 @dataclass
@@ -307,9 +331,13 @@ class Trainer:
                 with self.autocast():
                     loss, metrics = self.step_fn(model, batch)
                 due = cfg.checkpoint_minutes > 0 and time.monotonic() - self.last_checkpoint_time >= cfg.checkpoint_minutes * 60
-                flags = [float(self.pending_signal is not None or (due and self.rank == 0)), float(self.pending_signal == signal.SIGTERM)]
+                flags = [
+                    float(self.pending_signal is not None or (due and self.rank == 0)),
+                    float(self.pending_signal in _stop_signals),
+                    float(self.pending_signal == signal.SIGTERM),
+                ]
                 values = self.reduce([loss, *metrics.values()], flags)
-                if not all(math.isfinite(v) for v in values[:-2]):
+                if not all(math.isfinite(v) for v in values[: -len(flags)]):
                     raise NonFiniteLossError(
                         f"non-finite loss at epoch {self.epoch}, step {self.optimizer_steps}: "
                         f"{dict(zip(['loss', *metrics], values))}. The last good checkpoint ({self.checkpoint_path}) is kept; "
@@ -337,16 +365,19 @@ class Trainer:
             if self.optimizer_steps % cfg.log_every == 0:
                 self.write_metrics({"kind": "step", "epoch": self.epoch, "step": self.optimizer_steps, "lr": lr, **record})
             progress(record, lr)
-            checkpoint_now, stop_now = values[-2] > 0, values[-1] > 0
+            checkpoint_now, stop_now, sigterm_seen = (flag > 0 for flag in values[-3:])
             if checkpoint_now:
-                reason = signal.Signals(self.pending_signal).name if self.pending_signal else "timer"
+                received = self.pending_signal
+                reason = signal.Signals(received).name if received else "timer"
                 self.pending_signal = None
                 self.save_checkpoint()
                 self.log(f"checkpoint written ({reason}) at epoch {self.epoch}, step {self.optimizer_steps}")
                 if stop_now:
+                    stopped_by = signal.SIGTERM if sigterm_seen else received if received in _stop_signals else min(_stop_signals - {signal.SIGTERM})
                     raise TrainingInterrupted(
-                        f"stopped by SIGTERM at epoch {self.epoch}, step {self.optimizer_steps}; "
-                        f"checkpoint saved in {self.checkpoint_path}: rerun the same command with --resume to continue"
+                        f"stopped by {signal.Signals(stopped_by).name} at epoch {self.epoch}, step {self.optimizer_steps}; "
+                        f"checkpoint saved in {self.checkpoint_path}: rerun the same command with --resume to continue",
+                        stopped_by,
                     )
         means = {name: total / self.epoch_count for name, total in self.epoch_sums.items()}
         if self.epoch_end is not None:

@@ -1,0 +1,94 @@
+"""What runs inside a submitit job (local or SLURM): one stage of one spec, as one task of the job.
+
+Importing this module does not import torch: the launcher pickles a ``StageJob`` by reference and
+stays light; the stage's modules are imported in the job, when it runs.
+
+Signals. While the training loop runs, its own handlers take SIGTERM and submitit's time-limit /
+preemption signal (``JobEnvironment.USR_SIG``, USR2 by default): every task checkpoints at the same
+optimiser step (the loop agrees on it across processes), then
+
+- on USR2 (the time limit is near, or a preemption notice) rank 0 requeues the job through submitit
+  and every task exits without a result, so the launcher keeps waiting for the requeued job;
+- on SIGTERM (the cluster is ending the job: ``scontrol requeue``, preemption, ``scancel``) the
+  tasks exit without a result and the cluster decides: a requeued job resumes from the checkpoint,
+  a cancelled one is reported by the launcher when it leaves the queue.
+
+Outside the loop (building the model, loading data) submitit's own handlers apply: USR2 makes rank 0
+call ``checkpoint()`` (this same call again: the run folder's checkpoint.pt is the state) and requeue.
+A job started more than ``max_requeues`` times fails with an error that says so.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import submitit
+
+REQUEUE_EXIT_CODE = 3  # any non-zero code: the job was requeued and this attempt ends without a result
+
+
+class RequeueLimitError(RuntimeError):
+    pass
+
+
+def restarts_so_far() -> int:
+    """How often SLURM has restarted this job (requeues by us, by preemption or by an administrator)."""
+    return int(os.environ.get("SLURM_RESTART_COUNT", "0"))
+
+
+def export_distributed_environment() -> None:
+    """RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT for ``stages.setup_distributed``.
+
+    Every task sees all of its node's GPUs and takes ``cuda:LOCAL_RANK``, so CUDA_VISIBLE_DEVICES
+    is left alone.
+    """
+    submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+
+
+class StageJob(submitit.helpers.Checkpointable):
+    """Run ``stage`` of the spec in ``spec_path`` into ``out``, resuming from its checkpoint.
+
+    Returns ``{"run_dir", "rank"}``; the launcher reads the results from ``summary.json``.
+    """
+
+    def __init__(self, stage: str, spec_path: str, out: str, max_requeues: int):
+        self.stage, self.spec_path, self.out, self.max_requeues = stage, str(spec_path), str(out), max_requeues
+
+    def __call__(self) -> dict:
+        job = submitit.JobEnvironment()
+        if restarts_so_far() > self.max_requeues:
+            raise RequeueLimitError(
+                f"job {job.job_id} was requeued {restarts_so_far()} times, more than max_requeues={self.max_requeues}; "
+                f"the last checkpoint is in {self.out}: raise max_requeues or timeout_min and launch again"
+            )
+        export_distributed_environment()
+
+        from normae.launch import SPEC_CLASSES, stage_function
+        from normae.train import TrainingInterrupted, keep_freed_memory, stop_on
+
+        keep_freed_memory()
+        spec = SPEC_CLASSES[self.stage].from_json(self.spec_path)
+        print(f"[normae] {self.stage} {spec.run_id()} -> {self.out} ({job})", file=sys.stderr, flush=True)
+        try:
+            with stop_on(getattr(signal, "SIG" + job.USR_SIG)):
+                stage_function(self.stage)(spec, Path(self.out), resume=True)
+        except TrainingInterrupted as stop:
+            self.end_attempt(job, stop)
+        return {"run_dir": self.out, "rank": job.global_rank}
+
+    def end_attempt(self, job, stop) -> None:
+        """After a stop with the checkpoint on disk: requeue (time limit, preemption notice) or leave it to the cluster."""
+        print(f"[normae] {stop}", file=sys.stderr, flush=True)
+        if stop.signal == signal.SIGTERM:
+            raise SystemExit(143)
+        if restarts_so_far() >= self.max_requeues:
+            raise RequeueLimitError(
+                f"{stop}; not requeued: job {job.job_id} already ran {restarts_so_far() + 1} times (max_requeues="
+                f"{self.max_requeues}). Raise max_requeues or timeout_min and launch again to continue"
+            )
+        if job.global_rank == 0:
+            job._requeue(self.max_requeues - restarts_so_far())
+        raise SystemExit(REQUEUE_EXIT_CODE)

@@ -1,0 +1,255 @@
+"""Submit one run to submitit (local or SLURM), or re-attach to its job, and wait for it.
+
+This is the launcher side: it runs on a login node, hundreds at a time, for days. It imports
+neither torch nor timm (the job does), and it waits with submitit's watcher, which asks the cluster
+at 2, 4, 8, ... seconds after a submission and then at most every ``POLL_MAX_S``; between those
+calls it only looks for the job's result file.
+
+A run folder ``<run>/`` holds ``job.json`` (the launcher, the current job id and every job id ever
+submitted for it) and ``slurm/`` (submitit's pickles and the job logs). Launching a run whose job
+is pending or running waits for that job; a run with ``summary.json`` is never submitted again.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import submitit
+from submitit.core.utils import UncompletedJobError
+from submitit.local.local import LocalJob
+from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
+
+from normae.job import StageJob
+
+POLL_MAX_S = 300
+RESOURCE_DEFAULTS = {
+    "partition": None,
+    "account": None,
+    "qos": None,
+    "nodes": 1,
+    "gpus_per_node": 0,
+    "tasks_per_node": None,  # one task per GPU; one task on CPU
+    "cpus_per_task": None,
+    "mem_gb": None,
+    "timeout_min": 24 * 60,
+    "constraint": None,
+    "additional_parameters": {},  # free-form sbatch options, e.g. {"reservation": "x", "exclusive": true}
+    "max_requeues": 3,
+    "signal_delay_s": 120,  # USR2 this long before the time limit: time to write a checkpoint and requeue
+}
+# squeue states of a job that is not over, as the states submitit's watcher knows as "not done".
+ALIVE_STATES = {
+    "CONFIGURING": "RUNNING", "RESIZING": "RUNNING", "SIGNALING": "RUNNING", "STAGE_OUT": "RUNNING",
+    "SUSPENDED": "RUNNING", "STOPPED": "RUNNING", "REQUEUE_HOLD": "PENDING", "REQUEUE_FED": "PENDING",
+    "RESV_DEL_HOLD": "PENDING", "SPECIAL_EXIT": "PENDING",
+}
+
+
+class LaunchError(RuntimeError):
+    pass
+
+
+def resources_from(given: dict | None) -> dict:
+    """The SLURM resources of one stage: ``given`` over the defaults; unknown keys are an error (typos in config)."""
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(RESOURCE_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown SLURM resource keys {unknown}; known keys: {', '.join(RESOURCE_DEFAULTS)}")
+    resources = {**RESOURCE_DEFAULTS, **given}
+    if resources["tasks_per_node"] is None:
+        resources["tasks_per_node"] = resources["gpus_per_node"] or 1
+    return resources
+
+
+def num_tasks(resources: dict) -> int:
+    return resources["nodes"] * resources["tasks_per_node"]
+
+
+# ---- knowing whether a job is still there ---------------------------------------------------------
+def sacct_answers() -> bool:
+    """Whether ``sacct`` exists and works (it does not where accounting storage is off)."""
+    if shutil.which("sacct") is None:
+        return False
+    probe = subprocess.run(["sacct", "--noheader", "-X", "-j", "1", "-o", "JobID"], capture_output=True, timeout=60)
+    return probe.returncode == 0
+
+
+class QueueWatcher(SlurmInfoWatcher):
+    """submitit's SLURM watcher, asking ``squeue`` when ``sacct`` cannot answer.
+
+    Without accounting, submitit's sacct calls fail and a job's state stays UNKNOWN forever: a job
+    that died without writing its result would be waited for endlessly. squeue lists a job until
+    ``MinJobAge`` after its end; a registered job it no longer lists is over (state ``GONE``).
+    """
+
+    def __init__(self, delay_s: int) -> None:
+        super().__init__(delay_s)
+        self.use_sacct: bool | None = None
+
+    def _make_command(self):
+        if self.use_sacct is None:
+            self.use_sacct = sacct_answers()
+        if self.use_sacct:
+            return super()._make_command()
+        if not self._registered - self._finished:
+            return None
+        return ["squeue", "--me", "--noheader", "--states=all", "--format=%i|%T|%N"]
+
+    def read_info(self, string):
+        if self.use_sacct:
+            return super().read_info(string)
+        text = string.decode() if isinstance(string, bytes) else string
+        info = {}
+        for line in text.splitlines():
+            job_id, state, nodes = (line.split("|") + ["", ""])[:3]
+            info[job_id.strip()] = {"JobID": job_id.strip(), "State": ALIVE_STATES.get(state, state), "NodeList": nodes}
+        for job_id in self._registered - self._finished - set(info):
+            info[job_id] = {"JobID": job_id, "State": "GONE"}
+        return info
+
+
+class QueuedSlurmJob(SlurmJob):
+    watcher = QueueWatcher(delay_s=POLL_MAX_S)
+
+
+def process_alive(pid: str) -> bool:
+    """Whether ``pid`` is a running submitit local controller (not a recycled pid)."""
+    try:
+        return b"submitit.local" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return False
+
+
+class AttachedLocalJob(LocalJob):
+    """A local job started by another launcher process: followed through its controller's pid."""
+
+    def get_info(self, mode: str = "force") -> dict:
+        if self._process is not None:
+            return super().get_info(mode)
+        if self.paths.result_pickle.exists():
+            return {"jobState": "FINISHED"}
+        return {"jobState": "RUNNING" if process_alive(self.job_id) else "NO PROCESS AND NO RESULT"}
+
+
+# ---- the run folder's record -----------------------------------------------------------------------
+def write_json_atomically(path: Path, data: dict) -> None:
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+        json.dump(data, handle, indent=2)
+        handle.write("\n")
+    os.replace(handle.name, path)
+
+
+def read_record(run_dir: Path) -> dict | None:
+    path = run_dir / "job.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+@contextmanager
+def locked(folder: Path):
+    """One launcher at a time decides whether a run needs a new job (two started together submit once)."""
+    with (folder / ".launch.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def job_from_record(record: dict, folder: Path):
+    tasks = list(range(record["tasks"]))
+    job_class = QueuedSlurmJob if record["launcher"] == "slurm" else AttachedLocalJob
+    return job_class(folder=folder, job_id=str(record["job_id"]), tasks=tasks)
+
+
+def still_running(job) -> bool:
+    return not job.done(force_check=True)
+
+
+# ---- submitting ------------------------------------------------------------------------------------
+def executor_for(launcher: str, folder: Path, resources: dict, job_name: str):
+    if launcher == "local":
+        executor = submitit.LocalExecutor(folder=folder, max_num_timeout=resources["max_requeues"])
+        executor.update_parameters(
+            timeout_min=resources["timeout_min"],
+            tasks_per_node=resources["tasks_per_node"],
+            gpus_per_node=resources["gpus_per_node"],
+            signal_delay_s=resources["signal_delay_s"],
+        )
+        return executor
+    if shutil.which("sbatch") is None:
+        raise LaunchError("launcher 'slurm' needs sbatch on PATH: run on a SLURM login node, or use --launcher local")
+    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=resources["max_requeues"])
+    executor.job_class = QueuedSlurmJob
+    parameters = {
+        "job_name": job_name,
+        "nodes": resources["nodes"],
+        "ntasks_per_node": resources["tasks_per_node"],
+        "time": resources["timeout_min"],
+        "signal_delay_s": resources["signal_delay_s"],
+        "additional_parameters": {"requeue": True, **resources["additional_parameters"]},
+    }
+    if resources["gpus_per_node"]:
+        parameters["gpus_per_node"] = resources["gpus_per_node"]
+    if resources["mem_gb"] is not None:
+        parameters["mem"] = f"{resources['mem_gb']}GB"
+    for key in ("partition", "account", "qos", "cpus_per_task", "constraint"):
+        if resources[key] is not None:
+            parameters[key] = resources[key]
+    executor.update_parameters(**parameters)
+    return executor
+
+
+def log_paths(job) -> str:
+    first = job.task(0) if job.num_tasks > 1 else job
+    return f"{first.paths.stderr} and {first.paths.stdout}"
+
+
+def submit_or_attach(stage: str, spec_path: Path, run_dir: Path, launcher: str, resources: dict):
+    """The job to wait for: the recorded one while it is pending or running, else a new submission; None if finished."""
+    folder = run_dir / "slurm"
+    folder.mkdir(parents=True, exist_ok=True)
+    with locked(folder):
+        if (run_dir / "summary.json").exists():
+            return None
+        record = read_record(run_dir) or {"submissions": []}
+        if "job_id" in record:
+            job = job_from_record(record, folder)
+            if still_running(job):
+                print(f"[normae] {run_dir}: re-attached to {record['launcher']} job {job.job_id}", file=sys.stderr)
+                return job
+            print(f"[normae] {run_dir}: job {job.job_id} ended without summary.json (logs: {log_paths(job)}); "
+                  "submitting a new one, which resumes from the checkpoint", file=sys.stderr)
+        executor = executor_for(launcher, folder, resources, job_name=f"normae-{run_dir.name}")
+        job = executor.submit(StageJob(stage, str(spec_path), str(run_dir), resources["max_requeues"]))
+        record = {
+            "launcher": launcher,
+            "job_id": job.job_id,
+            "tasks": num_tasks(resources),
+            "stage": stage,
+            "spec": str(spec_path),
+            "submitted": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "resources": resources,
+            "submissions": record["submissions"] + [job.job_id],
+        }
+        write_json_atomically(run_dir / "job.json", record)
+        print(f"[normae] {run_dir}: submitted {launcher} job {job.job_id} (logs: {log_paths(job)})", file=sys.stderr)
+        return job
+
+
+def wait_for(job, run_dir: Path) -> None:
+    """Wait until the job ends; raise ``LaunchError`` (with its log paths) unless it wrote summary.json."""
+    try:
+        job.results()
+    except UncompletedJobError as error:
+        raise LaunchError(f"job {job.job_id} for {run_dir} failed.\n{error}\nLogs: {log_paths(job)}") from None
+    if not (run_dir / "summary.json").exists():
+        raise LaunchError(f"job {job.job_id} ended but {run_dir / 'summary.json'} is missing. Logs: {log_paths(job)}")
