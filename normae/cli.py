@@ -56,7 +56,16 @@ def run_stage(args) -> int:
 
 
 def cmd_launch(args) -> int:
-    return launch(args.stage, args.spec, args.out, launcher=args.launcher)
+    return launch(args.stage, args.spec, args.out, launcher=args.launcher, resources=args.slurm)
+
+
+def cmd_launch_light(args) -> int:
+    """Submit and wait: this process may sit on a login node for days, so torch stays out of it."""
+    try:
+        return cmd_launch(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"normae launch: error: {error}", file=sys.stderr)
+        return 2
 
 
 def cmd_bench(args) -> int:
@@ -296,12 +305,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "launch" and args.launcher != "inprocess":
+        return cmd_launch_light(args)
+
     from normae.classify import CheckpointError
     from normae.data import CorruptDataError
 
     from normae.train import keep_freed_memory
 
-    args = build_parser().parse_args(argv)
     keep_freed_memory()
     try:
         return args.func(args)
