@@ -83,7 +83,12 @@ def cmd_bench(args) -> int:
         amp=args.amp,
         device=args.device,
     )
-    print(json.dumps(result))
+    line = json.dumps(result)
+    print(line)
+    if args.out:
+        from normae.checkpoint import atomic_write_text
+
+        atomic_write_text(Path(args.out), line + "\n")
     return 0
 
 
@@ -123,6 +128,32 @@ def cmd_summarize(args) -> int:
     for row in rows:
         print("  ".join(row[key].ljust(width) for key, width in widths.items()))
     print("; ".join(f"{name}: {meaning}" for name, meaning in SUMMARY_COLUMNS.items()))
+    return 0
+
+
+def cmd_tables(args) -> int:
+    from normae.plan import plan_from_args
+    from normae.tables import table_frame, write_table
+
+    plan = plan_from_args(args)
+    tables = {table.file: table for table in plan.tables.values()}
+    names = args.tables or list(tables)
+    unknown = sorted(set(names) - set(tables))
+    if unknown:
+        raise ValueError(f"unknown table(s) {unknown}; known: {', '.join(tables)}")
+    for name in names:
+        for path in write_table(table_frame(tables[name], plan, args.root), tables[name], plan, args.out):
+            print(f"[normae] wrote {path}", file=sys.stderr)
+    return 0
+
+
+def cmd_all_runs(args) -> int:
+    from normae.plan import plan_from_args
+    from normae.tables import all_runs_frame
+
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    all_runs_frame(plan_from_args(args), args.root).to_csv(args.out, index=False)
+    print(f"[normae] wrote {args.out}", file=sys.stderr)
     return 0
 
 
@@ -224,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--cnp", default="paper", choices=("paper", "authors_code", "random"), help="CNP mode")
     bench.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "none"), help="mixed precision (auto: bf16 on CUDA)")
     bench.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    bench.add_argument("--out", default=None, help="also write the JSON line to this file (atomically)")
     bench.set_defaults(func=cmd_bench)
 
     launch_parser = commands.add_parser(
@@ -242,6 +274,21 @@ def build_parser() -> argparse.ArgumentParser:
     summarize = commands.add_parser("summarize", help="print the final metrics of finished runs side by side")
     summarize.add_argument("runs", nargs="+", help="run folders holding summary.json")
     summarize.set_defaults(func=cmd_summarize)
+
+    tables = commands.add_parser("tables", help="write the paper's tables with our numbers from finished runs",
+                                 description="Write results/tables/<name>.{csv,md,tex}: per row the paper's value, ours "
+                                 "(mean ± spread over seeds), the scale, ours minus the paper's and the NoR-MAE minus MAE gain.")
+    tables.add_argument("tables", nargs="*", help="table file names (table1 ... ablation; default: all)")
+    add_plan_options(tables)
+    tables.add_argument("--root", default=".", help="folder holding results/runs and results/analysis")
+    tables.add_argument("--out", default="results/tables", help="folder to write the tables into")
+    tables.set_defaults(func=cmd_tables)
+
+    all_runs = commands.add_parser("all-runs", help="one tidy CSV: a row per planned run with its spec and metrics")
+    add_plan_options(all_runs)
+    all_runs.add_argument("--root", default=".", help="folder holding results/runs")
+    all_runs.add_argument("--out", default="results/all_runs.csv", help="CSV to write")
+    all_runs.set_defaults(func=cmd_all_runs)
 
     fetch = commands.add_parser("fetch-data", help="fetch Fashion-MNIST into the data cache",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)

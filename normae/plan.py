@@ -25,10 +25,11 @@ RUNS_DIR = "results/runs"
 PRETRAIN_TERMS = ("model", "dataset", "method", "epochs", "patch_size", "mask_ratio", "lam", "cnp", "nor_variant")
 NOR_LOSS_TERMS = ("lam", "cnp", "nor_variant")
 METHODS_WITHOUT_NOR_LOSS = ("mae", "sup_mae")
-TABLE_KEYS = {"title", "pretrain", "variants", "evaluate", "measure", "cnp_modes"}
+TABLE_KEYS = {"file", "sweep", "title", "pretrain", "variants", "evaluate", "measure", "cnp_modes"}
 EVALUATE_KEYS = {"protocol", "dataset"}
 SCALE_KEYS = {"description", "datasets", "models", "patch_sizes", "pretrain_epochs",
-              "pretrain", "finetune", "linprobe", "throughput", "cnp_modes"}
+              "pretrain", "finetune", "linprobe", "throughput", "cnp_modes", "analysis"}
+ANALYSIS_KEYS = {"cnp_similarity", "pca", "cost"}
 CNP_MODES = ("paper", "authors_code", "random")
 PAPER_IMG_SIZE = 224
 PAPER_FINETUNE_EPOCHS = 100
@@ -81,7 +82,8 @@ def load_experiments(path: str | Path = CONFIG_DIR / "experiments.yaml") -> dict
         if "measure" in table:
             if table["measure"] not in MEASUREMENTS:
                 raise ValueError(f"{where}: measure must be one of {sorted(MEASUREMENTS)}, got {table['measure']!r}")
-            tables[name] = {"title": table["title"], "measure": table["measure"], "grids": [], "evaluate": []}
+            tables[name] = {"file": table["file"], "title": table["title"], "measure": table["measure"],
+                            "grids": [], "evaluate": []}
             continue
         grid = {**base, **table.get("pretrain", {})}
         _check_keys(f"{where}: pretrain", grid, PRETRAIN_TERMS)
@@ -97,7 +99,7 @@ def load_experiments(path: str | Path = CONFIG_DIR / "experiments.yaml") -> dict
         for mode in cnp_modes:
             if mode not in CNP_MODES:
                 raise ValueError(f"{where}: cnp_modes holds {mode!r}; use paper, authors_code or random")
-        tables[name] = {"title": table["title"], "measure": None, "grids": grids,
+        tables[name] = {"file": table["file"], "sweep": table.get("sweep"), "title": table["title"], "measure": None, "grids": grids,
                         "evaluate": evaluate, "cnp_modes": cnp_modes}
     return tables
 
@@ -145,6 +147,7 @@ class Scale:
     throughput: dict
     not_run: dict = field(default_factory=dict)  # (kind, paper value) -> reason
     cnp_modes: tuple = CNP_MODES  # the CNP modes a table's cnp_modes may double NoR-MAE rows into here
+    analysis: dict = field(default_factory=dict)  # settings of the measurements: cnp_similarity, pca, cost
 
     def map(self, kind: str, value):
         """(value at this scale, None) or (None, the reason it does not run here)."""
@@ -177,12 +180,13 @@ def load_scale(name: str, config_dir: str | Path = CONFIG_DIR) -> Scale:
                 not_run[(kind, paper_value)] = value["not_run"]
                 value = None
             mappings[kind][paper_value] = value
+    _check_keys(f"{path}: analysis", data["analysis"], ANALYSIS_KEYS)
     cnp_modes = tuple(data.get("cnp_modes", CNP_MODES))
     if not set(cnp_modes) <= set(CNP_MODES):
         raise ValueError(f"{path}: cnp_modes must be a subset of {list(CNP_MODES)}, got {list(cnp_modes)}")
     return Scale(name=name, description=data["description"], **mappings, pretrain=data["pretrain"],
                  finetune=data["finetune"], linprobe=data["linprobe"], throughput=data["throughput"],
-                 not_run=not_run, cnp_modes=cnp_modes)
+                 not_run=not_run, cnp_modes=cnp_modes, analysis=data["analysis"])
 
 
 def _free_fields(spec_class) -> set[str]:
@@ -218,9 +222,12 @@ class Row:
 @dataclass
 class TablePlan:
     name: str
+    file: str
     title: str
     mapping: list[str]
     rows: list[Row]
+    measure: str | None = None
+    sweep: str | None = None  # the swept term, for the table's plot
 
     def pretrain_ids(self) -> set[str]:
         return {run_id for row in self.rows for run_id in row.pretrain_ids}
@@ -336,7 +343,8 @@ def expand(experiments: dict, scale: Scale, reported: list[dict] | None = None, 
             rows = [_measure_row(name, table["measure"], r, scale) for r in paper_rows]
         else:
             rows = _grid_rows(name, table, paper_rows, planner)
-        tables[name] = TablePlan(name, table["title"], _mapping(rows, scale), rows)
+        tables[name] = TablePlan(name, table["file"], table["title"], _mapping(rows, scale), rows, table["measure"],
+                                 table.get("sweep"))
     unknown = sorted({r["table"] for r in reported} - set(experiments))
     if unknown:
         raise ValueError(f"reported.csv has tables {unknown} that experiments.yaml does not declare")
@@ -460,12 +468,20 @@ def _describe(terms: dict) -> str:
 
 def add_plan_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", default="tiny", help="config/scales/<NAME>.yaml (default: tiny)")
-    parser.add_argument("--experiments", default=str(CONFIG_DIR / "experiments.yaml"), help="the tables as grids")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds, a run pair each (default: 0)")
+    parser.add_argument("--config-dir", default=str(CONFIG_DIR),
+                        help="folder holding experiments.yaml, reported.csv and scales/ (default: the repository's)")
+
+
+def plan_from_args(args: argparse.Namespace) -> Plan:
+    config_dir = Path(args.config_dir)
+    return expand(load_experiments(config_dir / "experiments.yaml"), load_scale(args.scale, config_dir),
+                  read_reported(config_dir / "reported.csv"), seeds=args.seeds)
 
 
 def print_plan(args: argparse.Namespace) -> int:
     """`normae plan --scale NAME`: what each table needs at that scale."""
-    print(summarize(expand(load_experiments(args.experiments), load_scale(args.scale))))
+    print(summarize(plan_from_args(args)))
     return 0
 
 

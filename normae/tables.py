@@ -1,0 +1,198 @@
+"""Finished runs -> the paper's tables with our numbers beside the paper's, and one tidy all_runs.csv.
+
+Every number in a table is read from a run folder's summary.json (or an analysis file) that the
+plan names for that row; a row whose run is missing is an error, never a blank that looks measured.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+import pandas as pd
+
+from normae.plan import RUNS_DIR, Plan, TablePlan
+
+ANALYSIS_DIR = "results/analysis"
+TERM_COLUMNS = ("model", "pretrain_dataset", "method", "cnp", "nor_variant", "pretrain_epochs", "patch_size",
+                "mask_ratio", "lam", "eval_dataset", "eval")
+# Which field of a measurement file holds each metric reported.csv names.
+MEASURED_FIELDS = {
+    "mean_cosine": "mean", "min_cosine": "min", "max_cosine": "max",
+    "memory_overhead_vs_mae": "nor_over_mae_memory", "time_overhead_vs_mae": "nor_over_mae_time",
+}
+# Terms that make a NoR-MAE row differ from the MAE row it is compared with.
+NOR_ONLY_TERMS = ("method", "lam", "cnp", "nor_variant")
+
+
+class MissingResultError(FileNotFoundError):
+    """A table needs a run or analysis that has not finished."""
+
+
+def read_json(path: Path) -> dict:
+    if not path.exists():
+        raise MissingResultError(f"{path} does not exist: run `snakemake {path}` (or the table's target) first")
+    return json.loads(path.read_text())
+
+
+def cnp_similarity_path(root: Path, source: str) -> Path:
+    return root / ANALYSIS_DIR / "cnp_similarity" / f"{source}.json"
+
+
+def cost_path(root: Path) -> Path:
+    return root / ANALYSIS_DIR / "cost.json"
+
+
+def pca_path(root: Path, run_id: str) -> Path:
+    return root / ANALYSIS_DIR / "pca" / f"{run_id}.json"
+
+
+def run_metric(root: Path, run_id: str, metric: str) -> float:
+    summary = read_json(root / RUNS_DIR / run_id / "summary.json")
+    value = summary.get(metric, summary.get("final", {}).get(metric))
+    if value is None:
+        raise KeyError(f"{run_id}/summary.json has no {metric!r}")
+    return float(value)
+
+
+def _mean_and_spread(values: list[float]) -> tuple[float, float | None]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def row_records(table: TablePlan, plan: Plan, root: Path) -> list[dict]:
+    """One record per table row (measurements: one per source measured), ours read from finished runs."""
+    records = []
+    for index, row in enumerate(table.rows):
+        base = {"table": table.name, "row": index, "status": row.status,
+                **{column: row.terms.get(column) for column in TERM_COLUMNS},
+                "metric": row.metric or "top1", "paper": row.paper_value, "ours": None, "ours_std": None,
+                "seeds": None, "source": None, "pretrain_ids": " ".join(row.pretrain_ids),
+                "eval_ids": " ".join(row.eval_ids), "reason": row.reason}
+        if row.status == "run":
+            values = [run_metric(root, run_id, base["metric"]) for run_id in row.eval_ids]
+            base["ours"], base["ours_std"] = _mean_and_spread(values)
+            base["seeds"] = len(values)
+        elif row.status == "analysis":
+            summaries = [read_json(pca_path(root, run_id)) for run_id in row.pretrain_ids]
+            base["metric"] = "cnp_pairwise_cosine"
+            base["ours"], base["ours_std"] = _mean_and_spread([s["mean_pairwise_cosine_cnp"] for s in summaries])
+            base["seeds"] = len(summaries)
+            base["reason"] = (f"mean cosine between the encoder features of different CNPs (lower: CNPs told apart); "
+                              f"scatter in figures/{table.file}_pca.png")
+        elif row.status == "measure":
+            records += _measured_records(base, table, plan, root)
+            continue
+        records.append(base)
+    return records
+
+
+def _measured_records(base: dict, table: TablePlan, plan: Plan, root: Path) -> list[dict]:
+    field = MEASURED_FIELDS[base["metric"]]
+    if table.measure == "cost":
+        measured = read_json(cost_path(root))
+        setting = f"normae bench {measured.get('model')} {measured.get('img_size')} px patch {measured.get('patch_size')}"
+        return [{**base, "ours": measured[field], "source": setting}]
+    records = []
+    for source in plan.scale.analysis["cnp_similarity"]:
+        measured = read_json(cnp_similarity_path(root, source))
+        records.append({**base, "ours": measured[field], "source": source})
+    return records
+
+
+def add_gains(frame: pd.DataFrame) -> pd.DataFrame:
+    """NoR-MAE minus its MAE row (same terms otherwise), as the paper reports it and as we measured it."""
+    frame = frame.copy()
+    frame["delta"] = frame["ours"] - frame["paper"]
+    frame["gain_paper"] = math.nan
+    frame["gain_ours"] = math.nan
+    keys = [c for c in TERM_COLUMNS if c not in NOR_ONLY_TERMS]
+    mae = frame[frame["method"] == "mae"]
+    for index, row in frame[frame["method"] == "nor_mae"].iterrows():
+        match = mae[(mae[keys].fillna("") == pd.Series({k: row[k] for k in keys}).fillna("")).all(axis=1)]
+        if len(match):
+            frame.loc[index, "gain_paper"] = row["paper"] - match.iloc[0]["paper"]
+            frame.loc[index, "gain_ours"] = row["ours"] - match.iloc[0]["ours"]
+    both = frame["gain_paper"].notna() & frame["gain_ours"].notna()
+    frame["sign_reproduced"] = None
+    frame.loc[both, "sign_reproduced"] = (frame.loc[both, "gain_paper"] > 0) == (frame.loc[both, "gain_ours"] > 0)
+    return frame
+
+
+def table_frame(table: TablePlan, plan: Plan, root: str | Path = ".") -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(row_records(table, plan, Path(root)))
+    for column in ("paper", "ours", "ours_std"):
+        frame[column] = pd.to_numeric(frame[column])
+    frame = add_gains(frame)
+    frame.insert(frame.columns.get_loc("ours") + 1, "scale", plan.scale.name)
+    return frame
+
+
+def gain_summary(frame: pd.DataFrame) -> str:
+    pairs = frame[frame["sign_reproduced"].notna()]
+    if pairs.empty:
+        return "No NoR-MAE row here has both a paper and an own MAE counterpart to compare gains."
+    reproduced = int(pairs["sign_reproduced"].sum())
+    return (f"NoR-MAE minus MAE: paper {pairs['gain_paper'].mean():+.2f} on average over {len(pairs)} pairs, "
+            f"ours {pairs['gain_ours'].mean():+.2f}; the sign of the gain is reproduced in {reproduced} of {len(pairs)}.")
+
+
+def header_lines(table: TablePlan, plan: Plan) -> list[str]:
+    scale = plan.scale
+    lines = [table.title, f"Scale: {scale.name} ({scale.description}); seeds {plan.seeds}."]
+    lines.append("At this scale: " + ("; ".join(table.mapping) or "the paper's settings") + ".")
+    if scale.name != "paper":
+        lines.append(f"Our numbers were measured at the {scale.name} scale, not the paper's: they are not "
+                     "expected to match the paper's values; compare signs and orderings, not magnitudes.")
+    return lines
+
+
+def _display(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The columns a reader scans, numbers rounded, ours as mean ± spread; settings shared by every
+    row are moved out of the table into one line."""
+    shown = frame.drop(columns=["table", "row", "pretrain_ids", "eval_ids", "ours_std", "seeds", "scale"])
+    shown["ours"] = [("" if pd.isna(m) else f"{m:.4g}") + ("" if pd.isna(s) else f" ± {s:.2g}")
+                     for m, s in zip(frame["ours"], frame["ours_std"])]
+    for column in ("paper", "delta", "gain_paper", "gain_ours"):
+        shown[column] = [("" if pd.isna(v) else f"{v:.4g}") for v in frame[column]]
+    shown = shown.replace("", None).dropna(axis=1, how="all").fillna("")
+    shared = [c for c in TERM_COLUMNS + ("metric",) if c in shown and shown[c].nunique() == 1 and len(shown) > 1]
+    common = "; ".join(f"{c} {shown[c].iloc[0]}" for c in shared if shown[c].iloc[0] != "")
+    return shown.drop(columns=shared), (f"Every row: {common}." if common else "")
+
+
+def write_table(frame: pd.DataFrame, table: TablePlan, plan: Plan, out_dir: str | Path) -> list[Path]:
+    """results/tables/<file>.csv (every column), .md and .tex (the readable columns, with the header)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = out_dir / table.file
+    header = header_lines(table, plan) + [gain_summary(frame)]
+    frame.to_csv(f"{stem}.csv", index=False)
+    shown, common = _display(frame)
+    header += [common] if common else []
+    markdown = "\n\n".join([f"## {header[0]}", *header[1:], shown.to_markdown(index=False)]) + "\n"
+    Path(f"{stem}.md").write_text(markdown)
+    caption = " ".join(header).replace("_", r"\_").replace("%", r"\%")
+    Path(f"{stem}.tex").write_text(shown.to_latex(index=False, caption=caption, label=f"tab:{table.file}"))
+    return [Path(f"{stem}.{suffix}") for suffix in ("csv", "md", "tex")]
+
+
+def all_runs_frame(plan: Plan, root: str | Path = ".") -> pd.DataFrame:
+    """A row per planned run: its id, stage, the tables that use it, its spec and its final metrics."""
+    root = Path(root)
+    users: dict[str, list[str]] = {}
+    for table in plan.tables.values():
+        for run_id in sorted(table.pretrain_ids() | table.eval_ids()):
+            users.setdefault(run_id, []).append(table.file)
+    records = []
+    for run_id, spec in [*plan.pretrain.items(), *plan.evaluations.items()]:
+        summary = read_json(root / RUNS_DIR / run_id / "summary.json")
+        final = {f"final_{k}": v for k, v in summary.get("final", {}).items()}
+        records.append({"run_id": run_id, "stage": spec.stage, "scale": plan.scale.name,
+                        "tables": " ".join(users.get(run_id, [])), **spec.to_dict(), **final,
+                        "best_top1": summary.get("best_top1"), "epochs_run": summary.get("epochs"),
+                        "step_time_median_s": summary.get("step_time_median_s"),
+                        "wall_seconds": summary.get("wall_seconds_this_session"),
+                        "run_dir": str(root / RUNS_DIR / run_id)})
+    return pd.DataFrame.from_records(records)
