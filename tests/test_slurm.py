@@ -1,0 +1,209 @@
+"""normae launch --launcher slurm against a real SLURM (``.ci/start-slurm`` starts one on this machine).
+
+Without a cluster these tests skip, unless NORMAE_REQUIRE_SLURM=1 (set by .ci/run): then they fail.
+SLURM delays a requeued job's start by about two minutes (its BeginTime); the tests move the start
+to now with ``scontrol update``, since what they check is what the job does when it runs again.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+
+import pytest
+import torch
+
+from normae import stages
+from normae.checkpoint import load_checkpoint
+
+from test_launch import finish, start_launcher, tiny_spec, wait_for_file, write_spec
+from test_train import assert_same_run
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+
+def slurm_problem() -> str | None:
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        return "no SLURM client here (sinfo / sbatch missing)"
+    answer = subprocess.run(["sinfo", "--noheader", "--format=%T"], capture_output=True, text=True, timeout=30)
+    if answer.returncode != 0:
+        return f"sinfo failed: {answer.stderr.strip()}"
+    if not any(state.startswith(("idle", "mixed", "allocated")) for state in answer.stdout.split()):
+        return f"no SLURM node is up (sinfo: {answer.stdout.split()})"
+    return None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def slurm_cluster():
+    problem = slurm_problem()
+    if problem and os.environ.get("NORMAE_REQUIRE_SLURM") == "1":
+        pytest.fail(f"NORMAE_REQUIRE_SLURM=1 but {problem}")
+    if problem:
+        pytest.skip(f"{problem}; `.ci/start-slurm` (as root) starts a single-node cluster")
+
+
+def unique_run(tmp_path, prefix: str):
+    """A run folder whose name (and so its job name) no earlier test session used."""
+    return tmp_path / f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def job_state(job_id: str) -> str:
+    return subprocess.run(["squeue", "--noheader", "--states=all", "--jobs", job_id, "--format=%T"],
+                          capture_output=True, text=True, timeout=30).stdout.strip()
+
+
+def jobs_named(name: str) -> list[str]:
+    """Every job SLURM still knows (pending, running, or ended within MinJobAge) with this name."""
+    listing = subprocess.run(["squeue", "--me", "--noheader", "--states=all", f"--name={name}", "--format=%i"],
+                             capture_output=True, text=True, timeout=30).stdout
+    return listing.split()
+
+
+def start_requeued_job_now(job_id: str, timeout=60.0) -> None:
+    """Once the requeued job pends, let it start at once instead of after SLURM's requeue delay."""
+    deadline = time.monotonic() + timeout
+    while job_state(job_id) != "PENDING":
+        assert time.monotonic() < deadline, f"job {job_id} did not go back to PENDING (state {job_state(job_id)})"
+        time.sleep(0.3)
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True, timeout=30)
+
+
+def step_lines(text: str) -> int:
+    return sum(json.loads(line)["kind"] == "step" for line in text.splitlines() if line.strip())
+
+
+def wait_for_steps(run, steps: int, timeout=120.0) -> None:
+    wait_for_file(run / "metrics.jsonl", timeout, lambda text: step_lines(text) >= steps)
+
+
+def job_id_of(run) -> str:
+    return json.loads(wait_for_file(run / "job.json"))["job_id"]
+
+
+def test_pretrain_through_slurm(tmp_path):
+    spec_path = write_spec(tmp_path, tiny_spec(method="nor_mae", train_samples=256))
+    run = unique_run(tmp_path, "pretrain")
+    status, report, output = finish(start_launcher(spec_path, run, "slurm", {"timeout_min": 10, "cpus_per_task": 1}))
+    assert status == 0, output
+    assert report["heavy"] == [] and report["max_rss_mb"] < 100, report
+    job_id = json.loads((run / "job.json").read_text())["job_id"]
+    assert jobs_named(f"normae-{run.name}") == [job_id]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["optimizer_steps"] == 16 and summary["spec"]["method"] == "nor_mae"
+    sbatch = (run / "slurm" / f"{job_id}_submission.sh").read_text()
+    assert "#SBATCH --requeue" in sbatch and "#SBATCH --signal=USR2@120" in sbatch and "#SBATCH --time=10" in sbatch
+    assert '"loss_rec"' in output and f"submitted slurm job {job_id}" in output
+
+
+def test_requeued_mid_run_resumes_and_equals_an_uninterrupted_run(tmp_path):
+    """Two interruptions: USR2 (time limit near: the job checkpoints and requeues itself), then
+    ``scontrol requeue`` (SIGTERM: checkpoint, SLURM requeues). The result equals a straight run."""
+    spec = tiny_spec(train_samples=512, epochs=4, warmup_epochs=1)  # 64 steps
+    spec_path = write_spec(tmp_path, spec)
+    run = unique_run(tmp_path, "requeue")
+    launcher = start_launcher(spec_path, run, "slurm", {"timeout_min": 10, "cpus_per_task": 1})
+    reference = subprocess.Popen(  # the uninterrupted run, meanwhile, on the other core
+        ["normae", "launch", "pretrain", "--spec", str(spec_path), "--out", str(tmp_path / "straight")],
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    job_id = job_id_of(run)
+
+    wait_for_steps(run, 6)
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=30)
+    start_requeued_job_now(job_id)
+    first_stop = load_checkpoint(run / "checkpoint.pt")["optimizer_steps"]
+    assert 6 <= first_stop < 64
+
+    wait_for_steps(run, first_stop + 8)
+    subprocess.run(["scontrol", "requeue", job_id], check=True, timeout=30)
+    start_requeued_job_now(job_id)
+
+    status, report, output = finish(launcher)
+    assert status == 0, output
+    assert reference.wait(timeout=120) == 0
+    assert_same_run(tmp_path / "straight", run)
+    log = (run / "slurm" / f"{job_id}_0_log.err").read_text()
+    assert log.count("resumed from") == 2, log
+    assert "checkpoint written (SIGUSR2)" in log and "checkpoint written (SIGTERM)" in log
+    assert json.loads((run / "job.json").read_text())["submissions"] == [job_id]
+    assert report["heavy"] == [] and report["max_rss_mb"] < 100, report
+
+
+def test_two_tasks_with_gloo_equal_one_process_with_the_same_global_batch(tmp_path):
+    one = write_spec(tmp_path, tiny_spec(batch_size=32), "one.json")
+    two = write_spec(tmp_path, tiny_spec(batch_size=16), "two.json")
+    run = unique_run(tmp_path, "ddp")
+    launcher = start_launcher(two, run, "slurm", {"timeout_min": 10, "tasks_per_node": 2, "cpus_per_task": 1, "mem_gb": 4})
+    single = subprocess.run(["normae", "launch", "pretrain", "--spec", str(one), "--out", str(tmp_path / "single")],
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr
+    status, _, output = finish(launcher)
+    assert status == 0, output
+
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["effective_batch"] == 32
+    a = load_checkpoint(tmp_path / "single" / "checkpoint.pt")["model"]
+    b = load_checkpoint(run / "checkpoint.pt")["model"]
+    for key in a:
+        if key.endswith("attn.qkv.bias"):
+            # The key bias shifts every logit of a query alike, so softmax ignores it: its gradient is
+            # zero but for float noise, which Adam scales up to steps of about lr. Bound it by that.
+            (qa, ka, va), (qb, kb, vb) = a[key].chunk(3), b[key].chunk(3)
+            torch.testing.assert_close(torch.cat([qa, va]), torch.cat([qb, vb]), rtol=1e-4, atol=1e-5, msg=key)
+            torch.testing.assert_close(ka, kb, rtol=0, atol=summary["lr"] * summary["optimizer_steps"], msg=key)
+        else:
+            torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
+    losses = [[json.loads(line)["loss"] for line in (folder / "metrics.jsonl").read_text().splitlines()]
+              for folder in (tmp_path / "single", run)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+    job_id = json.loads((run / "job.json").read_text())["job_id"]
+    assert (run / "slurm" / f"{job_id}_1_log.err").exists()  # the second task's own log
+
+
+def test_launching_twice_while_pending_then_running_submits_once(tmp_path):
+    spec_path = write_spec(tmp_path, tiny_spec())
+    run = unique_run(tmp_path, "twice")
+    held = {"timeout_min": 10, "cpus_per_task": 1, "additional_parameters": {"hold": True}}
+    first = start_launcher(spec_path, run, "slurm", held)
+    job_id = job_id_of(run)
+    assert job_state(job_id) == "PENDING"
+    second = start_launcher(spec_path, run, "slurm", held)
+    time.sleep(3)  # the second launcher has looked at job.json and the queue by now
+    subprocess.run(["scontrol", "release", job_id], check=True, timeout=30)
+    wait_for_steps(run, 1)
+    third = start_launcher(spec_path, run, "slurm", held)  # while it runs
+
+    results = [finish(process) for process in (first, second, third)]
+    for status, report, output in results:
+        assert status == 0, output
+        assert report["heavy"] == [], report
+    assert f"re-attached to slurm job {job_id}" in results[1][2]
+    assert f"re-attached to slurm job {job_id}" in results[2][2] or "already finished" in results[2][2]
+    status, _, output = finish(start_launcher(spec_path, run, "slurm", held))  # after it finished
+    assert status == 0 and "already finished" in output
+    assert json.loads((run / "job.json").read_text())["submissions"] == [job_id]
+    assert jobs_named(f"normae-{run.name}") == [job_id]
+    assert len(list((run / "slurm").glob("*_submission.sh"))) == 1
+
+
+def test_requeue_limit_and_cancelled_job_fail_clearly(tmp_path):
+    spec_path = write_spec(tmp_path, tiny_spec(train_samples=512, epochs=4))
+    limited = unique_run(tmp_path, "limit")
+    cancelled = unique_run(tmp_path, "cancel")
+    resources = {"timeout_min": 10, "cpus_per_task": 1}
+    launchers = [start_launcher(spec_path, limited, "slurm", {**resources, "max_requeues": 0}),
+                 start_launcher(spec_path, cancelled, "slurm", resources)]
+    limited_id, cancelled_id = job_id_of(limited), job_id_of(cancelled)
+    wait_for_steps(limited, 3)
+    subprocess.run(["scancel", "--signal=USR2", limited_id], check=True, timeout=30)
+    wait_for_steps(cancelled, 3)
+    subprocess.run(["scancel", cancelled_id], check=True, timeout=30)  # SIGTERM, and no requeue
+
+    (status_limit, _, output_limit), (status_cancel, _, output_cancel) = (finish(p, timeout=180) for p in launchers)
+    assert status_limit == 1 and "max_requeues=0" in output_limit, output_limit
+    assert f"{limited / 'slurm' / limited_id}_0_log.err" in output_limit
+    assert status_cancel == 1 and f"{cancelled / 'slurm' / cancelled_id}_0_log.err" in output_cancel, output_cancel
+    for run in (limited, cancelled):
+        assert (run / "checkpoint.pt").exists() and not (run / "summary.json").exists()
