@@ -4,8 +4,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from torch.utils.data import ConcatDataset, Dataset, Subset
 from torchvision import datasets, transforms
 
@@ -180,6 +178,10 @@ class Digits(GrayImageArray):
     def __init__(self, split="train", transform=None):
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        # scikit-learn (and the pandas and scipy it pulls in) costs seconds of start-up: only here.
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+
         digits = load_digits()
         train, test = train_test_split(np.arange(len(digits.target)), test_size=DIGITS_TEST_FRACTION,
                                        random_state=0, stratify=digits.target)
