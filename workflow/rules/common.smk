@@ -7,17 +7,17 @@ from normae import plan as normae_plan
 from normae.tables import ANALYSIS_DIR
 
 CONFIG_DIR = Path(config["config_dir"])
+SEEDS = [int(seed) for seed in config["seeds"]]
 PLAN = normae_plan.expand(
     normae_plan.load_experiments(CONFIG_DIR / "experiments.yaml"),
     normae_plan.load_scale(config["scale"], CONFIG_DIR),
     normae_plan.read_reported(CONFIG_DIR / "reported.csv"),
-    seeds=config["seeds"],
+    seeds=SEEDS,
 )
 RUNS = normae_plan.RUNS_DIR
 TABLES = {table.file: table for table in PLAN.tables.values()}
 ANALYSIS = PLAN.scale.analysis
-SEEDS = " ".join(str(seed) for seed in config["seeds"])
-PLAN_OPTIONS = f"--scale {config['scale']} --seeds {SEEDS} --config-dir {CONFIG_DIR}"
+PLAN_OPTIONS = f"--scale {config['scale']} --seeds {' '.join(map(str, SEEDS))} --config-dir {CONFIG_DIR}"
 SLURM_GROUPS = {"pretrain": "pretrain", "finetune": "finetune", "linprobe": "evaluate"}
 
 
