@@ -51,7 +51,9 @@ def export_distributed_environment() -> None:
 class StageJob(submitit.helpers.Checkpointable):
     """Run ``stage`` of the spec in ``spec_path`` into ``out``, resuming from its checkpoint.
 
-    Returns ``{"run_dir", "rank"}``; the launcher reads the results from ``summary.json``.
+    Returns ``{"run_dir", "rank", "summary"}``, the last the text of ``summary.json`` (rank 0): a
+    launcher that finds the job over but summary.json gone (Snakemake's ``--rerun-incomplete``
+    deletes the outputs of jobs that ran while it was down) puts it back instead of submitting again.
     """
 
     def __init__(self, stage: str, spec_path: str, out: str, max_requeues: int):
@@ -77,7 +79,8 @@ class StageJob(submitit.helpers.Checkpointable):
                 stage_function(self.stage)(spec, Path(self.out), resume=True)
         except TrainingInterrupted as stop:
             self.end_attempt(job, stop)
-        return {"run_dir": self.out, "rank": job.global_rank}
+        summary = Path(self.out) / "summary.json"
+        return {"run_dir": self.out, "rank": job.global_rank, "summary": summary.read_text() if job.global_rank == 0 else None}
 
     def end_attempt(self, job, stop) -> None:
         """After a stop with the checkpoint on disk: requeue (time limit, preemption notice) or leave it to the cluster."""

@@ -141,10 +141,9 @@ class AttachedLocalJob(LocalJob):
 
 
 # ---- the run folder's record -----------------------------------------------------------------------
-def write_json_atomically(path: Path, data: dict) -> None:
+def write_text_atomically(path: Path, text: str) -> None:
     with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        json.dump(data, handle, indent=2)
-        handle.write("\n")
+        handle.write(text)
     os.replace(handle.name, path)
 
 
@@ -172,6 +171,21 @@ def job_from_record(record: dict, folder: Path):
 
 def still_running(job) -> bool:
     return not job.done(force_check=True)
+
+
+def restore_summary(job, run_dir: Path) -> bool:
+    """Put back the summary.json that an ended job returned (if it succeeded); whether it did."""
+    first = first_task(job)
+    if not first.paths.result_pickle.exists():
+        return False
+    try:
+        result = first.result()
+    except UncompletedJobError:
+        return False
+    if not isinstance(result, dict) or not result.get("summary"):
+        return False
+    write_text_atomically(run_dir / "summary.json", result["summary"])
+    return True
 
 
 # ---- submitting ------------------------------------------------------------------------------------
@@ -208,8 +222,12 @@ def executor_for(launcher: str, folder: Path, resources: dict, job_name: str):
     return executor
 
 
+def first_task(job):
+    return job.task(0) if job.num_tasks > 1 else job
+
+
 def log_paths(job) -> str:
-    first = job.task(0) if job.num_tasks > 1 else job
+    first = first_task(job)
     return f"{first.paths.stderr} and {first.paths.stdout}"
 
 
@@ -226,6 +244,9 @@ def submit_or_attach(stage: str, spec_path: Path, run_dir: Path, launcher: str, 
             if still_running(job):
                 print(f"[normae] {run_dir}: re-attached to {record['launcher']} job {job.job_id}", file=sys.stderr)
                 return job
+            if restore_summary(job, run_dir):
+                print(f"[normae] {run_dir}: job {job.job_id} had finished; summary.json restored from its result", file=sys.stderr)
+                return None
             print(f"[normae] {run_dir}: job {job.job_id} ended without summary.json (logs: {log_paths(job)}); "
                   "submitting a new one, which resumes from the checkpoint", file=sys.stderr)
         executor = executor_for(launcher, folder, resources, job_name=f"normae-{run_dir.name}")
@@ -240,7 +261,7 @@ def submit_or_attach(stage: str, spec_path: Path, run_dir: Path, launcher: str, 
             "resources": resources,
             "submissions": record["submissions"] + [job.job_id],
         }
-        write_json_atomically(run_dir / "job.json", record)
+        write_text_atomically(run_dir / "job.json", json.dumps(record, indent=2) + "\n")
         print(f"[normae] {run_dir}: submitted {launcher} job {job.job_id} (logs: {log_paths(job)})", file=sys.stderr)
         return job
 

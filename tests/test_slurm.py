@@ -7,10 +7,13 @@ to now with ``scontrol update``, since what they check is what the job does when
 
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import torch
@@ -54,11 +57,13 @@ def job_state(job_id: str) -> str:
                           capture_output=True, text=True, timeout=30).stdout.strip()
 
 
-def jobs_named(name: str) -> list[str]:
-    """Every job SLURM still knows (pending, running, or ended within MinJobAge) with this name."""
-    listing = subprocess.run(["squeue", "--me", "--noheader", "--states=all", f"--name={name}", "--format=%i"],
+def jobs_named(name: str, submitted_from=None) -> list[str]:
+    """Every job SLURM still knows (pending, running, or ended within MinJobAge) with this name
+    (and, if given, submitted from this folder)."""
+    listing = subprocess.run(["squeue", "--me", "--noheader", "--states=all", f"--name={name}", "--format=%i|%Z"],
                              capture_output=True, text=True, timeout=30).stdout
-    return listing.split()
+    jobs = [line.split("|", 1) for line in listing.split()]
+    return [job_id for job_id, folder in jobs if submitted_from is None or Path(folder) == Path(submitted_from)]
 
 
 def start_requeued_job_now(job_id: str, timeout=60.0) -> None:
@@ -207,3 +212,81 @@ def test_requeue_limit_and_cancelled_job_fail_clearly(tmp_path):
     assert status_cancel == 1 and f"{cancelled / 'slurm' / cancelled_id}_0_log.err" in output_cancel, output_cancel
     for run in (limited, cancelled):
         assert (run / "checkpoint.pt").exists() and not (run / "summary.json").exists()
+
+
+# ---- the workflow through the SLURM profile ----------------------------------------------------------
+def workflow_folder(tmp_path):
+    """A working directory for Snakemake with the repository's workflow, config and data, and its own results/."""
+    repo = Path(__file__).resolve().parents[1]
+    folder = tmp_path / "work"
+    folder.mkdir()
+    for name in ("workflow", "config", "data"):
+        (folder / name).symlink_to(repo / name)
+    return folder
+
+
+def snakemake_command(*arguments) -> list[str]:
+    return ["snakemake", "--profile", "workflow/profiles/slurm", *arguments, "--config", "scale=tiny"]
+
+
+def reduced_targets(folder) -> list[str]:
+    """A reduced tiny-scale DAG: Table 3's two vit_micro fine-tuning runs, each after its pre-training run.
+
+    (All of Table 3, 8 runs, took 144 s on this 2-core machine under load: over a test's budget.)
+    """
+    dry_run = subprocess.run(snakemake_command("--dry-run", "results/tables/table3.md"), cwd=folder,
+                             capture_output=True, text=True, timeout=300)
+    assert dry_run.returncode == 0, dry_run.stdout + dry_run.stderr
+    outs = set(re.findall(r"normae launch finetune .*?--out (results/runs/\S*vit_micro\S*)", dry_run.stdout))
+    assert len(outs) == 2, dry_run.stdout
+    return sorted(f"{out}/summary.json" for out in outs)
+
+
+def start_snakemake(folder, targets) -> subprocess.Popen:
+    return subprocess.Popen(snakemake_command(*targets), cwd=folder, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def assert_each_run_submitted_once(folder) -> list:
+    runs = sorted((folder / "results" / "runs").iterdir())
+    for run in runs:
+        record = json.loads((run / "job.json").read_text())
+        assert record["launcher"] == "slurm" and record["submissions"] == [record["job_id"]], run
+        assert jobs_named(f"normae-{run.name}", submitted_from=folder) == [record["job_id"]], run
+        assert len(list((run / "slurm").glob("*_submission.sh"))) == 1, run
+        assert (run / "summary.json").exists(), run
+    return runs
+
+
+def test_workflow_runs_every_training_job_through_sbatch(tmp_path):
+    folder = workflow_folder(tmp_path)
+    snakemake = start_snakemake(folder, reduced_targets(folder))
+    output, _ = snakemake.communicate(timeout=600)
+    assert snakemake.returncode == 0, output
+    runs = assert_each_run_submitted_once(folder)
+    assert len(runs) == 4 and sum(run.name.startswith("fmnist-") for run in runs) == 2
+
+
+def test_killing_snakemake_while_jobs_run_then_restarting_submits_nothing_twice(tmp_path):
+    folder = workflow_folder(tmp_path)
+    targets = reduced_targets(folder)
+    snakemake = start_snakemake(folder, targets)
+    runs = folder / "results" / "runs"
+    deadline = time.monotonic() + 120
+    while len(list(runs.glob("*/job.json"))) < 2:  # both pre-training jobs submitted
+        assert time.monotonic() < deadline, "Snakemake submitted no jobs within 120 s"
+        time.sleep(0.5)
+    os.killpg(snakemake.pid, signal.SIGHUP)  # the login session is gone: Snakemake and its launchers with it
+    snakemake.communicate(timeout=60)
+    submitted = [json.loads(path.read_text())["job_id"] for path in runs.glob("*/job.json")]
+    assert any(job_state(job_id) in ("PENDING", "RUNNING") for job_id in submitted), "no SLURM job outlived Snakemake"
+
+    subprocess.run(snakemake_command("--unlock", *targets), cwd=folder, check=True, capture_output=True, timeout=300)
+    restarted = start_snakemake(folder, targets)
+    output, _ = restarted.communicate(timeout=600)
+    assert restarted.returncode == 0, output
+    assert len(assert_each_run_submitted_once(folder)) == 4
+    # Each job of the first Snakemake is waited for again ("re-attached"), or it ended meanwhile and its
+    # summary.json, which --rerun-incomplete deleted, comes back from the job's result.
+    logs = [path.read_text() for path in runs.glob("*/launch.log")]
+    assert sum("re-attached to slurm job" in log or "summary.json restored" in log for log in logs) >= 2, logs
