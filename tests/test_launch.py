@@ -192,6 +192,15 @@ def test_local_launcher_runs_the_job_and_a_second_launch_reattaches(tmp_path):
     assert summary["optimizer_steps"] == 8 and summary["world_size"] == 1
     assert (run / "slurm" / f"{record['job_id']}_0_log.err").exists()
 
+    # Snakemake's --rerun-incomplete deletes summary.json of a run that finished while it was down:
+    # the next launch takes it back from the job's result instead of submitting again.
+    expected = (run / "summary.json").read_text()
+    (run / "summary.json").unlink()
+    status, _, output = finish(start_launcher(spec_path, run, "local", {"timeout_min": 10}))
+    assert status == 0 and "summary.json restored" in output, output
+    assert (run / "summary.json").read_text() == expected
+    assert json.loads((run / "job.json").read_text())["submissions"] == [record["job_id"]]
+
 
 @pytest.mark.slow
 def test_local_launcher_reports_a_failed_job_with_its_log(tmp_path):
