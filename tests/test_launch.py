@@ -182,7 +182,7 @@ def test_local_launcher_runs_the_job_and_a_second_launch_reattaches(tmp_path):
     first = start_launcher(spec_path, run, "local", {"timeout_min": 10})
     record = json.loads(wait_for_file(run / "job.json"))
     second = start_launcher(spec_path, run, "local", {"timeout_min": 10})
-    (status_1, report_1, output_1), (status_2, report_2, output_2) = finish(first), finish(second)
+    (status_1, report_1, output_1), (status_2, _, output_2) = finish(first), finish(second)
     assert status_1 == 0, output_1
     assert status_2 == 0, output_2
     assert f"re-attached to local job {record['job_id']}" in output_2, output_2

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from normae import stages
 from normae.checkpoint import load_checkpoint
 
 from test_launch import finish, start_launcher, tiny_spec, wait_for_file, write_spec
