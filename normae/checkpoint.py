@@ -2,41 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-
-def _atomic_replace(path: Path, write) -> None:
-    """Write through ``write(file_object)`` into a temporary file beside ``path``, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from normae.atomic import atomic_replace, atomic_write_text  # noqa: F401 (also imported from here)
 
 
 def atomic_save(obj, path: str | Path) -> None:
     """``torch.save`` that never leaves a half-written file under ``path``."""
-    _atomic_replace(Path(path), lambda handle: torch.save(obj, handle))
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    _atomic_replace(Path(path), lambda handle: handle.write(text.encode()))
+    atomic_replace(Path(path), lambda handle: torch.save(obj, handle))
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -18,14 +18,11 @@ import torch.nn as nn
 from timm.layers import resample_abs_pos_embed, resample_patch_embed, trunc_normal_
 from timm.models.vision_transformer import VisionTransformer
 
+from normae.errors import CheckpointError  # noqa: F401 (also imported from here)
 from normae.models import MODEL_SIZES
 
 # Keys of an MAE / NoR-MAE pre-training state dict that are not part of the encoder.
 DECODER_PREFIXES = ("decoder_", "mask_token")
-
-
-class CheckpointError(RuntimeError):
-    pass
 
 
 def build_classifier(size: str, img_size: int, patch_size: int, num_classes: int, drop_path: float = 0.0, global_pool: str = "avg") -> VisionTransformer:

@@ -86,7 +86,7 @@ def cmd_bench(args) -> int:
     line = json.dumps(result)
     print(line)
     if args.out:
-        from normae.checkpoint import atomic_write_text
+        from normae.atomic import atomic_write_text
 
         atomic_write_text(Path(args.out), line + "\n")
     return 0
@@ -154,6 +154,18 @@ def cmd_all_runs(args) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     all_runs_frame(plan_from_args(args), args.root).to_csv(args.out, index=False)
     print(f"[normae] wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_spec(args) -> int:
+    from normae.atomic import atomic_write_text
+    from normae.plan import plan_from_args
+
+    plan = plan_from_args(args)
+    if args.run not in plan.pretrain and args.run not in plan.evaluations:
+        raise ValueError(f"run {args.run} is not in the plan of scale {args.scale} (see `normae plan --scale {args.scale}`)")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(args.out), plan.spec(args.run).to_json())
     return 0
 
 
@@ -275,6 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
     summarize.add_argument("runs", nargs="+", help="run folders holding summary.json")
     summarize.set_defaults(func=cmd_summarize)
 
+    spec = commands.add_parser("spec", help="write the spec file of one planned run (what the workflow launches)")
+    spec.add_argument("run", help="run id, as `normae plan` and the workflow name it")
+    add_plan_options(spec)
+    spec.add_argument("--out", required=True, help="JSON file to write")
+    spec.set_defaults(func=cmd_spec)
+
     tables = commands.add_parser("tables", help="write the paper's tables with our numbers from finished runs",
                                  description="Write results/tables/<name>.{csv,md,tex}: per row the paper's value, ours "
                                  "(mean ± spread over seeds), the scale, ours minus the paper's and the NoR-MAE minus MAE gain.")
@@ -351,17 +369,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that train: the others (plan, tables, figure, ...) do not load torch at start-up.
+TRAINING_COMMANDS = ("pretrain", "finetune", "linprobe", "launch", "bench")
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "launch" and args.launcher != "inprocess":
         return cmd_launch_light(args)
 
-    from normae.classify import CheckpointError
-    from normae.data import CorruptDataError
+    from normae.errors import CheckpointError, CorruptDataError
 
-    from normae.train import keep_freed_memory
+    if args.command in TRAINING_COMMANDS:
+        from normae.train import keep_freed_memory
 
-    keep_freed_memory()
+        keep_freed_memory()
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, CorruptDataError, CheckpointError) as error:

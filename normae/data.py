@@ -13,6 +13,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import datasets, transforms
 
+from normae.errors import CorruptDataError, DataNotFoundError  # noqa: F401 (also imported from here)
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Computed from the 60000 Fashion-MNIST training images (pixels scaled to [0, 1]).
@@ -38,14 +40,6 @@ IMAGENET_HELP = """Expected ImageNet-1K (ILSVRC2012) layout, one folder per clas
   <root>/train/<wnid>/*.JPEG   e.g. <root>/train/n01440764/n01440764_10026.JPEG
   <root>/val/<wnid>/*.JPEG     (validation images sorted into their class folders)
 ImageNet cannot be downloaded automatically: get ILSVRC2012 from https://image-net.org and pass its folder as root."""
-
-
-class DataNotFoundError(FileNotFoundError):
-    """A data set, or part of one, is not where it was looked for."""
-
-
-class CorruptDataError(RuntimeError):
-    """A data file exists but cannot be read."""
 
 
 # IDX type codes (third magic byte) -> big-endian numpy dtype.

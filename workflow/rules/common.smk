@@ -43,12 +43,11 @@ def planned_spec(run):
 
 
 def run_inputs(wildcards):
-    """The run's spec file and, for an evaluation, the pre-training run it starts from."""
+    """For an evaluation, the pre-training run it starts from; a pre-training run needs nothing."""
     spec = planned_spec(wildcards.run)
-    inputs = {"spec": f"results/specs/{wildcards.run}.json"}
-    if spec.stage != "pretrain":
-        inputs["pretrain"] = str(Path(spec.init).parent / "summary.json")
-    return inputs
+    if spec.stage == "pretrain":
+        return {}
+    return {"pretrain": str(Path(spec.init).parent / "summary.json")}
 
 
 def launcher_options(wildcards):

@@ -1,18 +1,7 @@
-# Pre-training and evaluation runs: one job per planned run, output its summary.json, which the
-# stage writes last, so a killed or failed run is never taken as finished; checkpoint.pt stays
-# in the run folder and the next attempt resumes from it.
-
-
-rule run_spec:
-    output:
-        "results/specs/{run}.json",
-    params:
-        spec=lambda wildcards: planned_spec(wildcards.run).to_json(),
-    log:
-        "results/logs/specs/{run}.log",
-    localrule: True
-    run:
-        Path(output[0]).write_text(params.spec)
+# Pre-training and evaluation runs: one job per planned run. `normae spec` writes the run's spec
+# into its folder and `normae launch` runs it there. The job's output is the run's summary.json,
+# which the stage writes last, so a killed or failed run is never taken as finished;
+# checkpoint.pt stays in the run folder and the next attempt resumes from it.
 
 
 rule train_run:
@@ -23,6 +12,7 @@ rule train_run:
     log:
         f"{RUNS}/{{run}}/launch.log",
     params:
+        plan=PLAN_OPTIONS,
         stage=lambda wildcards: planned_spec(wildcards.run).stage,
         out=lambda wildcards: f"{RUNS}/{wildcards.run}",
         launcher=launcher_options,
@@ -30,4 +20,6 @@ rule train_run:
     conda:
         "../../environment.yml"
     shell:
-        "normae launch {params.stage} --spec {input.spec} --out {params.out} {params.launcher} > {log} 2>&1"
+        "(normae spec {wildcards.run} {params.plan} --out {params.out}/spec.json"
+        " && normae launch {params.stage} --spec {params.out}/spec.json --out {params.out} {params.launcher})"
+        " > {log} 2>&1"
