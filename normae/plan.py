@@ -343,7 +343,8 @@ def expand(experiments: dict, scale: Scale, reported: list[dict] | None = None, 
             rows = [_measure_row(name, table["measure"], r, scale) for r in paper_rows]
         else:
             rows = _grid_rows(name, table, paper_rows, planner)
-        tables[name] = TablePlan(name, table["file"], table["title"], _mapping(rows, scale), rows, table["measure"],
+        mapping = _measure_mapping(table["measure"], scale) if table["measure"] else _mapping(rows, scale)
+        tables[name] = TablePlan(name, table["file"], table["title"], mapping, rows, table["measure"],
                                  table.get("sweep"))
     unknown = sorted({r["table"] for r in reported} - set(experiments))
     if unknown:
@@ -389,6 +390,17 @@ def _measure_row(name: str, measure: str, paper_row: dict, scale: Scale) -> Row:
     if reason:
         return Row(name, terms, "not_run", value, metric, reason=reason)
     return Row(name, terms, "measure", value, metric, reason=f"measured by `{MEASUREMENTS[measure]}`")
+
+
+def _measure_mapping(measure: str, scale: Scale) -> list[str]:
+    """What a measurement table measured at this scale (its rows keep the paper's terms)."""
+    if measure == "cost":
+        cost = scale.analysis["cost"]
+        return [f"normae bench {cost['model']} at {cost['img_size']} px, patch {cost['patch_size']}, "
+                f"batch {cost['batch_size']}, {cost['steps']} steps per method"]
+    return [f"{source}: {settings['images']} images at {settings['img_size']} px, patch {settings['patch_size']}"
+            + (f", {settings['pixels']} pixels" if "pixels" in settings else "")
+            for source, settings in scale.analysis["cnp_similarity"].items()]
 
 
 def _mapping(rows: list[Row], scale: Scale) -> list[str]:

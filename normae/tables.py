@@ -130,6 +130,9 @@ def table_frame(table: TablePlan, plan: Plan, root: str | Path = ".") -> pd.Data
 
 
 def gain_summary(frame: pd.DataFrame) -> str:
+    """One line on NoR-MAE minus MAE over the table's pairs; empty where the table has no NoR-MAE row."""
+    if not (frame["method"] == "nor_mae").any():
+        return ""
     pairs = frame[frame["sign_reproduced"].notna()]
     if pairs.empty:
         return "No NoR-MAE row here has both a paper and an own MAE counterpart to compare gains."
@@ -167,7 +170,7 @@ def write_table(frame: pd.DataFrame, table: TablePlan, plan: Plan, out_dir: str 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = out_dir / table.file
-    header = header_lines(table, plan) + [gain_summary(frame)]
+    header = header_lines(table, plan) + [line for line in [gain_summary(frame)] if line]
     frame.to_csv(f"{stem}.csv", index=False)
     shown, common = _display(frame)
     header += [common] if common else []
