@@ -159,7 +159,7 @@ def _display(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
                      for m, s in zip(frame["ours"], frame["ours_std"])]
     for column in ("paper", "delta", "gain_paper", "gain_ours"):
         shown[column] = [("" if pd.isna(v) else f"{v:.4g}") for v in frame[column]]
-    shown = shown.replace("", None).dropna(axis=1, how="all").fillna("")
+    shown = shown.replace("", None).dropna(axis=1, how="all").astype(object).fillna("")
     shared = [c for c in TERM_COLUMNS + ("metric",) if c in shown and shown[c].nunique() == 1 and len(shown) > 1]
     common = "; ".join(f"{c} {shown[c].iloc[0]}" for c in shared if shown[c].iloc[0] != "")
     return shown.drop(columns=shared), (f"Every row: {common}." if common else "")

@@ -1,0 +1,94 @@
+"""Paper-vs-ours tables: numbers come from the planned run folders, gains pair NoR-MAE with its MAE row."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from normae import plan as normae_plan
+from normae.tables import MissingResultError, add_gains, all_runs_frame, table_frame, write_table
+
+
+@pytest.fixture(scope="module")
+def tiny_plan():
+    return normae_plan.expand(normae_plan.load_experiments(), normae_plan.load_scale("tiny"))
+
+
+def fake_runs(root, plan, run_ids, top1_of):
+    for run_id in run_ids:
+        folder = root / "results" / "runs" / run_id
+        folder.mkdir(parents=True)
+        summary = {"top1": top1_of(run_id), "final": {"loss": 1.0}, "epochs": 1}
+        (folder / "summary.json").write_text(json.dumps(summary))
+
+
+def test_table_numbers_are_read_from_each_rows_runs(tmp_path, tiny_plan):
+    table = tiny_plan.tables["T6"]
+    values = {run_id: float(i) for i, run_id in enumerate(sorted(table.eval_ids()))}
+    fake_runs(tmp_path, tiny_plan, table.eval_ids(), values.get)
+    frame = table_frame(table, tiny_plan, tmp_path)
+    assert len(frame) == len(table.rows) == 6
+    for record, row in zip(frame.itertuples(), table.rows):
+        assert record.ours == values[row.eval_ids[0]]
+        assert record.paper == row.paper_value
+        assert record.delta == pytest.approx(record.ours - record.paper)
+        assert record.scale == "tiny"
+    nor = frame[frame["method"] == "nor_mae"].iloc[0]
+    mae = frame[(frame["method"] == "mae") & (frame["mask_ratio"] == nor["mask_ratio"])].iloc[0]
+    assert nor["gain_ours"] == pytest.approx(nor["ours"] - mae["ours"])
+    assert nor["gain_paper"] == pytest.approx(nor["paper"] - mae["paper"])
+
+
+def test_a_missing_run_is_an_error_not_a_blank(tmp_path, tiny_plan):
+    table = tiny_plan.tables["T6"]
+    present = sorted(table.eval_ids())[1:]
+    fake_runs(tmp_path, tiny_plan, present, lambda run_id: 50.0)
+    with pytest.raises(MissingResultError, match="summary.json does not exist"):
+        table_frame(table, tiny_plan, tmp_path)
+
+
+def test_gains_pair_rows_that_differ_only_in_the_nor_terms():
+    frame = pd.DataFrame([
+        {"method": "mae", "model": "vit_tiny", "mask_ratio": 0.75, "paper": 70.0, "ours": 20.0},
+        {"method": "nor_mae", "model": "vit_tiny", "mask_ratio": 0.75, "lam": 5e-5, "cnp": "paper", "paper": 73.0, "ours": 19.0},
+        {"method": "nor_mae", "model": "vit_small", "mask_ratio": 0.75, "lam": 5e-5, "cnp": "paper", "paper": 80.0, "ours": 25.0},
+    ])
+    for column in normae_plan.REPORTED_KEYS + ("cnp", "nor_variant", "pretrain_dataset", "pretrain_epochs"):
+        if column not in frame:
+            frame[column] = None
+    gains = add_gains(frame)
+    assert gains.loc[1, "gain_paper"] == 3.0 and gains.loc[1, "gain_ours"] == -1.0
+    assert gains.loc[1, "sign_reproduced"] in (False,)
+    assert pd.isna(gains.loc[2, "gain_paper"]), "vit_small has no MAE row to pair with"
+
+
+def test_written_tables_say_the_scale(tmp_path, tiny_plan):
+    table = tiny_plan.tables["T6"]
+    fake_runs(tmp_path, tiny_plan, table.eval_ids(), lambda run_id: 20.0)
+    paths = write_table(table_frame(table, tiny_plan, tmp_path), table, tiny_plan, tmp_path / "tables")
+    assert [p.name for p in paths] == ["table6.csv", "table6.md", "table6.tex"]
+    markdown = paths[1].read_text()
+    assert "measured at the tiny scale" in markdown and "patch sizes 16 -> 4" in markdown
+    assert "reproduced in 0 of 3" in markdown
+    assert "\\begin{table}" in paths[2].read_text()
+
+
+def test_all_runs_has_a_row_per_planned_run(tmp_path, tiny_plan):
+    runs = [*tiny_plan.pretrain, *tiny_plan.evaluations]
+    fake_runs(tmp_path, tiny_plan, runs, lambda run_id: 10.0)
+    frame = all_runs_frame(tiny_plan, tmp_path)
+    assert sorted(frame["run_id"]) == sorted(runs)
+    assert set(frame["stage"]) == {"pretrain", "finetune"}
+    assert {"lam", "mask_ratio", "final_loss", "tables"} <= set(frame.columns)
+
+
+def test_spec_command_writes_the_planned_spec(tmp_path, tiny_plan):
+    run_id = next(iter(tiny_plan.pretrain))
+    out = tmp_path / "spec.json"
+    command = [sys.executable, "-m", "normae.cli", "spec", run_id, "--scale", "tiny", "--out", str(out)]
+    subprocess.run(command, check=True)
+    assert json.loads(out.read_text()) == json.loads(tiny_plan.pretrain[run_id].to_json())
+    wrong = subprocess.run(command[:4] + ["no-such-run"] + command[5:], capture_output=True, text=True)
+    assert wrong.returncode == 2 and "not in the plan" in wrong.stderr
