@@ -14,6 +14,9 @@ from normae.launch import add_launch_options, launch, run_here
 from normae.plan import add_plan_options, print_plan
 from normae.spec import FinetuneSpec, LinprobeSpec, PretrainSpec
 
+# normae.analysis_images.SOURCES, spelled out here because that module loads torch (a test checks they agree).
+ANALYSIS_IMAGE_SOURCES = ("fashion_mnist", "generated", "sklearn_samples", "imagenet1k", "imagenet100")
+
 
 def _field_type(spec_cls, field: dataclasses.Field):
     hint = typing.get_type_hints(spec_cls)[field.name]
@@ -321,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
         "over a seeded choice of images; writes a JSON with mean, min, max, quantiles and a histogram.",
         formatter_class=defaults)
     cnp_stats.add_argument("--source", required=True,
-                           choices=("fashion_mnist", "generated", "sklearn_samples", "imagenet1k", "imagenet100"),
+                           choices=ANALYSIS_IMAGE_SOURCES,
                            help="images: sklearn_samples = crops of scikit-learn's two sample photographs")
     cnp_stats.add_argument("--images", type=int, default=4096, help="number of images (the paper: 4096)")
     cnp_stats.add_argument("--img-size", type=int, required=True, help="image (crop) size in pixels")
@@ -343,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     pca.add_argument("--run", required=True, help="pre-training run folder (spec.json, checkpoint.pt)")
     pca.add_argument("--images", type=int, default=16, help="number of images from the evaluation split")
     pca.add_argument("--dataset", help="image source (default: the run's pre-training set)",
-                     choices=("fashion_mnist", "generated", "sklearn_samples", "imagenet1k", "imagenet100"))
+                     choices=ANALYSIS_IMAGE_SOURCES)
     pca.add_argument("--data-root", help="data folder (default: the run's)")
     pca.add_argument("--seed", type=int, default=0, help="seed of the images and the mask")
     pca.add_argument("--out", required=True, help=".npz file to write")

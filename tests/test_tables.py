@@ -92,3 +92,10 @@ def test_spec_command_writes_the_planned_spec(tmp_path, tiny_plan):
     assert json.loads(out.read_text()) == json.loads(tiny_plan.pretrain[run_id].to_json())
     wrong = subprocess.run(command[:4] + ["no-such-run"] + command[5:], capture_output=True, text=True)
     assert wrong.returncode == 2 and "not in the plan" in wrong.stderr
+
+
+def test_the_command_lines_image_sources_are_the_analysis_modules():
+    from normae.analysis_images import SOURCES
+    from normae.cli import ANALYSIS_IMAGE_SOURCES
+
+    assert ANALYSIS_IMAGE_SOURCES == SOURCES
