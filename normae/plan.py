@@ -470,7 +470,8 @@ def summarize(plan: Plan) -> str:
     total = sum(pretrain_hours(s, scale) for s in plan.pretrain.values())
     total += sum(eval_hours(s, scale) for s in plan.evaluations.values())
     lines.append(f"total estimate: {total:.1f} device-hours, each run counted once; from the throughput "
-                 f"configured in config/scales/{scale.name}.yaml (assumed, not measured), MAE's for both methods")
+                 f"configured in config/scales/{scale.name}.yaml (its comment says whether it was measured), "
+                 "MAE's for both methods; start-up time per run not included")
     return "\n".join(lines)
 
 
