@@ -26,11 +26,11 @@ $(FASHION_MNIST)/train-images-idx3-ubyte.gz: | $(BIN)/normae
 	$(BIN)/normae fetch-data fashion-mnist --dest $(FASHION_MNIST)
 
 test: $(BIN)/normae data
-	$(BIN)/python -m pytest -q; status=$$?; \
+	$(WITH_VENV) $(BIN)/python -m pytest -q; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; fi; exit $$status
 
 test-fast: $(BIN)/normae data
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(WITH_VENV) $(BIN)/python -m pytest -q -m "not slow"
 
 # Every table and figure at the scale config/config.yaml names (tiny: this machine's CPUs), then
 # the HTML report. SCALE=gpu or SCALE=paper runs another scale; extra Snakemake options go in ARGS.

@@ -166,6 +166,8 @@ def test_a_killed_run_is_not_taken_as_finished(tmp_path, workflow_env):
 
     dry = snakemake(workdir, "-n", target, "--config", "scale=micro", env=workflow_env)
     assert job_counts(dry.stdout)["train_run"] == 1
+    # A killed Snakemake leaves its lock behind: unlock, as the error message tells a user to.
+    snakemake(workdir, "--unlock", "--config", "scale=micro", env=workflow_env)
     snakemake(workdir, target, "--config", "scale=micro", env=workflow_env)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["epochs"] == 40
