@@ -89,8 +89,13 @@ class Plan:
     seeds: list[int] = field(default_factory=lambda: [0])
 
     def spec(self, run_id: str):
-        """The spec of a pre-training or evaluation run."""
-        return self.pretrain.get(run_id) or self.evaluations[run_id]
+        """The spec of a pre-training or evaluation run; a run id the plan does not hold is a ValueError."""
+        if run_id in self.pretrain:
+            return self.pretrain[run_id]
+        if run_id in self.evaluations:
+            return self.evaluations[run_id]
+        raise ValueError(f"run {run_id} is not in the plan of scale {self.scale.name} "
+                         f"(see `normae plan --scale {self.scale.name}`)")
 
 
 def _reported_key(row: dict) -> tuple:

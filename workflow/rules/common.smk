@@ -21,14 +21,6 @@ PLAN_OPTIONS = f"--scale {config['scale']} --seeds {' '.join(map(str, SEEDS))} -
 SLURM_GROUPS = {"pretrain": "pretrain", "finetune": "finetune", "linprobe": "evaluate"}
 
 
-FIGURES = [
-    *(f"figures/{table.file}_pca.png" for table in PLAN.tables.values() if table.pretrain_ids() and not table.eval_ids()),
-    *(f"figures/{table.file}_variants.png" for table in PLAN.tables.values() if table.name == "F6"),
-    *(f"figures/{table.file}_{table.sweep}.png" for table in PLAN.tables.values() if table.sweep),
-    *(["figures/figure3_cnp_similarity.png"] if ANALYSIS.get("cnp_similarity") else []),
-]
-
-
 wildcard_constraints:
     run="[^/]+",
     table="|".join(TABLES),
@@ -36,22 +28,16 @@ wildcard_constraints:
     sweep="lam|mask_ratio|patch_size|pretrain_epochs",
 
 
-def planned_spec(run):
-    if run not in PLAN.pretrain and run not in PLAN.evaluations:
-        raise ValueError(f"run {run} is not in the plan of scale {config['scale']} (see `normae plan`)")
-    return PLAN.spec(run)
-
-
 def run_inputs(wildcards):
     """For an evaluation, the pre-training run it starts from; a pre-training run needs nothing."""
-    spec = planned_spec(wildcards.run)
+    spec = PLAN.spec(wildcards.run)
     if spec.stage == "pretrain":
         return {}
     return {"pretrain": str(Path(spec.init).parent / "summary.json")}
 
 
 def launcher_options(wildcards):
-    stage = planned_spec(wildcards.run).stage
+    stage = PLAN.spec(wildcards.run).stage
     resources = config.get("slurm", {}).get(SLURM_GROUPS[stage], {})
     options = f"--launcher {config['launcher']}"
     if config["launcher"] != "inprocess":
@@ -63,10 +49,6 @@ def summaries(run_ids):
     return [f"{RUNS}/{run_id}/summary.json" for run_id in sorted(run_ids)]
 
 
-def pca_files(table):
-    return [f"{ANALYSIS_DIR}/pca/{run_id}.json" for run_id in sorted(table.pretrain_ids())]
-
-
 def table_inputs(wildcards):
     """Everything a table reads: its evaluation runs, PCA analyses or measurements."""
     table = TABLES[wildcards.table]
@@ -74,8 +56,7 @@ def table_inputs(wildcards):
         return [f"{ANALYSIS_DIR}/cnp_similarity/{source}.json" for source in ANALYSIS["cnp_similarity"]]
     if table.measure == "cost":
         return [f"{ANALYSIS_DIR}/cost.json"]
-    analysed = [row for row in table.rows if row.status == "analysis"]
-    return summaries(table.eval_ids()) + (pca_files(table) if analysed else [])
+    return summaries(table.eval_ids()) + [f"{ANALYSIS_DIR}/pca/{run_id}.json" for run_id in pca_runs(table)]
 
 
 def pca_runs(table):
@@ -92,3 +73,11 @@ def pca_labels(table):
 
 def pca_inputs(wildcards):
     return [f"{ANALYSIS_DIR}/pca/{run_id}.npz" for run_id in pca_runs(TABLES[wildcards.figure])]
+
+
+FIGURES = [
+    *(f"figures/{table.file}_pca.png" for table in PLAN.tables.values() if pca_runs(table)),
+    *(f"figures/{table.file}_variants.png" for table in PLAN.tables.values() if table.name == "F6"),
+    *(f"figures/{table.file}_{table.sweep}.png" for table in PLAN.tables.values() if table.sweep),
+    *(["figures/figure3_cnp_similarity.png"] if ANALYSIS.get("cnp_similarity") else []),
+]

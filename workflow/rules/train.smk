@@ -13,7 +13,7 @@ rule train_run:
         f"{RUNS}/{{run}}/launch.log",
     params:
         plan=PLAN_OPTIONS,
-        stage=lambda wildcards: planned_spec(wildcards.run).stage,
+        stage=lambda wildcards: PLAN.spec(wildcards.run).stage,
         out=lambda wildcards: f"{RUNS}/{wildcards.run}",
         launcher=launcher_options,
     threads: 1
