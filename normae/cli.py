@@ -10,6 +10,8 @@ import sys
 import typing
 from pathlib import Path
 
+from normae.atomic import atomic_write_text
+from normae.errors import CheckpointError, CorruptDataError
 from normae.launch import add_launch_options, launch, run_here
 from normae.plan import add_plan_options, print_plan
 from normae.spec import FinetuneSpec, LinprobeSpec, PretrainSpec
@@ -62,15 +64,6 @@ def cmd_launch(args) -> int:
     return launch(args.stage, args.spec, args.out, launcher=args.launcher, resources=args.slurm)
 
 
-def cmd_launch_light(args) -> int:
-    """Submit and wait: this process may sit on a login node for days, so torch stays out of it."""
-    try:
-        return cmd_launch(args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"normae launch: error: {error}", file=sys.stderr)
-        return 2
-
-
 def cmd_bench(args) -> int:
     from normae.bench import run_bench
 
@@ -89,8 +82,6 @@ def cmd_bench(args) -> int:
     line = json.dumps(result)
     print(line)
     if args.out:
-        from normae.atomic import atomic_write_text
-
         atomic_write_text(Path(args.out), line + "\n")
     return 0
 
@@ -161,14 +152,9 @@ def cmd_all_runs(args) -> int:
 
 
 def cmd_spec(args) -> int:
-    from normae.atomic import atomic_write_text
     from normae.plan import plan_from_args
 
-    plan = plan_from_args(args)
-    if args.run not in plan.pretrain and args.run not in plan.evaluations:
-        raise ValueError(f"run {args.run} is not in the plan of scale {args.scale} (see `normae plan --scale {args.scale}`)")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(Path(args.out), plan.spec(args.run).to_json())
+    atomic_write_text(Path(args.out), plan_from_args(args).spec(args.run).to_json())
     return 0
 
 
@@ -186,8 +172,7 @@ def cmd_cnp_stats(args) -> int:
     stats = cnp_similarity_stats(args.source, args.images, args.img_size, args.patch_size, pixels=args.pixels,
                                  wrap=args.wrap, root=args.data_root, seed=args.seed)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(stats, indent=2) + "\n")
+    atomic_write_text(out, json.dumps(stats, indent=2) + "\n")
     print(f"[normae] {args.source}: CNP cosine mean {stats['mean']:.4f}, min {stats['min']:.4f}, max {stats['max']:.4f} "
           f"over {stats['patches'] - stats['undefined_patches']} patches -> {out}")
     return 0
@@ -372,18 +357,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Commands that train: the others (plan, tables, figure, ...) do not load torch at start-up.
+# Commands that train in this process: the others (plan, tables, figure, a launcher that submits a job
+# and waits for it on a login node) do not load torch.
 TRAINING_COMMANDS = ("pretrain", "finetune", "linprobe", "launch", "bench")
+
+
+def trains_here(args: argparse.Namespace) -> bool:
+    return args.command in TRAINING_COMMANDS and getattr(args, "launcher", "inprocess") == "inprocess"
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "launch" and args.launcher != "inprocess":
-        return cmd_launch_light(args)
-
-    from normae.errors import CheckpointError, CorruptDataError
-
-    if args.command in TRAINING_COMMANDS:
+    if trains_here(args):
         from normae.train import keep_freed_memory
 
         keep_freed_memory()

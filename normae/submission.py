@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +26,7 @@ from submitit.core.utils import UncompletedJobError
 from submitit.local.local import LocalJob
 from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
 
+from normae.atomic import atomic_write_text
 from normae.job import StageJob
 
 POLL_MAX_S = 300
@@ -141,12 +140,6 @@ class AttachedLocalJob(LocalJob):
 
 
 # ---- the run folder's record -----------------------------------------------------------------------
-def write_text_atomically(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        handle.write(text)
-    os.replace(handle.name, path)
-
-
 def read_record(run_dir: Path) -> dict | None:
     path = run_dir / "job.json"
     return json.loads(path.read_text()) if path.exists() else None
@@ -184,7 +177,7 @@ def restore_summary(job, run_dir: Path) -> bool:
         return False
     if not isinstance(result, dict) or not result.get("summary"):
         return False
-    write_text_atomically(run_dir / "summary.json", result["summary"])
+    atomic_write_text(run_dir / "summary.json", result["summary"])
     return True
 
 
@@ -261,7 +254,7 @@ def submit_or_attach(stage: str, spec_path: Path, run_dir: Path, launcher: str, 
             "resources": resources,
             "submissions": record["submissions"] + [job.job_id],
         }
-        write_text_atomically(run_dir / "job.json", json.dumps(record, indent=2) + "\n")
+        atomic_write_text(run_dir / "job.json", json.dumps(record, indent=2) + "\n")
         print(f"[normae] {run_dir}: submitted {launcher} job {job.job_id} (logs: {log_paths(job)})", file=sys.stderr)
         return job
 
