@@ -12,11 +12,11 @@ from pathlib import Path
 
 from normae.atomic import atomic_write_text
 from normae.errors import CheckpointError, CorruptDataError
-from normae.launch import add_launch_options, launch, run_here
-from normae.plan import add_plan_options, print_plan
+from normae.cluster.launch import add_launch_options, launch, run_here
+from normae.experiments.plan import add_plan_options, print_plan
 from normae.spec import FinetuneSpec, LinprobeSpec, PretrainSpec
 
-# normae.analysis_images.SOURCES, spelled out here because that module loads torch (a test checks they agree).
+# normae.data.analysis_images.SOURCES, spelled out here because that module loads torch (a test checks they agree).
 ANALYSIS_IMAGE_SOURCES = ("fashion_mnist", "generated", "sklearn_samples", "imagenet1k", "imagenet100")
 
 
@@ -65,7 +65,7 @@ def cmd_launch(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from normae.bench import run_bench
+    from normae.analysis.bench import run_bench
 
     result = run_bench(
         model=args.model,
@@ -126,8 +126,8 @@ def cmd_summarize(args) -> int:
 
 
 def cmd_tables(args) -> int:
-    from normae.plan import plan_from_args
-    from normae.tables import table_frame, write_table
+    from normae.experiments.plan import plan_from_args
+    from normae.report.tables import table_frame, write_table
 
     plan = plan_from_args(args)
     tables = {table.file: table for table in plan.tables.values()}
@@ -142,8 +142,8 @@ def cmd_tables(args) -> int:
 
 
 def cmd_all_runs(args) -> int:
-    from normae.plan import plan_from_args
-    from normae.tables import all_runs_frame
+    from normae.experiments.plan import plan_from_args
+    from normae.report.tables import all_runs_frame
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     all_runs_frame(plan_from_args(args), args.root).to_csv(args.out, index=False)
@@ -152,14 +152,14 @@ def cmd_all_runs(args) -> int:
 
 
 def cmd_spec(args) -> int:
-    from normae.plan import plan_from_args
+    from normae.experiments.plan import plan_from_args
 
     atomic_write_text(Path(args.out), plan_from_args(args).spec(args.run).to_json())
     return 0
 
 
 def cmd_fetch_data(args) -> int:
-    from normae.fetch import fetch_fashion_mnist
+    from normae.data.fetch import fetch_fashion_mnist
 
     folder = fetch_fashion_mnist(args.dest, allow_download=args.download)
     print(f"[normae] Fashion-MNIST is in {folder}")
@@ -167,7 +167,7 @@ def cmd_fetch_data(args) -> int:
 
 
 def cmd_cnp_stats(args) -> int:
-    from normae.cnp_stats import cnp_similarity_stats
+    from normae.analysis.cnp_stats import cnp_similarity_stats
 
     stats = cnp_similarity_stats(args.source, args.images, args.img_size, args.patch_size, pixels=args.pixels,
                                  wrap=args.wrap, root=args.data_root, seed=args.seed)
@@ -179,7 +179,7 @@ def cmd_cnp_stats(args) -> int:
 
 
 def cmd_pca(args) -> int:
-    from normae.pca import run_pca
+    from normae.analysis.pca import run_pca
 
     summary = run_pca(args.run, args.images, args.out, dataset=args.dataset, data_root=args.data_root, seed=args.seed)
     print(f"[normae] {summary['label']}: CNP pairwise cosine {summary['mean_pairwise_cosine_cnp']:.4f}, "
@@ -188,7 +188,7 @@ def cmd_pca(args) -> int:
 
 
 def cmd_figure(args) -> int:
-    from normae import figures
+    from normae.report import figures
 
     if args.kind == "cnp-similarity":
         out = figures.cnp_similarity_figure(args.inputs, args.out)
@@ -205,7 +205,7 @@ def cmd_figure(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from normae.compare import compare_plot, compare_text
+    from normae.report.compare import compare_plot, compare_text
 
     print(compare_text(args.run_a, args.run_b), end="")
     if args.plot:
@@ -369,7 +369,7 @@ def trains_here(args: argparse.Namespace) -> bool:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if trains_here(args):
-        from normae.train import keep_freed_memory
+        from normae.training.loop import keep_freed_memory
 
         keep_freed_memory()
     try:

@@ -1,7 +1,7 @@
 import pytest
 
-from normae.data import DataNotFoundError, find_fashion_mnist
-from normae.fetch import fetch_fashion_mnist
+from normae.data.sources import DataNotFoundError, find_fashion_mnist
+from normae.data.fetch import fetch_fashion_mnist
 
 
 @pytest.fixture(scope="session")

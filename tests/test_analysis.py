@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from normae import stages
-from normae.analysis_images import analysis_images, pixel_stats, sklearn_sample_crops
+from normae.stages import pretrain as stages
+from normae.data.analysis_images import analysis_images, pixel_stats, sklearn_sample_crops
 from normae.cli import main
-from normae.cnp_stats import cnp_cosines, summarize_cosines
-from normae.pca import load_pretrained_mae
+from normae.analysis.cnp_stats import cnp_cosines, summarize_cosines
+from normae.analysis.pca import load_pretrained_mae
 from normae.spec import PretrainSpec
 
 OFFSETS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]

@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from normae.checkpoint import load_checkpoint
+from normae.training.checkpoint import load_checkpoint
 from normae.cli import build_parser
 from normae.spec import PretrainSpec
 

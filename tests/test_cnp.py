@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from normae import cnp
-from normae.cnp import (
+from normae.core import cnp
+from normae.core.cnp import (
     CNP_MODES,
     authors_code_source_index,
     closest_neighbor_index,

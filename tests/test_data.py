@@ -9,8 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from normae import data, fetch
-from normae.data import CorruptDataError, DataNotFoundError
+from normae.data import sources as data
+
+from normae.data import fetch
+from normae.data.sources import CorruptDataError, DataNotFoundError
 
 IDX_TYPE_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int32): 0x0C, np.dtype(np.float32): 0x0D}
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from normae.checkpoint import load_checkpoint
+from normae.training.checkpoint import load_checkpoint
 
 from test_train import small_spec
 

@@ -12,8 +12,8 @@ from scipy.io import savemat
 from torchvision import datasets, transforms
 from torchvision.datasets import caltech, cifar, dtd, fgvc_aircraft, flowers102, food101, oxford_iiit_pet, utils
 
-from normae.data import DataNotFoundError, eval_transform
-from normae.downstream import CLASSIFICATION_SETS, build_classification_dataset, caltech101_split, targets_of
+from normae.data.sources import DataNotFoundError, eval_transform
+from normae.data.classification import CLASSIFICATION_SETS, build_classification_dataset, caltech101_split, targets_of
 from test_data import imagenet_root, write_fashion_mnist  # noqa: F401 (imagenet_root is a fixture)
 
 TORCHVISION_SETS = ["cifar10", "cifar100", "flowers102", "pets", "dtd", "food101", "aircraft", "caltech101"]

@@ -7,7 +7,7 @@ import pytest
 from matplotlib.image import imread
 
 from normae.cli import main
-from normae.compare import compare_text, spec_diff
+from normae.report.compare import compare_text, spec_diff
 
 SWEEP_COLUMNS = ("table,row,status,model,pretrain_dataset,method,cnp,nor_variant,pretrain_epochs,patch_size,mask_ratio,"
                  "lam,eval_dataset,eval,metric,paper,ours,ours_std,seeds,delta,scale,pretrain_ids,eval_ids,reason")

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from normae import job as job_module
-from normae import stages
+from normae.cluster import job as job_module
+from normae.stages import pretrain as stages
 from normae.spec import PretrainSpec
-from normae.submission import QueueWatcher, resources_from
-from normae.train import TrainingInterrupted, stop_on
+from normae.cluster.submitit_adapter import QueueWatcher, resources_from
+from normae.training.loop import TrainingInterrupted, stop_on
 
 from test_train import assert_same_run, small_spec, stop_at_call
 

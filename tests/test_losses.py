@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from normae.losses import NOR_VARIANTS, nor_loss, reconstruction_loss, standardize_tokens
+from normae.core.losses import NOR_VARIANTS, nor_loss, reconstruction_loss, standardize_tokens
 
 
 def ref_standardize(z):

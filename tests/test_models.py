@@ -9,9 +9,9 @@ import torch
 import torch.nn as nn
 from timm.models.vision_transformer import VisionTransformer
 
-from normae.cnp import authors_code_source_index, cnp_source_index
-from normae.losses import nor_loss, reconstruction_loss
-from normae.models import MODEL_SIZES, MaskedAutoencoderViT, build_mae, random_masking, sincos_pos_embed
+from normae.core.cnp import authors_code_source_index, cnp_source_index
+from normae.core.losses import nor_loss, reconstruction_loss
+from normae.core.model import MODEL_SIZES, MaskedAutoencoderViT, build_mae, random_masking, sincos_pos_embed
 
 OFFSETS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from normae import plan
+from normae.experiments import plan
 from normae.spec import PretrainSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,7 +83,7 @@ def test_tiny_not_run_rows_say_why(tiny_plan):
 
 
 def test_stand_ins_agree_with_downstream():
-    from normae.downstream import CLASSIFICATION_SETS
+    from normae.data.classification import CLASSIFICATION_SETS
 
     scale = plan.load_scale("tiny")
     for name, info in CLASSIFICATION_SETS.items():
@@ -146,7 +146,7 @@ def test_cnp_modes_double_the_nor_mae_rows(tmp_path):
 
 
 def test_plan_does_not_import_torch():
-    subprocess.run([sys.executable, "-c", "import normae.plan, sys; assert 'torch' not in sys.modules"],
+    subprocess.run([sys.executable, "-c", "import normae.experiments.plan, sys; assert 'torch' not in sys.modules"],
                    cwd=ROOT, check=True)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from normae.checkpoint import load_checkpoint
+from normae.training.checkpoint import load_checkpoint
 
 from test_launch import finish, start_launcher, tiny_spec, wait_for_file, write_spec
 from test_train import assert_same_run

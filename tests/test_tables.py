@@ -7,8 +7,8 @@ import sys
 import pandas as pd
 import pytest
 
-from normae import plan as normae_plan
-from normae.tables import MissingResultError, add_gains, all_runs_frame, table_frame, write_table
+from normae.experiments import plan as normae_plan
+from normae.report.tables import MissingResultError, add_gains, all_runs_frame, table_frame, write_table
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_spec_command_writes_the_planned_spec(tmp_path, tiny_plan):
 
 
 def test_the_command_lines_image_sources_are_the_analysis_modules():
-    from normae.analysis_images import SOURCES
+    from normae.data.analysis_images import SOURCES
     from normae.cli import ANALYSIS_IMAGE_SOURCES
 
     assert ANALYSIS_IMAGE_SOURCES == SOURCES

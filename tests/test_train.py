@@ -8,10 +8,10 @@ import signal
 import pytest
 import torch
 
-from normae import stages
-from normae.checkpoint import load_checkpoint
+from normae.stages import pretrain as stages
+from normae.training.checkpoint import load_checkpoint
 from normae.spec import PretrainSpec
-from normae.train import LoopConfig, NonFiniteLossError, SeededSamples, TrainingInterrupted, learning_rate
+from normae.training.loop import LoopConfig, NonFiniteLossError, SeededSamples, TrainingInterrupted, learning_rate
 
 
 def small_spec(**overrides) -> PretrainSpec:
@@ -241,9 +241,9 @@ def test_keep_freed_memory_cuts_page_faults_of_repeated_large_allocations():
 
     probe = (
         "import resource, sys, torch\n"
-        "from normae.train import keep_freed_memory\n"
+        "from normae.training.loop import keep_freed_memory\n"
         "if sys.argv[1] == 'keep': assert keep_freed_memory()\n"
-        "from normae.models import build_mae\n"
+        "from normae.core.model import build_mae\n"
         "model = build_mae('vit_micro', img_size=28, patch_size=2, method='nor_mae')\n"
         "images = torch.randn(32, 3, 28, 28)\n"
         "model(images).loss.backward()\n"

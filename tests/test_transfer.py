@@ -20,9 +20,11 @@ from timm.models.vision_transformer import VisionTransformer
 from timm.optim import Lars
 from torch import nn
 
-from normae import stages, transfer
-from normae.checkpoint import load_checkpoint
-from normae.classify import (
+from normae.stages import pretrain as stages
+
+from normae.stages import transfer
+from normae.training.checkpoint import load_checkpoint
+from normae.core.classifier import (
     CheckpointError,
     build_classifier,
     encoder_weights,
@@ -31,11 +33,11 @@ from normae.classify import (
     make_linear_probe,
     read_checkpoint,
 )
-from normae.data import eval_transform
-from normae.downstream import CLASSIFICATION_SETS, build_classification_dataset
-from normae.models import MODEL_SIZES, build_mae
+from normae.data.sources import eval_transform
+from normae.data.classification import CLASSIFICATION_SETS, build_classification_dataset
+from normae.core.model import MODEL_SIZES, build_mae
 from normae.spec import FinetuneSpec, LinprobeSpec
-from normae.train import LoopConfig, Trainer, TrainingInterrupted
+from normae.training.loop import LoopConfig, Trainer, TrainingInterrupted
 
 MICRO = MODEL_SIZES["vit_micro"]
 DECODER_PREFIXES = ("decoder_", "mask_token")

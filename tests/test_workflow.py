@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from normae import plan as normae_plan
+from normae.experiments import plan as normae_plan
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "workflow" / "Snakefile"

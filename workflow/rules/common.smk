@@ -3,8 +3,8 @@ import json
 import shlex
 from pathlib import Path
 
-from normae import plan as normae_plan
-from normae.tables import ANALYSIS_DIR
+from normae.experiments import plan as normae_plan
+from normae.report.tables import ANALYSIS_DIR
 
 CONFIG_DIR = Path(config["config_dir"])
 SEEDS = [int(seed) for seed in config["seeds"]]

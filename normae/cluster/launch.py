@@ -1,7 +1,7 @@
 """Run one stage of one spec in its run folder, through a launcher.
 
 ``inprocess`` runs it here; ``local`` and ``slurm`` submit it through submitit
-(``normae.submission``) and wait for the job. The stage modules (torch, timm) are imported only
+(``normae.cluster.submitit_adapter``) and wait for the job. The stage modules (torch, timm) are imported only
 where the stage runs, so a process that merely submits and waits stays light.
 """
 
@@ -17,9 +17,9 @@ from normae.spec import FinetuneSpec, LinprobeSpec, PretrainSpec
 
 SPEC_CLASSES = {"pretrain": PretrainSpec, "finetune": FinetuneSpec, "linprobe": LinprobeSpec}
 STAGE_FUNCTIONS = {
-    "pretrain": ("normae.stages", "run_pretrain"),
-    "finetune": ("normae.transfer", "run_transfer"),
-    "linprobe": ("normae.transfer", "run_transfer"),
+    "pretrain": ("normae.stages.pretrain", "run_pretrain"),
+    "finetune": ("normae.stages.transfer", "run_transfer"),
+    "linprobe": ("normae.stages.transfer", "run_transfer"),
 }
 LAUNCHERS = ("inprocess", "local", "slurm")
 SUMMARY_KEYS = ("loss", "loss_rec", "loss_nor", "top1", "top5")
@@ -32,7 +32,7 @@ def stage_function(stage: str):
 
 def run_here(spec, out: Path, resume: bool) -> int:
     """Run a spec in this process; a stopped or failed run says how to continue. Returns the exit status."""
-    from normae.train import NonFiniteLossError, TrainingInterrupted
+    from normae.training.loop import NonFiniteLossError, TrainingInterrupted
 
     print(f"[normae] {spec.stage} {spec.run_id()} -> {out}", file=sys.stderr)
     try:
@@ -54,7 +54,7 @@ def print_summary_line(summary: dict, out: Path) -> None:
 
 def run_as_job(stage: str, spec_path: Path, out: Path, launcher: str, resources: dict | None) -> int:
     """Submit (or re-attach to) the run's job and wait for it; 1 with the job's log paths if it fails."""
-    from normae.submission import LaunchError, resources_from, submit_or_attach, wait_for
+    from normae.cluster.submitit_adapter import LaunchError, resources_from, submit_or_attach, wait_for
 
     job = submit_or_attach(stage, spec_path.resolve(), out.resolve(), launcher, resources_from(resources))
     if job is not None:
@@ -75,7 +75,7 @@ def launch(
 ) -> int:
     """Run ``spec_path`` (a spec of ``stage``) into ``out``, resuming from its checkpoint if there is one.
 
-    ``resources`` (``local`` / ``slurm``): the job's SLURM resources, see ``normae.submission.RESOURCE_DEFAULTS``.
+    ``resources`` (``local`` / ``slurm``): the job's SLURM resources, see ``normae.cluster.submitit_adapter.RESOURCE_DEFAULTS``.
     A run whose ``summary.json`` exists is left as it is. Returns the exit status.
     """
     if launcher not in LAUNCHERS:

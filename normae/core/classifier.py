@@ -19,7 +19,7 @@ from timm.layers import resample_abs_pos_embed, resample_patch_embed, trunc_norm
 from timm.models.vision_transformer import VisionTransformer
 
 from normae.errors import CheckpointError  # noqa: F401 (also imported from here)
-from normae.models import MODEL_SIZES
+from normae.core.model import MODEL_SIZES
 
 # Keys of an MAE / NoR-MAE pre-training state dict that are not part of the encoder.
 DECODER_PREFIXES = ("decoder_", "mask_token")

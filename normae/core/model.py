@@ -17,8 +17,8 @@ import torch.nn as nn
 from timm.layers import PatchEmbed, to_2tuple
 from timm.models.vision_transformer import Block
 
-from normae.cnp import CNP_MODES, check_authors_code_grid, cnp_source_index
-from normae.losses import NOR_VARIANTS, nor_loss, reconstruction_loss
+from normae.core.cnp import CNP_MODES, check_authors_code_grid, cnp_source_index
+from normae.core.losses import NOR_VARIANTS, nor_loss, reconstruction_loss
 
 METHODS = ("mae", "nor_mae")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from normae.run_folder import read_metrics, read_spec, variant_label
+from normae.report.run_folder import read_metrics, read_spec, variant_label
 
 SWEEP_AXES = ("lam", "mask_ratio", "patch_size", "pretrain_epochs")
 # Columns that can tell two lines of a sweep table apart.

@@ -2,7 +2,7 @@
 
 The paper (Sec. 3.1) defines the CNP on the input patches X_P: the one of the 8 neighbours in the
 3x3 window with the highest cosine similarity. So this measures on pixels, flattened per patch,
-with the window and border of ``normae.cnp`` (torus by default, as in training). The model itself
+with the window and border of ``normae.core.cnp`` (torus by default, as in training). The model itself
 selects CNPs on embedded tokens (REFERENCE-FACTS.md); Figure 3 is about the images.
 
 ``pixels="raw"`` uses intensities in [0, 1]; ``"normalized"`` subtracts the data set's mean and
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from normae.cnp import closest_neighbor_index
+from normae.core.cnp import closest_neighbor_index
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 HISTOGRAM_EDGES = np.linspace(-1.0, 1.0, 101)
@@ -72,7 +72,7 @@ def summarize_cosines(cosines: np.ndarray) -> dict:
 def cnp_similarity_stats(source: str, count: int, img_size: int, patch_size: int, pixels: str = "raw",
                          wrap: bool = True, root=None, seed: int = 0) -> dict:
     """Figure 3's statistics for ``count`` images of ``source`` at ``img_size`` px and ``patch_size``."""
-    from normae.analysis_images import analysis_images, pixel_stats
+    from normae.data.analysis_images import analysis_images, pixel_stats
 
     if pixels not in ("raw", "normalized"):
         raise ValueError(f"pixels must be raw or normalized, got {pixels!r}")

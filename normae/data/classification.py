@@ -7,7 +7,7 @@ from PIL import Image
 from torch.utils.data import ConcatDataset, Dataset, Subset
 from torchvision import datasets, transforms
 
-from normae.data import (
+from normae.data.sources import (
     FASHION_MNIST_MEAN,
     FASHION_MNIST_STD,
     IMAGENET_HELP,
@@ -48,8 +48,8 @@ def _photo_set(num_classes, train_split_name, eval_split_name, source):
 
 
 CLASSIFICATION_SETS = {
-    "imagenet1k": _photo_set(1000, "train", "val", "normae.data.imagenet1k (ImageFolder)"),
-    "imagenet100": _photo_set(100, "train", "val", "normae.data.ImageNet100 (ImageFolder)"),
+    "imagenet1k": _photo_set(1000, "train", "val", "normae.data.sources.imagenet1k (ImageFolder)"),
+    "imagenet100": _photo_set(100, "train", "val", "normae.data.sources.ImageNet100 (ImageFolder)"),
     "cifar10": _photo_set(10, "train", "test", "torchvision CIFAR10"),
     "cifar100": _photo_set(100, "train", "test", "torchvision CIFAR100"),
     "flowers102": _photo_set(102, "train+val", "test", "torchvision Flowers102"),
@@ -63,7 +63,7 @@ CLASSIFICATION_SETS = {
         f"the other images, at most {CALTECH101_EVAL_PER_CLASS} per class (numpy default_rng(0))",
         "torchvision Caltech101 (category), own split"),
     "fashion_mnist": ClassificationSetInfo(
-        10, 28, FASHION_MNIST_MEAN, FASHION_MNIST_STD, "train", "test", "normae.data.FashionMNIST"),
+        10, 28, FASHION_MNIST_MEAN, FASHION_MNIST_STD, "train", "test", "normae.data.sources.FashionMNIST"),
     # The 8x8 digits are upsampled to the 28-pixel input of the Fashion-MNIST models.
     # Pixel statistics measured on the digits training split.
     "digits": ClassificationSetInfo(
@@ -74,12 +74,12 @@ CLASSIFICATION_SETS = {
     # as Pets' breeds are; a far easier task than Pets all the same.
     "fashion_mnist_subset5": ClassificationSetInfo(
         5, 28, FASHION_MNIST_MEAN, FASHION_MNIST_STD, "train, labels 0-4", "test, labels 0-4",
-        "normae.data.FashionMNIST, classes 0-4", stand_in_for="pets"),
+        "normae.data.sources.FashionMNIST, classes 0-4", stand_in_for="pets"),
     # Pixel statistics measured on GeneratedImages.
     "generated": ClassificationSetInfo(
         10, 32, (0.5, 0.5, 0.5), (0.23, 0.23, 0.23),
         f"seed 0, {GENERATED_TRAIN_SIZE} images", f"seed 1, {GENERATED_EVAL_SIZE} images",
-        "normae.data.GeneratedImages", stand_in_for="flowers102"),
+        "normae.data.sources.GeneratedImages", stand_in_for="flowers102"),
 }
 
 _LAYOUTS = {

@@ -68,8 +68,8 @@ class StageJob(submitit.helpers.Checkpointable):
             )
         export_distributed_environment()
 
-        from normae.launch import SPEC_CLASSES, stage_function
-        from normae.train import TrainingInterrupted, keep_freed_memory, stop_on
+        from normae.cluster.launch import SPEC_CLASSES, stage_function
+        from normae.training.loop import TrainingInterrupted, keep_freed_memory, stop_on
 
         keep_freed_memory()
         spec = SPEC_CLASSES[self.stage].from_json(self.spec_path)

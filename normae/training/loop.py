@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from normae.checkpoint import atomic_save, capture_rng_state, load_checkpoint, restore_rng_state
+from normae.training.checkpoint import atomic_save, capture_rng_state, load_checkpoint, restore_rng_state
 
 CHECKPOINT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 # After its checkpoint, a run stops on these signals and goes on after the others.

@@ -18,11 +18,11 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import Lars, param_groups_layer_decay
 from torchvision import transforms
 
-from normae.classify import build_classifier, evaluate, load_encoder, make_linear_probe, read_checkpoint
-from normae.data import eval_transform
-from normae.downstream import CLASSIFICATION_SETS, build_classification_dataset, targets_of
+from normae.core.classifier import build_classifier, evaluate, load_encoder, make_linear_probe, read_checkpoint
+from normae.data.sources import eval_transform
+from normae.data.classification import CLASSIFICATION_SETS, build_classification_dataset, targets_of
 from normae.spec import DownstreamSpec, FinetuneSpec, LinprobeSpec
-from normae.stages import (
+from normae.stages.pretrain import (
     environment_facts,
     finished_summary,
     fixed_subset,
@@ -33,7 +33,7 @@ from normae.stages import (
     write_spec,
     write_summary,
 )
-from normae.train import Trainer, seed_everything
+from normae.training.loop import Trainer, seed_everything
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
 

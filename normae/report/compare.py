@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from normae.run_folder import read_metrics, read_spec, read_summary
+from normae.report.run_folder import read_metrics, read_spec, read_summary
 
 # Per-epoch quantities worth comparing, in this order, where a run logged them.
 CURVE_COLUMNS = ("loss", "loss_rec", "loss_nor", "top1", "top5")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from normae.plan import RUNS_DIR, Plan, TablePlan
+from normae.experiments.plan import RUNS_DIR, Plan, TablePlan
 
 ANALYSIS_DIR = "results/analysis"
 TERM_COLUMNS = ("model", "pretrain_dataset", "method", "cnp", "nor_variant", "pretrain_epochs", "patch_size",

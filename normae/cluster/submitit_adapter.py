@@ -27,7 +27,7 @@ from submitit.local.local import LocalJob
 from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
 
 from normae.atomic import atomic_write_text
-from normae.job import StageJob
+from normae.cluster.job import StageJob
 
 POLL_MAX_S = 300
 RESOURCE_DEFAULTS = {

@@ -25,9 +25,9 @@ SILHOUETTE_POINTS = 4000
 
 def load_pretrained_mae(run: str | Path):
     """The run's MAE / NoR-MAE model with its checkpoint weights, in eval mode, and the run's spec."""
-    from normae.classify import read_checkpoint
-    from normae.data import DATASETS
-    from normae.models import build_mae
+    from normae.core.classifier import read_checkpoint
+    from normae.data.sources import DATASETS
+    from normae.core.model import build_mae
 
     run = Path(run)
     spec_path = run / "spec.json"
@@ -51,8 +51,8 @@ def visible_and_cnp_features(model, images: torch.Tensor, seed: int = 0) -> dict
     ``images`` are normalised as in pre-training. Returns ``visible``, ``cnp`` (features),
     ``positions`` (N, K: the visible tokens' indices) and ``sources`` (N, K: their CNPs' indices).
     """
-    from normae.cnp import cnp_source_index
-    from normae.models import random_masking
+    from normae.core.cnp import cnp_source_index
+    from normae.core.model import random_masking
 
     tokens = model.embed(images)
     noise = torch.rand(tokens.shape[:2], generator=torch.Generator().manual_seed(seed))
@@ -105,7 +105,7 @@ SCORE_MEANINGS = {
 
 def run_pca(run: str | Path, count: int, out: str | Path, dataset: str | None = None, data_root=None, seed: int = 0) -> dict:
     """Write ``out`` (.npz: coordinates and labels) and the same name with .json (scores and what was measured)."""
-    from normae.analysis_images import analysis_images, pixel_stats
+    from normae.data.analysis_images import analysis_images, pixel_stats
 
     model, spec = load_pretrained_mae(run)
     dataset = dataset or spec["dataset"]

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torchvision import transforms
 
-from normae.data import (
+from normae.data.sources import (
     DATASETS,
     IMAGENET_MEAN,
     IMAGENET_STD,

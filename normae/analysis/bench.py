@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from normae.models import build_mae
+from normae.core.model import build_mae
 
 
 def _rss_kib(field: str) -> int:

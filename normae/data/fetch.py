@@ -5,7 +5,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from normae import data
+from normae.data import sources as data
 
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
 FASHION_MNIST_COUNTS = {"train": 60000, "t10k": 10000}

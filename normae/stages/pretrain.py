@@ -18,11 +18,11 @@ from timm.optim import param_groups_weight_decay
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Subset
 
-from normae.checkpoint import atomic_write_text
-from normae.data import DATASETS, build_pretrain_dataset
-from normae.models import build_mae
+from normae.training.checkpoint import atomic_write_text
+from normae.data.sources import DATASETS, build_pretrain_dataset
+from normae.core.model import build_mae
 from normae.spec import PretrainSpec
-from normae.train import LoopConfig, Trainer, seed_everything
+from normae.training.loop import LoopConfig, Trainer, seed_everything
 
 
 def setup_distributed() -> tuple[int, int, torch.device]:

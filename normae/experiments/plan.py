@@ -12,7 +12,7 @@ import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from normae.experiments import (  # noqa: F401 (load_experiments, load_scale, read_reported: the plan's inputs)
+from normae.experiments.config import (  # noqa: F401 (load_experiments, load_scale, read_reported: the plan's inputs)
     ANALYSES,
     CONFIG_DIR,
     EVAL_SPECS,
