@@ -23,7 +23,9 @@ from pathlib import Path
 
 import torch
 
-from normae.core.model import build_mae
+from normae.core.model import build_mae_from_spec
+from normae.spec import PretrainSpec
+from normae.training.runtime import autocast, resolve_amp
 
 
 def _rss_kib(field: str) -> int:
@@ -54,9 +56,9 @@ class CpuPeakMemory:
         return (_rss_kib("VmHWM") - self.base) / 1024
 
 
-def _train_step(model, optimizer, images, noise, amp_dtype):
+def _train_step(model, optimizer, images, noise, amp):
     optimizer.zero_grad(set_to_none=True)
-    with torch.autocast(images.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+    with autocast(amp, images.device):
         loss = model(images, noise).loss
     loss.backward()
     optimizer.step()
@@ -76,13 +78,12 @@ def run_bench(
     seed: int = 0,
 ) -> dict:
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if amp == "auto":
-        amp = "bf16" if device.type == "cuda" else "none"
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[amp]
+    amp = resolve_amp(amp, device)
     methods = {}
     for method in ("mae", "nor_mae"):
+        spec = PretrainSpec(model=model, img_size=img_size, patch_size=patch_size, method=method, lam=lam, cnp=cnp, amp=amp, seed=seed)
         torch.manual_seed(seed)
-        net = build_mae(model, img_size=img_size, patch_size=patch_size, method=method, lam=lam, cnp=cnp).to(device)
+        net = build_mae_from_spec(spec, img_size).to(device)
         methods[method] = (net, torch.optim.AdamW(net.parameters(), lr=1e-4, betas=(0.9, 0.95)))
     generator = torch.Generator().manual_seed(seed)
     images = torch.randn(batch_size, 3, img_size, img_size, generator=generator).to(device)
@@ -98,7 +99,7 @@ def run_bench(
                 torch.cuda.synchronize(device)
                 torch.cuda.reset_peak_memory_stats(device)
             start = time.perf_counter()
-            _train_step(net, optimizer, images, noises[i], amp_dtype)
+            _train_step(net, optimizer, images, noises[i], amp)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             if i >= warmup:
@@ -112,7 +113,7 @@ def run_bench(
         for name, (net, optimizer) in methods.items():
             for noise in noises[:2]:
                 cpu_memory.start()
-                _train_step(net, optimizer, images, noise, amp_dtype)
+                _train_step(net, optimizer, images, noise, amp)
                 peaks[name].append(cpu_memory.peak_mib())
     result = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",

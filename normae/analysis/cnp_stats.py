@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from normae.errors import ConfigError
 from normae.core.cnp import closest_neighbor_index
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
@@ -42,7 +43,7 @@ def cnp_cosines(images: torch.Tensor, patch_size: int, wrap: bool = True, batch_
     """Flat array of every patch's closest-neighbour cosine over ``images`` (NaN where undefined)."""
     height, width = images.shape[-2:]
     if height % patch_size or width % patch_size:
-        raise ValueError(f"patch size {patch_size} does not divide the image size {height} x {width}")
+        raise ConfigError(f"patch size {patch_size} does not divide the image size {height} x {width}")
     grid = (height // patch_size, width // patch_size)
     chunks = [
         closest_neighbor_cosine(image_patches(images[i : i + batch_size], patch_size), grid, wrap).reshape(-1)
@@ -55,7 +56,7 @@ def summarize_cosines(cosines: np.ndarray) -> dict:
     """Mean, std, min, max, quantiles and a histogram (edges over [-1, 1]) of the defined values."""
     defined = cosines[~np.isnan(cosines)]
     if defined.size == 0:
-        raise ValueError("every patch is all zeros: cosine similarity is undefined everywhere")
+        raise ConfigError("every patch is all zeros: cosine similarity is undefined everywhere")
     counts, edges = np.histogram(np.clip(defined, -1.0, 1.0), bins=HISTOGRAM_EDGES)
     return {
         "patches": int(cosines.size),
@@ -75,7 +76,7 @@ def cnp_similarity_stats(source: str, count: int, img_size: int, patch_size: int
     from normae.data.analysis_images import analysis_images, pixel_stats
 
     if pixels not in ("raw", "normalized"):
-        raise ValueError(f"pixels must be raw or normalized, got {pixels!r}")
+        raise ConfigError(f"pixels must be raw or normalized, got {pixels!r}")
     images = analysis_images(source, count, img_size, root=root, split="train", seed=seed)
     if pixels == "normalized":
         mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in pixel_stats(source))

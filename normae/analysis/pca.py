@@ -26,20 +26,19 @@ SILHOUETTE_POINTS = 4000
 def load_pretrained_mae(run: str | Path):
     """The run's MAE / NoR-MAE model with its checkpoint weights, in eval mode, and the run's spec."""
     from normae.core.classifier import read_checkpoint
-    from normae.data.sources import DATASETS
-    from normae.core.model import build_mae
+    from normae.core.model import build_mae_from_spec
+    from normae.data.registry import DATASETS
+    from normae.errors import ConfigError
+    from normae.paths import RunFolder
+    from normae.spec import PretrainSpec
 
     run = Path(run)
-    spec_path = run / "spec.json"
-    if not spec_path.exists():
-        raise FileNotFoundError(f"{spec_path} does not exist: {run} is not a run folder")
-    spec = json.loads(spec_path.read_text())
+    spec = RunFolder(run).read_spec()
     if spec.get("stage", "pretrain") != "pretrain":
-        raise ValueError(f"{run} is a {spec['stage']} run; the PCA needs a pre-training run (encoder and its embedding)")
+        raise ConfigError(f"{run} is a {spec['stage']} run; the PCA needs a pre-training run (encoder and its embedding)")
     state, _ = read_checkpoint(run)
     img_size = spec["img_size"] or DATASETS[spec["dataset"]].img_size
-    model = build_mae(spec["model"], img_size=img_size, patch_size=spec["patch_size"], mask_ratio=spec["mask_ratio"],
-                      cnp_wrap=spec["cnp_wrap"])
+    model = build_mae_from_spec(PretrainSpec.from_dict(spec), img_size)
     model.load_state_dict(state)
     return model.eval(), spec
 

@@ -17,6 +17,7 @@ import torch.nn as nn
 from timm.layers import PatchEmbed, to_2tuple
 from timm.models.vision_transformer import Block
 
+from normae.errors import ConfigError
 from normae.core.cnp import CNP_MODES, check_authors_code_grid, cnp_source_index
 from normae.core.losses import NOR_VARIANTS, nor_loss, reconstruction_loss
 
@@ -127,15 +128,15 @@ class MaskedAutoencoderViT(nn.Module):
         img_size = to_2tuple(img_size)
         if img_size[0] % patch_size or img_size[1] % patch_size:
             divisors = [p for p in range(1, min(img_size) + 1) if img_size[0] % p == 0 and img_size[1] % p == 0]
-            raise ValueError(f"patch size {patch_size} does not divide image size {img_size}; patch sizes that do: {divisors}")
+            raise ConfigError(f"patch size {patch_size} does not divide image size {img_size}; patch sizes that do: {divisors}")
         if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+            raise ConfigError(f"unknown method {method!r}; choose one of {METHODS}")
         if nor_variant not in NOR_VARIANTS:
-            raise ValueError(f"unknown NoR variant {nor_variant!r}; choose one of {NOR_VARIANTS}")
+            raise ConfigError(f"unknown NoR variant {nor_variant!r}; choose one of {NOR_VARIANTS}")
         if cnp not in CNP_MODES:
-            raise ValueError(f"unknown CNP mode {cnp!r}; choose one of {CNP_MODES}")
+            raise ConfigError(f"unknown CNP mode {cnp!r}; choose one of {CNP_MODES}")
         if not 0.0 <= mask_ratio < 1.0:
-            raise ValueError(f"mask ratio must be in [0, 1), got {mask_ratio}")
+            raise ConfigError(f"mask ratio must be in [0, 1), got {mask_ratio}")
         self.patch_size = patch_size
         self.in_chans = in_chans
         self.norm_pix_loss = norm_pix_loss
@@ -151,7 +152,7 @@ class MaskedAutoencoderViT(nn.Module):
         self.grid = self.patch_embed.grid_size
         if method == "nor_mae" and cnp == "authors_code":
             if not cnp_wrap:
-                raise ValueError("cnp='authors_code' always uses the torus border, as the public code does: keep cnp_wrap=True")
+                raise ConfigError("cnp='authors_code' always uses the torus border, as the public code does: keep cnp_wrap=True")
             check_authors_code_grid(self.grid)
         num_patches = self.patch_embed.num_patches
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
@@ -268,6 +269,26 @@ class MaskedAutoencoderViT(nn.Module):
 def build_mae(size: str = "vit_tiny", **kwargs) -> MaskedAutoencoderViT:
     """A named size (``MODEL_SIZES``) with the given image, patch, method and loss options."""
     if size not in MODEL_SIZES:
-        raise ValueError(f"unknown model size {size!r}; choose one of {sorted(MODEL_SIZES)}")
+        raise ConfigError(f"unknown model size {size!r}; choose one of {sorted(MODEL_SIZES)}")
     shape = MODEL_SIZES[size]
     return MaskedAutoencoderViT(**{**shape.__dict__, **kwargs})
+
+
+def build_mae_from_spec(spec, img_size: int) -> MaskedAutoencoderViT:
+    """The MAE / NoR-MAE model that a ``PretrainSpec`` describes, at ``img_size`` pixels.
+
+    ``img_size`` is given because a spec may leave it to the data set (``spec.img_size`` None).
+    Pre-training, the PCA analysis and the benchmark all build their model here.
+    """
+    return build_mae(
+        spec.model,
+        img_size=img_size,
+        patch_size=spec.patch_size,
+        mask_ratio=spec.mask_ratio,
+        norm_pix_loss=spec.norm_pix_loss,
+        method=spec.method,
+        lam=spec.lam,
+        nor_variant=spec.nor_variant,
+        cnp=spec.cnp,
+        cnp_wrap=spec.cnp_wrap,
+    )

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from normae.atomic import atomic_replace, atomic_write_text  # noqa: F401 (also imported from here)
+from normae.errors import CheckpointError
+from normae.paths import atomic_replace
 
 
 def atomic_save(obj, path: str | Path) -> None:
@@ -23,7 +24,7 @@ def load_checkpoint(path: str | Path) -> dict:
     except FileNotFoundError:
         raise
     except Exception as error:
-        raise RuntimeError(f"cannot read checkpoint {path}: {error}. Delete it to start the run afresh.") from error
+        raise CheckpointError(f"cannot read checkpoint {path}: {error}. Delete it to start the run afresh.") from error
 
 
 def capture_rng_state() -> dict:
