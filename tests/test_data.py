@@ -1,5 +1,4 @@
 import collections
-import gzip
 import shutil
 import struct
 from pathlib import Path
@@ -9,37 +8,14 @@ import pytest
 import torch
 from PIL import Image
 
-from normae.data import sources as data
-
 from normae.data import fetch
+from normae.data import sources as data
+from normae.data.pretrain import build_pretrain_dataset
+from normae.data.registry import DATASETS, FASHION_MNIST_MEAN, FASHION_MNIST_STD, IMAGENET_MEAN, IMAGENET_STD
 from normae.data.sources import CorruptDataError, DataNotFoundError
+from normae.data.transforms import eval_transform, pretrain_transform
 
-IDX_TYPE_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int32): 0x0C, np.dtype(np.float32): 0x0D}
-
-
-def write_idx(path, array, compresslevel=9):
-    array = np.asarray(array)
-    header = bytes([0, 0, IDX_TYPE_CODES[array.dtype], array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    payload = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
-    if str(path).endswith(".gz"):
-        payload = gzip.compress(payload, compresslevel=compresslevel)
-    path.write_bytes(payload)
-    return path
-
-
-def write_fashion_mnist(folder, train_count, test_count, gzipped=("train",), compresslevel=9):
-    """Write the four IDX files with random images and labels; return {split: (images, labels)}."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    written = {}
-    for split, prefix, count in (("train", "train", train_count), ("test", "t10k", test_count)):
-        images = rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
-        labels = (np.arange(count) % 10).astype(np.uint8)
-        suffix = ".gz" if split in gzipped else ""
-        write_idx(folder / f"{prefix}-images-idx3-ubyte{suffix}", images, compresslevel)
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte{suffix}", labels, compresslevel)
-        written[split] = images, labels
-    return written
+from helpers import EXTRA_WNID, write_fashion_mnist, write_idx
 
 
 @pytest.fixture
@@ -190,28 +166,6 @@ def test_find_fashion_mnist_error_lists_every_place(tmp_path, monkeypatch, no_de
 
 # ---------------------------------------------------------------- ImageNet folders
 
-EXTRA_WNID = "n99999999"
-
-
-def write_image(path, value):
-    Image.new("RGB", (12, 10), (value, 255 - value, 7)).save(path)
-
-
-@pytest.fixture
-def imagenet_root(tmp_path):
-    """An ImageNet-1K style tree holding all 100 listed wnids (one or two images each) and one other wnid."""
-    root = tmp_path / "imagenet"
-    wnids = data.read_class_file()
-    for split in ("train", "val"):
-        for index, wnid in enumerate(wnids + [EXTRA_WNID]):
-            folder = root / split / wnid
-            folder.mkdir(parents=True)
-            write_image(folder / f"{wnid}_0.JPEG", index)
-            if split == "train" and index % 2 == 0:
-                write_image(folder / f"{wnid}_1.png", index)
-    return root
-
-
 def test_class_file_lists_100_sorted_wnids():
     wnids = data.read_class_file()
     assert len(wnids) == 100 and wnids == sorted(wnids)
@@ -313,8 +267,8 @@ def test_generated_images_have_local_structure():
 
 @pytest.mark.parametrize("img_size", [16, 32, 48])
 def test_pretrain_transform_output(img_size):
-    info = data.DATASETS["generated"]
-    transform = data.pretrain_transform(img_size, info.mean, info.std)
+    info = DATASETS["generated"]
+    transform = pretrain_transform(img_size, info.mean, info.std)
     source = data.GeneratedImages(64)
     batch = torch.stack([transform(source[index][0]) for index in range(len(source))])
     assert batch.shape == (64, 3, img_size, img_size) and batch.dtype == torch.float32
@@ -323,58 +277,58 @@ def test_pretrain_transform_output(img_size):
 
 
 def test_pretrain_transform_is_random():
-    transform = data.pretrain_transform(32, data.IMAGENET_MEAN, data.IMAGENET_STD)
+    transform = pretrain_transform(32, IMAGENET_MEAN, IMAGENET_STD)
     image = data.GeneratedImages(1)[0][0]
     torch.manual_seed(0)
     assert not torch.equal(transform(image), transform(image))
 
 
 def test_eval_transform():
-    mean, std = data.FASHION_MNIST_MEAN, data.FASHION_MNIST_STD
+    mean, std = FASHION_MNIST_MEAN, FASHION_MNIST_STD
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (28, 28, 3), dtype=np.uint8))
-    plain = data.eval_transform(28, mean, std, crop_pct=1.0)(image)
+    plain = eval_transform(28, mean, std, crop_pct=1.0)(image)
     expected = (torch.from_numpy(np.array(image)).permute(2, 0, 1) / 255 - torch.tensor(mean)[:, None, None])
     torch.testing.assert_close(plain, expected / torch.tensor(std)[:, None, None])
     wide = Image.new("RGB", (300, 200))
-    assert data.eval_transform(224, data.IMAGENET_MEAN, data.IMAGENET_STD)(wide).shape == (3, 224, 224)
+    assert eval_transform(224, IMAGENET_MEAN, IMAGENET_STD)(wide).shape == (3, 224, 224)
 
 
 def test_build_pretrain_dataset_generated():
-    dataset = data.build_pretrain_dataset("generated")
+    dataset = build_pretrain_dataset("generated")
     assert len(dataset) == 512
     image, label = dataset[5]
     assert image.shape == (3, 32, 32) and image.dtype == torch.float32 and label == 5
-    small = data.build_pretrain_dataset("generated", img_size=16, generated_samples=10)
+    small = build_pretrain_dataset("generated", img_size=16, generated_samples=10)
     assert len(small) == 10 and small[0][0].shape == (3, 16, 16)
-    train, val = (data.build_pretrain_dataset("generated", split=split, img_size=8) for split in ("train", "val"))
+    train, val = (build_pretrain_dataset("generated", split=split, img_size=8) for split in ("train", "val"))
     assert train.seed != val.seed
 
 
 def test_build_pretrain_dataset_fashion_mnist(fashion_folder):
-    dataset = data.build_pretrain_dataset("fashion_mnist", root=fashion_folder[0])
+    dataset = build_pretrain_dataset("fashion_mnist", root=fashion_folder[0])
     image, label = dataset[0]
     assert len(dataset) == 6 and image.shape == (3, 28, 28) and label == 0
-    assert data.build_pretrain_dataset("fashion_mnist", root=fashion_folder[0], img_size=32)[0][0].shape == (3, 32, 32)
+    assert build_pretrain_dataset("fashion_mnist", root=fashion_folder[0], img_size=32)[0][0].shape == (3, 32, 32)
 
 
 def test_build_pretrain_dataset_imagenet100(imagenet_root):
-    dataset = data.build_pretrain_dataset("imagenet100", root=imagenet_root, img_size=16)
+    dataset = build_pretrain_dataset("imagenet100", root=imagenet_root, img_size=16)
     assert len(dataset) == 150 and dataset[0][0].shape == (3, 16, 16)
 
 
 def test_build_pretrain_dataset_errors():
     with pytest.raises(ValueError) as error:
-        data.build_pretrain_dataset("cifar10")
+        build_pretrain_dataset("cifar10")
     for name in ("fashion_mnist", "imagenet1k", "imagenet100", "generated"):
         assert name in str(error.value)
     with pytest.raises(DataNotFoundError, match="root"):
-        data.build_pretrain_dataset("imagenet1k")
+        build_pretrain_dataset("imagenet1k")
 
 
 def test_datasets_info():
-    assert data.DATASETS["fashion_mnist"].img_size == 28
-    assert data.DATASETS["imagenet100"].num_classes == 100
-    assert data.DATASETS["imagenet1k"].mean == data.IMAGENET_MEAN
+    assert DATASETS["fashion_mnist"].img_size == 28
+    assert DATASETS["imagenet100"].num_classes == 100
+    assert DATASETS["imagenet1k"].mean == IMAGENET_MEAN
 
 
 # ---------------------------------------------------------------- fetching

@@ -12,9 +12,11 @@ from scipy.io import savemat
 from torchvision import datasets, transforms
 from torchvision.datasets import caltech, cifar, dtd, fgvc_aircraft, flowers102, food101, oxford_iiit_pet, utils
 
-from normae.data.sources import DataNotFoundError, eval_transform
 from normae.data.classification import CLASSIFICATION_SETS, build_classification_dataset, caltech101_split, targets_of
-from test_data import imagenet_root, write_fashion_mnist  # noqa: F401 (imagenet_root is a fixture)
+from normae.data.sources import DataNotFoundError
+from normae.data.transforms import eval_transform
+
+from helpers import write_fashion_mnist
 
 TORCHVISION_SETS = ["cifar10", "cifar100", "flowers102", "pets", "dtd", "food101", "aircraft", "caltech101"]
 STAND_INS = ["digits", "fashion_mnist_subset5", "generated"]

@@ -11,10 +11,9 @@ import numpy as np
 import torch
 from torchvision import transforms
 
+from normae.errors import ConfigError, DataNotFoundError
+from normae.data.registry import ANALYSIS_SOURCES, DATASETS, GENERATED_PRETRAIN_SAMPLES
 from normae.data.sources import (
-    DATASETS,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     FashionMNIST,
     GeneratedImages,
     ImageNet100,
@@ -22,16 +21,14 @@ from normae.data.sources import (
     imagenet1k,
 )
 
-# sklearn_samples: scikit-learn's two bundled photographs (china.jpg, flower.jpg, 427 x 640),
-# cut into non-overlapping crops at their own resolution.
-SOURCES = ("fashion_mnist", "generated", "sklearn_samples", "imagenet1k", "imagenet100")
+SOURCES = ANALYSIS_SOURCES  # normae.data.registry.AnalysisSource
 
 
 def pixel_stats(source: str) -> tuple[tuple, tuple]:
-    """(mean, std) that the models trained on ``source`` normalise with."""
-    if source in DATASETS:
-        return DATASETS[source].mean, DATASETS[source].std
-    return IMAGENET_MEAN, IMAGENET_STD
+    """(mean, std) that the models trained on ``source`` normalise with (sklearn_samples: ImageNet's)."""
+    if source not in DATASETS:
+        raise ConfigError(f"unknown data set {source!r}; image sources: {SOURCES}")
+    return DATASETS[source].mean, DATASETS[source].std
 
 
 def sklearn_sample_crops(img_size: int) -> torch.Tensor:
@@ -42,7 +39,8 @@ def sklearn_sample_crops(img_size: int) -> torch.Tensor:
     for photo in load_sample_images().images:
         rows, cols = photo.shape[0] // img_size, photo.shape[1] // img_size
         if rows == 0 or cols == 0:
-            raise ValueError(f"img_size {img_size} is larger than a sample photograph ({photo.shape[0]} x {photo.shape[1]})")
+            raise ConfigError(
+                f"img_size {img_size} is larger than a sample photograph ({photo.shape[0]} x {photo.shape[1]})")
         tiles = photo[: rows * img_size, : cols * img_size].reshape(rows, img_size, cols, img_size, 3)
         crops.append(tiles.transpose(0, 2, 4, 1, 3).reshape(rows * cols, 3, img_size, img_size))
     return torch.from_numpy(np.concatenate(crops)).float() / 255
@@ -50,7 +48,7 @@ def sklearn_sample_crops(img_size: int) -> torch.Tensor:
 
 def _dataset(source: str, img_size: int, root, split: str):
     """The source as a torch data set of (tensor in [0, 1], label) with a deterministic resize + centre crop."""
-    native = DATASETS[source].img_size if source in DATASETS else 224
+    native = DATASETS[source].img_size
     steps = [] if source == "generated" or (source == "fashion_mnist" and img_size == native) else [
         transforms.Resize(img_size, interpolation=transforms.InterpolationMode.BICUBIC),
         transforms.CenterCrop(img_size),
@@ -59,23 +57,26 @@ def _dataset(source: str, img_size: int, root, split: str):
     if source == "fashion_mnist":
         return FashionMNIST(find_fashion_mnist(root), "train" if split == "train" else "test", transform)
     if source == "generated":
-        return GeneratedImages(512, img_size, seed=0 if split == "train" else 1, transform=transform)
+        return GeneratedImages(GENERATED_PRETRAIN_SAMPLES, img_size, seed=0 if split == "train" else 1,
+                               transform=transform)
     if root is None:
-        raise ValueError(f"{source} needs --data-root, the ImageNet-1K folder")
+        raise DataNotFoundError(f"{source} needs --data-root, the ImageNet-1K folder")
     folder_split = "train" if split == "train" else "val"
-    return ImageNet100(root, folder_split, transform) if source == "imagenet100" else imagenet1k(root, folder_split, transform)
+    build = ImageNet100 if source == "imagenet100" else imagenet1k
+    return build(root, folder_split, transform)
 
 
-def analysis_images(source: str, count: int, img_size: int, root=None, split: str = "eval", seed: int = 0) -> torch.Tensor:
+def analysis_images(source: str, count: int, img_size: int, root=None, split: str = "eval",
+                    seed: int = 0) -> torch.Tensor:
     """``count`` images of ``source`` (a seeded choice without repetition), (count, 3, img_size, img_size) in [0, 1].
 
     ``split`` is ``train`` or ``eval`` (the set's evaluation split); sklearn_samples has no split.
     Asking for more images than the source holds is an error naming how many it has.
     """
     if source not in SOURCES:
-        raise ValueError(f"unknown image source {source!r}; choose one of {SOURCES}")
+        raise ConfigError(f"unknown image source {source!r}; choose one of {SOURCES}")
     if count < 1:
-        raise ValueError(f"need at least one image, got {count}")
+        raise ConfigError(f"need at least one image, got {count}")
     if source == "sklearn_samples":
         pool = sklearn_sample_crops(img_size)
         total = len(pool)
@@ -83,7 +84,7 @@ def analysis_images(source: str, count: int, img_size: int, root=None, split: st
         dataset = _dataset(source, img_size, root, split)
         total = len(dataset)
     if count > total:
-        raise ValueError(f"{source} at {img_size} px holds {total} images, fewer than the {count} asked for")
+        raise ConfigError(f"{source} at {img_size} px holds {total} images, fewer than the {count} asked for")
     chosen = np.sort(np.random.default_rng(seed).choice(total, size=count, replace=False))
     if source == "sklearn_samples":
         return pool[torch.from_numpy(chosen)]

@@ -1,5 +1,7 @@
-"""Classification data sets for fine-tuning and linear probing, each with a train and an evaluation split."""
-from dataclasses import dataclass
+"""Classification data sets for fine-tuning and linear probing, each with a train and an evaluation split.
+
+Their facts (classes, input size, statistics, split names) are normae.data.registry.CLASSIFICATION_SETS.
+"""
 from pathlib import Path
 
 import numpy as np
@@ -7,12 +9,17 @@ from PIL import Image
 from torch.utils.data import ConcatDataset, Dataset, Subset
 from torchvision import datasets, transforms
 
+from normae.errors import ConfigError, DataNotFoundError
+from normae.data.registry import (
+    CALTECH101_EVAL_PER_CLASS,
+    CALTECH101_TRAIN_PER_CLASS,
+    CLASSIFICATION_SETS,
+    DIGITS_TEST_FRACTION,
+    GENERATED_EVAL_SIZE,
+    GENERATED_TRAIN_SIZE,
+)
 from normae.data.sources import (
-    FASHION_MNIST_MEAN,
-    FASHION_MNIST_STD,
     IMAGENET_HELP,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     DataNotFoundError,
     FashionMNIST,
     GeneratedImages,
@@ -21,66 +28,6 @@ from normae.data.sources import (
     find_fashion_mnist,
     imagenet1k,
 )
-
-CALTECH101_TRAIN_PER_CLASS = 30
-CALTECH101_EVAL_PER_CLASS = 50
-DIGITS_TEST_FRACTION = 0.25
-# Like Flowers-102, which has 20 training (train+val) images per class and many more test images.
-GENERATED_TRAIN_SIZE = 200
-GENERATED_EVAL_SIZE = 500
-
-
-@dataclass(frozen=True)
-class ClassificationSetInfo:
-    num_classes: int
-    img_size: int  # input size for fine-tuning and evaluation
-    mean: tuple
-    std: tuple
-    train_split_name: str
-    eval_split_name: str
-    source: str
-    stand_in_for: str | None = None  # for an offline stand-in: the key of the paper's set it replaces
-
-
-def _photo_set(num_classes, train_split_name, eval_split_name, source):
-    return ClassificationSetInfo(num_classes, 224, IMAGENET_MEAN, IMAGENET_STD,
-                                 train_split_name, eval_split_name, source)
-
-
-CLASSIFICATION_SETS = {
-    "imagenet1k": _photo_set(1000, "train", "val", "normae.data.sources.imagenet1k (ImageFolder)"),
-    "imagenet100": _photo_set(100, "train", "val", "normae.data.sources.ImageNet100 (ImageFolder)"),
-    "cifar10": _photo_set(10, "train", "test", "torchvision CIFAR10"),
-    "cifar100": _photo_set(100, "train", "test", "torchvision CIFAR100"),
-    "flowers102": _photo_set(102, "train+val", "test", "torchvision Flowers102"),
-    "pets": _photo_set(37, "trainval", "test", "torchvision OxfordIIITPet (category)"),
-    "dtd": _photo_set(47, "train1+val1", "test1", "torchvision DTD (partition 1)"),
-    "food101": _photo_set(101, "train", "test", "torchvision Food101"),
-    "aircraft": _photo_set(100, "trainval", "test", "torchvision FGVCAircraft (variant)"),
-    "caltech101": _photo_set(
-        101,
-        f"{CALTECH101_TRAIN_PER_CLASS} images per class (numpy default_rng(0))",
-        f"the other images, at most {CALTECH101_EVAL_PER_CLASS} per class (numpy default_rng(0))",
-        "torchvision Caltech101 (category), own split"),
-    "fashion_mnist": ClassificationSetInfo(
-        10, 28, FASHION_MNIST_MEAN, FASHION_MNIST_STD, "train", "test", "normae.data.sources.FashionMNIST"),
-    # The 8x8 digits are upsampled to the 28-pixel input of the Fashion-MNIST models.
-    # Pixel statistics measured on the digits training split.
-    "digits": ClassificationSetInfo(
-        10, 28, (0.305, 0.305, 0.305), (0.376, 0.376, 0.376),
-        "train (75%, stratified, random_state=0)", "test (25%, stratified, random_state=0)",
-        "scikit-learn load_digits", stand_in_for="cifar10"),
-    # T-shirt/top, Trouser, Pullover, Dress and Coat: look-alike classes of one kind of object,
-    # as Pets' breeds are; a far easier task than Pets all the same.
-    "fashion_mnist_subset5": ClassificationSetInfo(
-        5, 28, FASHION_MNIST_MEAN, FASHION_MNIST_STD, "train, labels 0-4", "test, labels 0-4",
-        "normae.data.sources.FashionMNIST, classes 0-4", stand_in_for="pets"),
-    # Pixel statistics measured on GeneratedImages.
-    "generated": ClassificationSetInfo(
-        10, 32, (0.5, 0.5, 0.5), (0.23, 0.23, 0.23),
-        f"seed 0, {GENERATED_TRAIN_SIZE} images", f"seed 1, {GENERATED_EVAL_SIZE} images",
-        "normae.data.sources.GeneratedImages", stand_in_for="flowers102"),
-}
 
 _LAYOUTS = {
     "cifar10": "<root>/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
@@ -177,7 +124,7 @@ class Digits(GrayImageArray):
 
     def __init__(self, split="train", transform=None):
         if split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+            raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
         # scikit-learn (and the pandas and scipy it pulls in) costs seconds of start-up: only here.
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
@@ -203,9 +150,9 @@ def build_classification_dataset(name, root, split, transform, download=False) -
     (ImageNet cannot be downloaded) or need no files (digits, generated).
     """
     if name not in CLASSIFICATION_SETS:
-        raise ValueError(f"unknown classification data set {name!r}; known: {', '.join(CLASSIFICATION_SETS)}")
+        raise ConfigError(f"unknown classification data set {name!r}; known: {', '.join(CLASSIFICATION_SETS)}")
     if split not in ("train", "eval"):
-        raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+        raise ConfigError(f"split must be 'train' or 'eval', got {split!r}")
     train = split == "train"
     if name in _TORCHVISION_BUILDERS:
         return _load_torchvision(name, root, train, transform, download)

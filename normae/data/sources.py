@@ -1,25 +1,22 @@
-"""Data sets and transforms for MAE pre-training: Fashion-MNIST, ImageNet-1K/100 and a synthetic set for tests."""
+"""The readers: Fashion-MNIST (IDX files), ImageNet-1K/100 (class folders) and a synthetic set for tests.
+
+Their facts (sizes, classes, pixel statistics) are in normae.data.registry; the augmented
+pre-training sets are built by normae.data.pretrain, the classification sets by normae.data.classification.
+"""
 import gzip
 import math
 import os
 import struct
 import zlib
-from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
-from torchvision import datasets, transforms
+from torchvision import datasets
 
-from normae.errors import CorruptDataError, DataNotFoundError  # noqa: F401 (also imported from here)
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-# Computed from the 60000 Fashion-MNIST training images (pixels scaled to [0, 1]).
-FASHION_MNIST_MEAN = (0.2860, 0.2860, 0.2860)
-FASHION_MNIST_STD = (0.3530, 0.3530, 0.3530)
+from normae.errors import ConfigError, CorruptDataError, DataNotFoundError
 
 FASHION_MNIST_ENV = "NORMAE_FASHION_MNIST"
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -107,7 +104,7 @@ class FashionMNIST(GrayImageArray):
     def __init__(self, root, split="train", transform=None):
         prefixes = {"train": "train", "test": "t10k"}
         if split not in prefixes:
-            raise ValueError(f"split must be one of {list(prefixes)}, got {split!r}")
+            raise ConfigError(f"split must be one of {list(prefixes)}, got {split!r}")
         self.root = Path(root)
         self.split = split
         self.transform = transform
@@ -123,7 +120,8 @@ class FashionMNIST(GrayImageArray):
 
 
 def find_fashion_mnist(root=None) -> Path:
-    """The given root (which must hold the files), else the first of $NORMAE_FASHION_MNIST, ./data/fashion-mnist, Debian's."""
+    """The given root (which must hold the files), else the first of $NORMAE_FASHION_MNIST,
+    ./data/fashion-mnist and Debian's folder."""
     if root is not None:
         if _holds_fashion_mnist(Path(root)):
             return Path(root)
@@ -151,7 +149,7 @@ def load_image(path) -> Image.Image:
 
 def _split_folder(root, split) -> Path:
     if split not in ("train", "val"):
-        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+        raise ConfigError(f"split must be 'train' or 'val', got {split!r}")
     folder = Path(root) / split
     if not folder.is_dir() or not any(entry.is_dir() for entry in folder.iterdir()):
         raise DataNotFoundError(f"No ImageNet class folders in {folder}.\n{IMAGENET_HELP}")
@@ -229,60 +227,3 @@ class GeneratedImages(Dataset):
         image = (1 - blob) * image + blob * blob_color + rng.normal(0, 0.02, image.shape)
         return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
 
-
-def pretrain_transform(img_size, mean, std):
-    """The MAE pre-training augmentation."""
-    return transforms.Compose([
-        transforms.RandomResizedCrop(img_size, scale=(0.2, 1.0),
-                                     interpolation=transforms.InterpolationMode.BICUBIC),
-        transforms.RandomHorizontalFlip(),
-        transforms.ToTensor(),
-        transforms.Normalize(mean, std),
-    ])
-
-
-def eval_transform(img_size, mean, std, crop_pct=0.875):
-    """Resize to img_size / crop_pct then center crop img_size; crop_pct=1.0 is a plain resize."""
-    return transforms.Compose([
-        transforms.Resize(int(img_size / crop_pct), interpolation=transforms.InterpolationMode.BICUBIC),
-        transforms.CenterCrop(img_size),
-        transforms.ToTensor(),
-        transforms.Normalize(mean, std),
-    ])
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    img_size: int  # native input size
-    num_classes: int
-    mean: tuple
-    std: tuple
-    eval_crop_pct: float  # crop_pct for eval_transform; 1.0 keeps small whole-object images uncropped
-
-
-DATASETS = {
-    "fashion_mnist": DatasetInfo(28, 10, FASHION_MNIST_MEAN, FASHION_MNIST_STD, 1.0),
-    "imagenet1k": DatasetInfo(224, 1000, IMAGENET_MEAN, IMAGENET_STD, 0.875),
-    "imagenet100": DatasetInfo(224, 100, IMAGENET_MEAN, IMAGENET_STD, 0.875),
-    # Pixel statistics measured on GeneratedImages.
-    "generated": DatasetInfo(32, 10, (0.5, 0.5, 0.5), (0.23, 0.23, 0.23), 1.0),
-}
-
-
-def build_pretrain_dataset(name, root=None, img_size=None, split="train", generated_samples=512) -> Dataset:
-    """A data set with the MAE pre-training augmentation; img_size=None keeps the set's native size."""
-    if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
-    info = DATASETS[name]
-    img_size = img_size or info.img_size
-    transform = pretrain_transform(img_size, info.mean, info.std)
-    if name == "fashion_mnist":
-        return FashionMNIST(find_fashion_mnist(root), split, transform)
-    if name == "generated":
-        return GeneratedImages(generated_samples, img_size, info.num_classes,
-                               seed=0 if split == "train" else 1, transform=transform)
-    if root is None:
-        raise DataNotFoundError(f"{name} needs root, the ImageNet-1K folder.\n{IMAGENET_HELP}")
-    if name == "imagenet100":
-        return ImageNet100(root, split, transform)
-    return imagenet1k(root, split, transform)
