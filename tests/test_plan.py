@@ -1,12 +1,16 @@
 import subprocess
 import sys
+import types
+import typing
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 
-from normae.experiments import plan
-from normae.spec import PretrainSpec
+from normae.errors import ConfigError
+from normae.experiments import config, plan
+from normae.spec import FinetuneSpec, LinprobeSpec, PretrainSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config"
@@ -19,11 +23,6 @@ def expand(scale="paper", experiments=CONFIG / "experiments.yaml"):
 @pytest.fixture(scope="module")
 def paper_plan():
     return expand("paper")
-
-
-@pytest.fixture(scope="module")
-def tiny_plan():
-    return expand("tiny")
 
 
 def test_shared_run_is_trained_once_and_used_by_tables_1_3_5_7(paper_plan):
@@ -150,22 +149,156 @@ def test_plan_does_not_import_torch():
                    cwd=ROOT, check=True)
 
 
-def test_wrong_key_in_experiments_is_named(tmp_path):
+def test_config_and_schema_folders_are_the_checkouts():
+    assert config.CONFIG_DIR == CONFIG
+    assert config.SCHEMA_DIR == ROOT / "workflow" / "schemas"
+
+
+@pytest.mark.parametrize("schema", ["config.schema.yaml", "experiments.schema.yaml", "scale.schema.yaml"])
+def test_schemas_are_valid_draft_2020_12(schema):
+    jsonschema.Draft202012Validator.check_schema(yaml.safe_load((config.SCHEMA_DIR / schema).read_text()))
+
+
+@pytest.mark.parametrize("scale", sorted(p.stem for p in (CONFIG / "scales").glob("*.yaml")))
+def test_shipped_scales_validate(scale):
+    assert plan.load_scale(scale).name == scale
+
+
+def test_shipped_experiments_validate():
+    assert "T1" in plan.load_experiments(CONFIG / "experiments.yaml")
+
+
+def _set(data: dict, dotted: str, value) -> None:
+    *parents, last = dotted.split(".")
+    for key in parents:
+        data = data[int(key) if isinstance(data, list) else key]
+    if value is DELETE:
+        del data[last]
+    else:
+        data[last] = value
+
+
+DELETE = object()
+
+
+@pytest.mark.parametrize("dotted, value, named", [
+    ("tables.T1.pretrain.patchsize", 16,
+     "tables.T1.pretrain.patchsize: Additional properties are not allowed ('patchsize' was unexpected)"),
+    ("tables.T1.pretrain.patch_size", "16", "tables.T1.pretrain.patch_size: '16' is not of type 'integer'"),
+    ("tables.T5.pretrain.lam", ["1e-5"], "tables.T5.pretrain.lam.0: '1e-5' is not of type 'number' (YAML 1.1"),
+    ("tables.T1.cnp_modes", ["paper", "authorscode"], "tables.T1.cnp_modes.1: 'authorscode' is not one of"),
+    ("tables.T4.evaluate.1.protocol", "segment", "tables.T4.evaluate.1.protocol: 'segment' is not one of"),
+    ("tables.T2.variants.1.method", "nor_dmea", "tables.T2.variants.1.method: 'nor_dmea' is not one of"),
+    ("tables.F3.pretrain", {"model": "vit_tiny"}, "tables.F3.pretrain: 'pretrain' is not allowed here"),
+    ("tables.T3.evaluate", DELETE, "tables.T3: 'evaluate' is a required property"),
+    ("defaults.pretrain.model", DELETE, "tables.T1: no value for the pretrain term(s) model"),
+])
+def test_bad_entry_in_experiments_names_file_and_key(tmp_path, monkeypatch, dotted, value, named):
     experiments = yaml.safe_load((CONFIG / "experiments.yaml").read_text())
-    experiments["tables"]["T1"]["pretrain"]["patchsize"] = 16
-    path = tmp_path / "experiments.yaml"
-    path.write_text(yaml.safe_dump(experiments))
-    with pytest.raises(ValueError, match="patchsize"):
-        plan.load_experiments(path)
+    _set(experiments, dotted, value)
+    (tmp_path / "experiments.yaml").write_text(yaml.safe_dump(experiments, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as raised:
+        plan.load_experiments("experiments.yaml")
+    assert isinstance(raised.value, ValueError)
+    assert str(raised.value).startswith(f"experiments.yaml: {named}")
 
 
-def test_wrong_key_in_scale_is_named(tmp_path):
+@pytest.mark.parametrize("dotted, value, named", [
+    ("pretrain.bogus_key", 1, "pretrain.bogus_key: Additional properties are not allowed ('bogus_key' was unexpected)"),
+    ("pretrain.seed", 1, "pretrain.seed: Additional properties are not allowed"),  # the plan's seeds decide it
+    ("finetune.batch_size", "64", "finetune.batch_size: '64' is not of type 'integer'"),
+    ("linprobe.blr", "1e-3", "linprobe.blr: '1e-3' is not of type 'number'"),
+    ("cnp_modes", ["paper", "rand"], "cnp_modes.1: 'rand' is not one of ['paper', 'authors_code', 'random']"),
+    ("finetune.amp", "fp32", "finetune.amp: 'fp32' is not one of"),
+    ("datasets.pets", {"not_runn": "typo"}, "datasets.pets.not_runn: Additional properties are not allowed"),
+    ("datasets.pets", None, "datasets.pets: None is not of type 'string'"),
+    ("patch_sizes.16", "4", "patch_sizes.16: '4' is not of type 'integer'"),
+    ("analysis.cnp_similarity.fashion_mnist.pixels", "norm",
+     "analysis.cnp_similarity.fashion_mnist.pixels: 'norm' is not one of"),
+    ("analysis.cnp_similarity.mnist", {"images": 8, "img_size": 28, "patch_size": 4},
+     "analysis.cnp_similarity.mnist: 'mnist' is not allowed here"),
+    ("throughput.finetune", DELETE, "throughput: 'finetune' is a required property"),
+])
+def test_bad_entry_in_scale_names_file_and_key(tmp_path, monkeypatch, dotted, value, named):
     (tmp_path / "scales").mkdir()
     scale = yaml.safe_load((CONFIG / "scales" / "tiny.yaml").read_text())
-    scale["pretrain"]["batchsize"] = 8
+    if dotted.startswith("patch_sizes."):
+        scale["patch_sizes"][int(dotted.split(".")[1])] = value
+    else:
+        _set(scale, dotted, value)
     (tmp_path / "scales" / "broken.yaml").write_text(yaml.safe_dump(scale))
-    with pytest.raises(ValueError, match="batchsize"):
-        plan.load_scale("broken", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as raised:
+        plan.load_scale("broken", ".")
+    assert isinstance(raised.value, ValueError)
+    assert str(raised.value).startswith(f"{Path('scales/broken.yaml')}: {named}")
+
+
+def _schema(name: str) -> dict:
+    return yaml.safe_load((config.SCHEMA_DIR / name).read_text())
+
+
+def test_schema_vocabularies_are_the_python_constants():
+    from normae.data.analysis_images import SOURCES
+    from normae.experiments.config import SWEEP_TERMS as SWEEP_AXES
+
+    experiments, scale = _schema("experiments.schema.yaml"), _schema("scale.schema.yaml")
+    assert experiments["$defs"]["method"]["enum"] == list(config.METHODS)
+    assert experiments["$defs"]["cnp_mode"]["enum"] == list(config.CNP_MODES)
+    assert experiments["$defs"]["nor_variant"]["enum"] == list(config.NOR_VARIANTS)
+    assert experiments["$defs"]["protocol"]["enum"] == list(config.PROTOCOLS)
+    assert experiments["$defs"]["measure"]["enum"] == list(config.MEASUREMENTS)
+    assert experiments["$defs"]["sweep"]["enum"] == list(SWEEP_AXES)
+    assert list(experiments["$defs"]["grid"]["properties"]) == list(config.PRETRAIN_TERMS)
+    assert scale["$defs"]["cnp_mode"]["enum"] == list(config.CNP_MODES)
+    assert scale["$defs"]["analysis_source"]["enum"] == list(SOURCES)
+
+
+def test_python_vocabularies_agree_with_each_other_and_the_spec():
+    not_implemented_protocols = set(config.NOT_IMPLEMENTED) - set(config.METHODS)
+    assert set(config.PROTOCOLS) == {*config.EVAL_SPECS, *config.ANALYSES, *not_implemented_protocols}
+    assert set(config.NOT_IMPLEMENTED) <= {*config.METHODS, *config.PROTOCOLS}
+    assert set(config.METHODS_WITHOUT_NOR_LOSS) <= set(config.METHODS)
+    assert set(config.REQUIRED_PRETRAIN_TERMS) <= set(config.PRETRAIN_TERMS)
+    for method in config.METHODS:  # the spec trains exactly the methods that are implemented
+        if method in config.NOT_IMPLEMENTED:
+            with pytest.raises(ValueError, match="method"):
+                PretrainSpec(method=method)
+        else:
+            PretrainSpec(method=method)
+    for cnp in config.CNP_MODES:
+        PretrainSpec(cnp=cnp)
+    for variant in config.NOR_VARIANTS:
+        PretrainSpec(nor_variant=variant)
+
+
+JSON_TYPES = {int: "integer", float: "number", str: "string", bool: "boolean", type(None): "null"}
+
+
+def _json_types(hint) -> set[str]:
+    if typing.get_origin(hint) is typing.Literal:
+        return {JSON_TYPES[type(value)] for value in typing.get_args(hint)}
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return set().union(*(_json_types(arg) for arg in typing.get_args(hint)))
+    return {JSON_TYPES[hint]}
+
+
+@pytest.mark.parametrize("block, spec_class", [("pretrain", PretrainSpec), ("finetune", FinetuneSpec),
+                                               ("linprobe", LinprobeSpec)])
+def test_scale_schema_lists_the_spec_fields_a_scale_may_set(block, spec_class):
+    """The scale schema lists each block's keys and types by hand: they must be the spec's settable fields."""
+    schema = _schema("scale.schema.yaml")
+    properties = schema["properties"][block]["properties"]
+    assert set(properties) == config.scale_spec_fields(spec_class)
+    hints = typing.get_type_hints(spec_class)
+    for name, prop in properties.items():
+        if "$ref" in prop:
+            prop = schema["$defs"][prop["$ref"].rsplit("/", 1)[1]]
+        declared = prop.get("type", [JSON_TYPES[type(value)] for value in prop.get("enum", [])])
+        assert set([declared] if isinstance(declared, str) else declared) == _json_types(hints[name]), name
+        if typing.get_origin(hints[name]) is typing.Literal:
+            assert prop["enum"] == list(typing.get_args(hints[name])), name
 
 
 def test_main_prints_every_table(capsys):

@@ -1,30 +1,39 @@
 """What the configuration says: the paper's tables as grids (config/experiments.yaml), a scale's
 mapping of the paper's settings (config/scales/<name>.yaml) and the paper's numbers
-(config/reported.csv), each read and checked, with every unknown key named. No torch import."""
+(config/reported.csv), each read and checked against its JSON schema (workflow/schemas/), with
+the file and the path of a bad entry named. No torch import."""
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import itertools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from normae.errors import ConfigError
 from normae.spec import FinetuneSpec, LinprobeSpec, PretrainSpec
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+# The settings a table's `sweep:` may name: its figure plots the metric against this term.
+SWEEP_TERMS = ("lam", "mask_ratio", "patch_size", "pretrain_epochs")
+
+# The checkout this module sits in (normae/experiments/config.py): config/ and workflow/schemas/ are beside normae/.
+REPO_DIR = Path(__file__).resolve().parents[2]
+CONFIG_DIR = REPO_DIR / "config"
+SCHEMA_DIR = REPO_DIR / "workflow" / "schemas"
 
 PRETRAIN_TERMS = ("model", "dataset", "method", "epochs", "patch_size", "mask_ratio", "lam", "cnp", "nor_variant")
+REQUIRED_PRETRAIN_TERMS = ("model", "dataset", "method", "epochs", "patch_size", "mask_ratio")
 NOR_LOSS_TERMS = ("lam", "cnp", "nor_variant")
+METHODS = ("mae", "nor_mae", "sup_mae", "sup_nor_mae", "nor_dmae")
 METHODS_WITHOUT_NOR_LOSS = ("mae", "sup_mae")
-TABLE_KEYS = {"file", "sweep", "title", "pretrain", "variants", "evaluate", "measure", "cnp_modes"}
-EVALUATE_KEYS = {"protocol", "dataset"}
-SCALE_KEYS = {"description", "datasets", "models", "patch_sizes", "pretrain_epochs",
-              "pretrain", "finetune", "linprobe", "throughput", "cnp_modes", "analysis"}
-ANALYSIS_KEYS = {"cnp_similarity", "pca", "cost"}
 CNP_MODES = ("paper", "authors_code", "random")
+NOR_VARIANTS = ("offdiag", "diag", "token")
+PROTOCOLS = ("finetune", "linprobe", "pca", "segmentation")
 PAPER_IMG_SIZE = 224
 PAPER_FINETUNE_EPOCHS = 100
 
@@ -39,10 +48,64 @@ NOT_IMPLEMENTED = {
 }
 
 
-def _check_keys(where: str, data: dict, allowed) -> None:
-    unknown = sorted(set(data) - set(allowed), key=str)
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed, key=str)}")
+# ---------------------------------------------------------------- schemas
+
+# What PyYAML (YAML 1.1) takes for a string though it reads as a number: an exponent without a dot (5e-5).
+_YAML_STRING_FLOAT = re.compile(r"^[-+]?[0-9]+[eE][-+]?[0-9]+$")
+
+
+@functools.cache
+def _validator(schema_name: str):
+    # jsonschema is imported here, not at the top: every normae command imports this module, few read the config.
+    import jsonschema
+
+    path = SCHEMA_DIR / schema_name
+    if not path.exists():
+        raise ConfigError(f"schema {path} not found: normae reads config/ and workflow/schemas/ "
+                          f"from its source checkout")
+    schema = yaml.safe_load(path.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _shown(path: Path) -> str:
+    """The path relative to the working directory where it lies below it, as given otherwise."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _load_checked(path: str | Path, schema_name: str) -> dict:
+    """A YAML file's data, or a ConfigError naming the file, the path of the bad entry and what is wrong."""
+    from jsonschema.exceptions import best_match
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{_shown(path)}: not valid YAML: {error}") from None
+    validator = _validator(schema_name)
+    error = best_match(validator.iter_errors(data))
+    if error is None:
+        return data
+    where = [str(part) for part in error.absolute_path]
+    message = error.message
+    if error.validator == "additionalProperties":  # name the unexpected key in the path, and what is allowed
+        allowed = sorted(error.schema.get("properties", {}), key=str)
+        unexpected = [key for key in error.instance if key not in allowed]
+        if len(unexpected) == 1:
+            where.append(str(unexpected[0]))
+        if allowed:
+            message += f"; allowed: {', '.join(map(str, allowed))}"
+    elif "propertyNames" in error.relative_schema_path and error.validator == "enum":  # a key outside a fixed set
+        where.append(str(error.instance))
+        message = f"{error.instance!r} is not allowed here; allowed: {', '.join(map(str, error.validator_value))}"
+        if "description" in error.schema:
+            message += f"; {error.schema['description']}"
+    elif error.validator == "type" and isinstance(error.instance, str) and _YAML_STRING_FLOAT.match(error.instance):
+        message += f" (YAML 1.1 reads {error.instance} as a string: write it with a dot, e.g. 5.0e-5)"
+    raise ConfigError(f"{_shown(path)}: {'.'.join(where) or '(top level)'}: {message}")
 
 
 def as_list(value) -> list:
@@ -53,38 +116,28 @@ def as_list(value) -> list:
 
 def load_experiments(path: str | Path = CONFIG_DIR / "experiments.yaml") -> dict:
     """The tables of experiments.yaml, each normalised to a list of grids and a list of evaluations."""
-    data = yaml.safe_load(Path(path).read_text())
-    _check_keys(str(path), data, {"defaults", "tables"})
-    defaults = data.get("defaults", {})
-    _check_keys(f"{path}: defaults", defaults, {"pretrain"})
-    base = defaults.get("pretrain", {})
-    _check_keys(f"{path}: defaults.pretrain", base, PRETRAIN_TERMS)
+    data = _load_checked(path, "experiments.schema.yaml")
+    base = data.get("defaults", {}).get("pretrain", {})
     tables = {}
     for name, table in data["tables"].items():
-        where = f"{path}: table {name}"
-        _check_keys(where, table, TABLE_KEYS)
         if "measure" in table:
-            if table["measure"] not in MEASUREMENTS:
-                raise ValueError(f"{where}: measure must be one of {sorted(MEASUREMENTS)}, got {table['measure']!r}")
             tables[name] = {"file": table["file"], "title": table["title"], "measure": table["measure"],
                             "grids": [], "evaluate": []}
             continue
         grid = {**base, **table.get("pretrain", {})}
-        _check_keys(f"{where}: pretrain", grid, PRETRAIN_TERMS)
-        for variant in table.get("variants", []):
-            _check_keys(f"{where}: variants", variant, PRETRAIN_TERMS)
-        grids = [{**grid, **variant} for variant in table.get("variants", [])] or [grid]
-        evaluate = as_list(table["evaluate"])
-        for entry in evaluate:
-            _check_keys(f"{where}: evaluate", entry, EVALUATE_KEYS)
-            if entry["protocol"] not in {*EVAL_SPECS, *ANALYSES, *NOT_IMPLEMENTED}:
-                raise ValueError(f"{where}: unknown evaluate protocol {entry['protocol']!r}")
-        cnp_modes = table.get("cnp_modes", ["paper"])
-        for mode in cnp_modes:
-            if mode not in CNP_MODES:
-                raise ValueError(f"{where}: cnp_modes holds {mode!r}; use paper, authors_code or random")
-        tables[name] = {"file": table["file"], "sweep": table.get("sweep"), "title": table["title"], "measure": None, "grids": grids,
-                        "evaluate": evaluate, "cnp_modes": cnp_modes}
+        variants = table.get("variants", [])
+        grids = [{**grid, **variant} for variant in variants] or [grid]
+        for index, point in enumerate(grids):
+            missing = [term for term in REQUIRED_PRETRAIN_TERMS if term not in point]
+            if missing:
+                where = f"tables.{name}" + (f".variants.{index}" if variants else "")
+                sources = ("none of defaults.pretrain, the table's pretrain and this variant" if variants
+                           else "neither defaults.pretrain nor the table's pretrain")
+                raise ConfigError(f"{_shown(Path(path))}: {where}: no value for the pretrain term(s) "
+                                  f"{', '.join(missing)} (set in {sources})")
+        tables[name] = {"file": table["file"], "sweep": table.get("sweep"), "title": table["title"], "measure": None,
+                        "grids": grids, "evaluate": as_list(table["evaluate"]),
+                        "cnp_modes": table.get("cnp_modes", ["paper"])}
     return tables
 
 
@@ -137,7 +190,7 @@ class Scale:
         """(value at this scale, None) or (None, the reason it does not run here)."""
         table = getattr(self, kind)
         if value not in table:
-            raise ValueError(f"scale {self.name}: {kind} has no entry for {value!r}")
+            raise ConfigError(f"scale {self.name}: {kind} has no entry for {value!r}")
         if table[value] is None:
             return None, self.not_run[(kind, value)]
         return table[value], None
@@ -147,35 +200,26 @@ def load_scale(name: str, config_dir: str | Path = CONFIG_DIR) -> Scale:
     path = Path(config_dir) / "scales" / f"{name}.yaml"
     if not path.exists():
         known = sorted(p.stem for p in path.parent.glob("*.yaml"))
-        raise ValueError(f"unknown scale {name!r}; known: {known}")
-    data = yaml.safe_load(path.read_text())
-    _check_keys(str(path), data, SCALE_KEYS)
-    _check_keys(f"{path}: pretrain", data["pretrain"], _free_fields(PretrainSpec))
-    _check_keys(f"{path}: finetune", data["finetune"], _free_fields(FinetuneSpec))
-    _check_keys(f"{path}: linprobe", data["linprobe"], _free_fields(LinprobeSpec))
-    _check_keys(f"{path}: throughput", data["throughput"], {"pretrain", "finetune"})
+        raise ConfigError(f"unknown scale {name!r}; known: {known}")
+    data = _load_checked(path, "scale.schema.yaml")
     not_run = {}
     mappings = {}
     for kind in ("datasets", "models", "patch_sizes", "pretrain_epochs"):
         mappings[kind] = {}
         for paper_value, value in data[kind].items():
             if isinstance(value, dict):
-                _check_keys(f"{path}: {kind}.{paper_value}", value, {"not_run"})
                 not_run[(kind, paper_value)] = value["not_run"]
                 value = None
             mappings[kind][paper_value] = value
-    _check_keys(f"{path}: analysis", data["analysis"], ANALYSIS_KEYS)
-    cnp_modes = tuple(data.get("cnp_modes", CNP_MODES))
-    if not set(cnp_modes) <= set(CNP_MODES):
-        raise ValueError(f"{path}: cnp_modes must be a subset of {list(CNP_MODES)}, got {list(cnp_modes)}")
     return Scale(name=name, description=data["description"], **mappings, pretrain=data["pretrain"],
                  finetune=data["finetune"], linprobe=data["linprobe"], throughput=data["throughput"],
-                 not_run=not_run, cnp_modes=cnp_modes, analysis=data["analysis"])
+                 not_run=not_run, cnp_modes=tuple(data.get("cnp_modes", CNP_MODES)), analysis=data["analysis"])
 
 
-def _free_fields(spec_class) -> set[str]:
-    """Spec fields a scale may set: all but those the table grid decides."""
-    decided = {"dataset", "model", "patch_size", "method", "lam", "mask_ratio", "cnp", "nor_variant", "init"}
+def scale_spec_fields(spec_class) -> set[str]:
+    """Spec fields a scale may set (its pretrain, finetune, linprobe blocks): all but those the table grid or
+    the plan decides. workflow/schemas/scale.schema.yaml lists them; tests/test_plan.py checks it does."""
+    decided = {"dataset", "model", "patch_size", "method", "lam", "mask_ratio", "cnp", "nor_variant", "init", "seed"}
     if spec_class is PretrainSpec:
         decided.add("epochs")  # from the scale's pretrain_epochs mapping
     return {f.name for f in dataclasses.fields(spec_class)} - decided
