@@ -3,21 +3,24 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# The torch build to install into .venv (this CPU machine serves these two from disk).
+# Which torch build goes into .venv: this CPU machine serves these two wheels from disk. The version
+# constraint itself is pyproject.toml's (torch>=..., torchvision>=...); these pins only pick a build
+# inside it. They are installed in the same pip command as the package, so a pin outside pyproject's
+# range is a resolver error, never a silent second torch. Elsewhere: make TORCH_PACKAGES= (pip picks
+# from pyproject's range) or TORCH_PACKAGES='torch==X torchvision==Y --index-url ...'.
 TORCH_PACKAGES ?= torch==2.14.1 torchvision==0.29.1
 FASHION_MNIST := data/fashion-mnist
 RUNS := results/runs
 # The workflow's jobs call `normae`: the venv's, whether or not it is activated.
 WITH_VENV := PATH="$(CURDIR)/$(BIN):$$PATH"
 
-.PHONY: venv data test test-fast reproduce bench clean
+.PHONY: venv data lint test test-fast reproduce bench clean
 
 venv: $(BIN)/normae
 
 $(BIN)/normae: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet $(TORCH_PACKAGES)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet $(TORCH_PACKAGES) -e '.[workflow,dev]'
 	touch $@
 
 data: $(FASHION_MNIST)/train-images-idx3-ubyte.gz
@@ -25,12 +28,23 @@ data: $(FASHION_MNIST)/train-images-idx3-ubyte.gz
 $(FASHION_MNIST)/train-images-idx3-ubyte.gz: | $(BIN)/normae
 	$(BIN)/normae fetch-data fashion-mnist --dest $(FASHION_MNIST)
 
+# Every linter runs, even after one fails; the target fails if any did. mypy checks the torch-free
+# modules listed under [tool.mypy] files in pyproject.toml.
+lint: $(BIN)/normae
+	@status=0; \
+	for command in "$(BIN)/ruff check normae tests" "$(BIN)/ruff format --check normae tests" \
+	        "$(BIN)/snakefmt --check workflow" "$(BIN)/snakemake --lint" "$(BIN)/mypy"; do \
+	    echo "+ $$command"; $(WITH_VENV) $$command || { echo "FAILED: $$command" >&2; status=1; }; \
+	done; exit $$status
+
 test: $(BIN)/normae data
 	$(WITH_VENV) $(BIN)/python -m pytest -q; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; fi; exit $$status
 
+# Everything but the tests marked slow or slurm (about 2 minutes on this 2-core machine).
 test-fast: $(BIN)/normae data
-	$(WITH_VENV) $(BIN)/python -m pytest -q -m "not slow"
+	$(WITH_VENV) $(BIN)/python -m pytest -q -m "not slow and not slurm"; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; fi; exit $$status
 
 # Every table and figure at the scale config/config.yaml names (tiny: this machine's CPUs), then
 # the HTML report. SCALE=gpu or SCALE=paper runs another scale; extra Snakemake options go in ARGS.
