@@ -1,5 +1,9 @@
-"""``normae`` command line: pretrain | finetune | linprobe | launch | bench | plan | summarize | fetch-data |
-cnp-stats | pca | figure | compare."""
+"""``normae`` command line: one front for every command (torch-free).
+
+Training commands (pretrain, finetune, linprobe, bench, and launch when it runs the stage here)
+import torch when they run; the others (plan, spec, tables, figure, a launcher that submits a job
+and waits for it) never do. Every ``NormaeError`` ends as one line naming the fix, exit status 2.
+"""
 
 from __future__ import annotations
 
@@ -10,42 +14,67 @@ import sys
 import typing
 from pathlib import Path
 
-from normae.atomic import atomic_write_text
-from normae.errors import CheckpointError, CorruptDataError
-from normae.cluster.launch import add_launch_options, launch, run_here
+from normae.cluster.launch import add_launch_options, launch
+from normae.data.registry import ANALYSIS_SOURCES
+from normae.errors import ConfigError, NormaeError
+from normae.experiments.config import SWEEP_TERMS
 from normae.experiments.plan import add_plan_options, print_plan
-from normae.spec import FinetuneSpec, LinprobeSpec, PretrainSpec
+from normae.paths import ALL_RUNS_CSV, ANALYSIS_DIR, RUNS_DIR, TABLES_DIR, ResultsLayout, atomic_write_json, atomic_write_text
+from normae.spec import AMP_MODES, CNP_MODES, FinetuneSpec, LinprobeSpec, PretrainSpec
+from normae.stages import run_here
 
-# normae.data.analysis_images.SOURCES, spelled out here because that module loads torch (a test checks they agree).
-ANALYSIS_IMAGE_SOURCES = ("fashion_mnist", "generated", "sklearn_samples", "imagenet1k", "imagenet100")
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each default once: appended only where the help text does not state it and it means something."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return super()._get_help_string(action)
 
 
 def _field_type(spec_cls, field: dataclasses.Field):
+    """(argparse type, choices) of a spec field: Optional unwrapped, a Literal as its choices."""
     hint = typing.get_type_hints(spec_cls)[field.name]
+    if typing.get_origin(hint) is typing.Literal:
+        return str, typing.get_args(hint)
     args = [a for a in typing.get_args(hint) if a is not type(None)]
-    return args[0] if args else hint
+    return (args[0] if args else hint), None
 
 
 def add_spec_options(parser: argparse.ArgumentParser, spec_cls) -> None:
     """``--spec``, ``--out``, ``--resume`` and one ``--option`` per spec field, with its help and default."""
     parser.add_argument("--spec", help="JSON spec file (as written to spec.json); options given here override it")
-    parser.add_argument("--out", help="run folder (default: results/runs/<run id>)")
+    parser.add_argument("--out", help=f"run folder (default: {RUNS_DIR}/<run id>)")
     parser.add_argument("--resume", action="store_true", help="continue exactly from the run folder's checkpoint.pt")
     group = parser.add_argument_group("run specification")
     for field in dataclasses.fields(spec_cls):
         flag = "--" + field.name.replace("_", "-")
-        kind = _field_type(spec_cls, field)
-        help_text = f"{field.metadata['help']} (default: {field.default})"
+        kind, choices = _field_type(spec_cls, field)
+        help_text = field.metadata["help"]
+        if "default" not in help_text and field.default is not None:
+            help_text += f" (default: {field.default})"
         if kind is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            group.add_argument(flag, type=kind, default=None, metavar=field.name.upper(), help=help_text)
+            metavar = None if choices else field.name.upper()
+            group.add_argument(flag, type=kind, choices=choices, default=None, metavar=metavar, help=help_text)
+    add_threads_option(parser)
     parser.set_defaults(spec_cls=spec_cls)
+
+
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads", type=int, default=None,
+        help="torch threads (default: the job's --cpus-per-task under SLURM, else this machine's cores; "
+        "the workflow passes each job its `threads`)",
+    )
 
 
 def spec_from_args(args: argparse.Namespace):
     """The spec file (if any) overlaid with every option given on the command line."""
-    base = json.loads(Path(args.spec).read_text()) if args.spec else {}
+    base = load_spec_file(args.spec) if args.spec else {}
     for field in dataclasses.fields(args.spec_cls):
         value = getattr(args, field.name)
         if value is not None:
@@ -53,15 +82,24 @@ def spec_from_args(args: argparse.Namespace):
     return args.spec_cls.from_dict(base)
 
 
+def load_spec_file(path: str) -> dict:
+    from normae.paths import read_json
+
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} holds no spec (a JSON object)")
+    return data
+
+
 def run_stage(args) -> int:
     """Run a stage from the command line (``--spec`` and options); a stopped or failed run says how to continue."""
     spec = spec_from_args(args)
-    out = Path(args.out) if args.out else Path("results/runs") / spec.run_id()
+    out = Path(args.out) if args.out else ResultsLayout().run(spec.run_id()).path
     return run_here(spec, out, resume=args.resume)
 
 
 def cmd_launch(args) -> int:
-    return launch(args.stage, args.spec, args.out, launcher=args.launcher, resources=args.slurm)
+    return launch(args.spec, args.out, launcher=args.launcher, resources=args.slurm, threads=args.threads)
 
 
 def cmd_bench(args) -> int:
@@ -79,49 +117,16 @@ def cmd_bench(args) -> int:
         amp=args.amp,
         device=args.device,
     )
-    line = json.dumps(result)
-    print(line)
+    print(json.dumps(result))
     if args.out:
-        atomic_write_text(Path(args.out), line + "\n")
+        atomic_write_json(args.out, result)
     return 0
 
 
-SUMMARY_COLUMNS = {
-    "loss_rec": "masked-patch MSE on normalised pixels (last epoch mean)",
-    "loss_nor": "NoR penalty before lambda (last epoch mean)",
-    "top1": "top-1 % on the evaluation split (last epoch)",
-    "best_top1": "best top-1 % over epochs",
-    "step_s": "median seconds per optimiser step (last session)",
-}
-
-
-def describe_method(summary: dict) -> str:
-    spec = summary["spec"]
-    if summary["stage"] == "pretrain":
-        if spec["method"] == "nor_mae":
-            return f"nor_mae ({spec['cnp']} CNP, lambda {spec['lam']:g})"
-        return spec["method"]
-    return f"{summary['stage']} on {spec['dataset']} from {summary.get('init', spec['init'])}"
-
-
 def cmd_summarize(args) -> int:
-    rows = []
-    for run in args.runs:
-        path = Path(run) / "summary.json"
-        if not path.exists():
-            raise FileNotFoundError(f"{path} does not exist: {run} is not a finished run")
-        summary = json.loads(path.read_text())
-        values = {**summary["final"], "best_top1": summary.get("best_top1"), "step_s": summary.get("step_time_median_s")}
-        row = {"run": Path(run).name, "what": describe_method(summary), "epochs": str(summary["epochs"])}
-        for column in SUMMARY_COLUMNS:
-            value = values.get(column)
-            row[column] = "-" if value is None else f"{value:.4g}"
-        rows.append(row)
-    widths = {key: max(len(key), *(len(row[key]) for row in rows)) for key in rows[0]}
-    print("  ".join(key.ljust(width) for key, width in widths.items()))
-    for row in rows:
-        print("  ".join(row[key].ljust(width) for key, width in widths.items()))
-    print("; ".join(f"{name}: {meaning}" for name, meaning in SUMMARY_COLUMNS.items()))
+    from normae.report.summarize import summary_table
+
+    print(summary_table(args.runs))
     return 0
 
 
@@ -134,7 +139,7 @@ def cmd_tables(args) -> int:
     names = args.tables or list(tables)
     unknown = sorted(set(names) - set(tables))
     if unknown:
-        raise ValueError(f"unknown table(s) {unknown}; known: {', '.join(tables)}")
+        raise ConfigError(f"unknown table(s) {unknown}; known: {', '.join(tables)}")
     for name in names:
         for path in write_table(table_frame(tables[name], plan, args.root), tables[name], plan, args.out):
             print(f"[normae] wrote {path}", file=sys.stderr)
@@ -172,7 +177,7 @@ def cmd_cnp_stats(args) -> int:
     stats = cnp_similarity_stats(args.source, args.images, args.img_size, args.patch_size, pixels=args.pixels,
                                  wrap=args.wrap, root=args.data_root, seed=args.seed)
     out = Path(args.out)
-    atomic_write_text(out, json.dumps(stats, indent=2) + "\n")
+    atomic_write_json(out, stats)
     print(f"[normae] {args.source}: CNP cosine mean {stats['mean']:.4f}, min {stats['min']:.4f}, max {stats['max']:.4f} "
           f"over {stats['patches'] - stats['undefined_patches']} patches -> {out}")
     return 0
@@ -198,7 +203,7 @@ def cmd_figure(args) -> int:
         out = figures.variants_figure(args.inputs, args.finetune or [], args.out)
     else:
         if len(args.inputs) != 1 or args.x is None:
-            raise ValueError("figure sweep takes one table CSV and --x")
+            raise ConfigError("figure sweep takes one table CSV and --x")
         out = figures.sweep_figure(args.inputs[0], args.x, args.out)
     print(f"[normae] wrote {out}")
     return 0
@@ -217,34 +222,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="normae", description="Reproduce NoR-MAE and compare it with MAE.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    pretrain = commands.add_parser(
-        "pretrain",
-        help="pre-train MAE or NoR-MAE",
-        description="Pre-train MAE or NoR-MAE. Writes spec.json, checkpoint.pt, metrics.jsonl and, last, summary.json "
-        "into the output folder. Options override the --spec file; unset options take the defaults shown.",
-    )
+    def command(name: str, summary: str, description: str = ""):
+        """A subcommand with a one-line summary (in `normae --help`) and a description (in its own --help)."""
+        return commands.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. {description}".strip(),
+                                   formatter_class=HelpFormatter)
+
+    run_files = "Writes spec.json, checkpoint.pt, metrics.jsonl and, last, summary.json into the output folder."
+    pretrain = command("pretrain", "pre-train MAE or NoR-MAE",
+                       f"{run_files} Options override the --spec file; unset options take the defaults shown.")
     add_spec_options(pretrain, PretrainSpec)
     pretrain.set_defaults(func=run_stage)
 
     for spec_cls, summary in ((FinetuneSpec, "fine-tune an encoder end to end (MAE protocol)"),
                               (LinprobeSpec, "linear-probe a frozen encoder (MAE protocol)")):
-        transfer = commands.add_parser(
-            spec_cls.stage,
-            help=summary,
-            description=f"{summary[0].upper()}{summary[1:]}, evaluating top-1 / top-5 on the set's official evaluation "
-            "split after every epoch. Writes spec.json, checkpoint.pt, metrics.jsonl and, last, summary.json. "
-            "Defaults are the paper's protocol.",
-        )
+        transfer = command(spec_cls.stage, summary, "Evaluates top-1 / top-5 on the set's official evaluation split "
+                           f"after every epoch. {run_files} Defaults are the paper's protocol.")
         add_spec_options(transfer, spec_cls)
         transfer.set_defaults(func=run_stage)
 
-    bench = commands.add_parser(
-        "bench",
-        help="time MAE vs NoR-MAE training steps",
-        description="Times MAE and NoR-MAE training steps interleaved in one process on random images and prints one "
-        "JSON line: median step time, images/s and peak memory of each, and the NoR-MAE / MAE ratios.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    bench = command("bench", "time MAE vs NoR-MAE training steps",
+                    "Times MAE and NoR-MAE training steps interleaved in one process on random images and prints one "
+                    "JSON line: median step time, images/s and peak memory of each, and the NoR-MAE / MAE ratios.")
     bench.add_argument("--model", default="vit_tiny", help="model size")
     bench.add_argument("--img-size", type=int, default=224, help="image size in pixels")
     bench.add_argument("--patch-size", type=int, default=16, help="patch size in pixels")
@@ -252,64 +250,63 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--steps", type=int, default=10, help="measured steps per method")
     bench.add_argument("--warmup", type=int, default=2, help="unmeasured steps per method first")
     bench.add_argument("--lam", type=float, default=5e-5, help="NoR lambda")
-    bench.add_argument("--cnp", default="paper", choices=("paper", "authors_code", "random"), help="CNP mode")
-    bench.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "none"), help="mixed precision (auto: bf16 on CUDA)")
-    bench.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    bench.add_argument("--out", default=None, help="also write the JSON line to this file (atomically)")
+    bench.add_argument("--cnp", default="paper", choices=CNP_MODES, help="CNP mode")
+    bench.add_argument("--amp", default="auto", choices=AMP_MODES, help="mixed precision (auto: bf16 on CUDA)")
+    bench.add_argument("--device", help="cpu or cuda (default: cuda if available)")
+    bench.add_argument("--out", help="also write the JSON result to this file (atomically)")
+    add_threads_option(bench)
     bench.set_defaults(func=cmd_bench)
 
-    launch_parser = commands.add_parser(
-        "launch",
-        help="run one spec file in its run folder through a launcher (what the workflow calls)",
-        description="Run a spec file's stage into --out, resuming from its checkpoint if one is there. "
-        "A folder that already holds summary.json is left as it is.",
-    )
+    launch_parser = command("launch", "run one spec file in its run folder through a launcher (what the workflow calls)",
+                            "The spec's stage field says which stage runs. Resumes from the folder's checkpoint if "
+                            "there is one; a folder holding another spec is refused, one holding summary.json is left as it is.")
     add_launch_options(launch_parser)
+    add_threads_option(launch_parser)
     launch_parser.set_defaults(func=cmd_launch)
 
-    plan = commands.add_parser("plan", help="expand the paper's tables into the runs a scale needs")
+    plan = command("plan", "expand the paper's tables into the runs a scale needs",
+                   "Prints, per table, the runs it needs at a scale, which are shared, the rows not run and why, and "
+                   "a device-hour estimate.")
     add_plan_options(plan)
     plan.set_defaults(func=print_plan)
 
-    summarize = commands.add_parser("summarize", help="print the final metrics of finished runs side by side")
+    summarize = command("summarize", "print the final metrics of finished runs side by side")
     summarize.add_argument("runs", nargs="+", help="run folders holding summary.json")
     summarize.set_defaults(func=cmd_summarize)
 
-    spec = commands.add_parser("spec", help="write the spec file of one planned run (what the workflow launches)")
+    spec = command("spec", "write the spec file of one planned run (what the workflow launches)")
     spec.add_argument("run", help="run id, as `normae plan` and the workflow name it")
     add_plan_options(spec)
     spec.add_argument("--out", required=True, help="JSON file to write")
     spec.set_defaults(func=cmd_spec)
 
-    tables = commands.add_parser("tables", help="write the paper's tables with our numbers from finished runs",
-                                 description="Write results/tables/<name>.{csv,md,tex}: per row the paper's value, ours "
-                                 "(mean ± spread over seeds), the scale, ours minus the paper's and the NoR-MAE minus MAE gain.")
+    tables = command("tables", "write the paper's tables with our numbers from finished runs",
+                     f"Writes {TABLES_DIR}/<name>.{{csv,md,tex}}: per row the paper's value, ours (mean ± spread over "
+                     "seeds), the scale, ours minus the paper's and the NoR-MAE minus MAE gain.")
     tables.add_argument("tables", nargs="*", help="table file names (table1 ... ablation; default: all)")
     add_plan_options(tables)
-    tables.add_argument("--root", default=".", help="folder holding results/runs and results/analysis")
-    tables.add_argument("--out", default="results/tables", help="folder to write the tables into")
+    tables.add_argument("--root", default=".", help=f"folder holding {RUNS_DIR} and {ANALYSIS_DIR}")
+    tables.add_argument("--out", default=TABLES_DIR, help="folder to write the tables into")
     tables.set_defaults(func=cmd_tables)
 
-    all_runs = commands.add_parser("all-runs", help="one tidy CSV: a row per planned run with its spec and metrics")
+    all_runs = command("all-runs", "write one tidy CSV: a row per planned run with its spec and final metrics")
     add_plan_options(all_runs)
-    all_runs.add_argument("--root", default=".", help="folder holding results/runs")
-    all_runs.add_argument("--out", default="results/all_runs.csv", help="CSV to write")
+    all_runs.add_argument("--root", default=".", help=f"folder holding {RUNS_DIR}")
+    all_runs.add_argument("--out", default=ALL_RUNS_CSV, help="CSV to write")
     all_runs.set_defaults(func=cmd_all_runs)
 
-    fetch = commands.add_parser("fetch-data", help="fetch Fashion-MNIST into the data cache",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    fetch = command("fetch-data", "fetch Fashion-MNIST into the data cache",
+                    "From Debian's dataset-fashion-mnist package (apt-get download, no root needed), or a copy of it "
+                    "installed on this machine; --download allows torchvision's own download instead.")
     fetch.add_argument("dataset", choices=("fashion-mnist",))
     fetch.add_argument("--dest", default="data/fashion-mnist", help="folder to fill")
     fetch.add_argument("--download", action="store_true", help="allow torchvision to download it when apt cannot provide it")
     fetch.set_defaults(func=cmd_fetch_data)
-    defaults = argparse.ArgumentDefaultsHelpFormatter
-    cnp_stats = commands.add_parser(
-        "cnp-stats", help="Figure 3: cosine similarity of image patches with their closest neighbour patch",
-        description="Cosine similarity of every image patch (pixels) with its closest neighbour in its 3x3 window, "
-        "over a seeded choice of images; writes a JSON with mean, min, max, quantiles and a histogram.",
-        formatter_class=defaults)
-    cnp_stats.add_argument("--source", required=True,
-                           choices=ANALYSIS_IMAGE_SOURCES,
+
+    cnp_stats = command("cnp-stats", "Figure 3: cosine similarity of image patches with their closest neighbour patch",
+                        "Cosine similarity of every image patch (pixels) with its closest neighbour in its 3x3 window, "
+                        "over a seeded choice of images; writes a JSON with mean, min, max, quantiles and a histogram.")
+    cnp_stats.add_argument("--source", required=True, choices=ANALYSIS_SOURCES,
                            help="images: sklearn_samples = crops of scikit-learn's two sample photographs")
     cnp_stats.add_argument("--images", type=int, default=4096, help="number of images (the paper: 4096)")
     cnp_stats.add_argument("--img-size", type=int, required=True, help="image (crop) size in pixels")
@@ -323,33 +320,29 @@ def build_parser() -> argparse.ArgumentParser:
     cnp_stats.add_argument("--out", required=True, help="JSON file to write")
     cnp_stats.set_defaults(func=cmd_cnp_stats)
 
-    pca = commands.add_parser(
-        "pca", help="Figures 7-8: PCA of visible vs closest-neighbour features of a pre-trained encoder",
-        description="Encodes masked images with a pre-training run's encoder, and separately their visible patches' "
-        "closest neighbours; projects both (L2-normalised) jointly to 2-D. Writes OUT (.npz) and OUT with .json.",
-        formatter_class=defaults)
+    pca = command("pca", "Figures 7-8: PCA of visible vs closest-neighbour features of a pre-trained encoder",
+                  "Encodes masked images with a pre-training run's encoder, and separately their visible patches' "
+                  "closest neighbours; projects both (L2-normalised) jointly to 2-D. Writes OUT (.npz) and OUT with .json.")
     pca.add_argument("--run", required=True, help="pre-training run folder (spec.json, checkpoint.pt)")
     pca.add_argument("--images", type=int, default=16, help="number of images from the evaluation split")
-    pca.add_argument("--dataset", help="image source (default: the run's pre-training set)",
-                     choices=ANALYSIS_IMAGE_SOURCES)
+    pca.add_argument("--dataset", choices=ANALYSIS_SOURCES, help="image source (default: the run's pre-training set)")
     pca.add_argument("--data-root", help="data folder (default: the run's)")
     pca.add_argument("--seed", type=int, default=0, help="seed of the images and the mask")
     pca.add_argument("--out", required=True, help=".npz file to write")
     pca.set_defaults(func=cmd_pca)
 
-    figure = commands.add_parser(
-        "figure", help="draw one of the paper's figures as PNG",
-        description="cnp-similarity: cnp-stats JSONs. pca: pca .npz files (MAE and NoR-MAE side by side). "
-        "variants: pre-training run folders (and --finetune runs). sweep: one table CSV with --x.")
+    figure = command("figure", "draw one of the paper's figures as PNG",
+                     "cnp-similarity: cnp-stats JSONs. pca: pca .npz files (MAE and NoR-MAE side by side). "
+                     "variants: pre-training run folders (and --finetune runs). sweep: one table CSV with --x.")
     figure.add_argument("kind", choices=("cnp-similarity", "pca", "variants", "sweep"))
     figure.add_argument("inputs", nargs="+", help="the files or run folders the figure is drawn from")
     figure.add_argument("--out", required=True, help="PNG file to write")
     figure.add_argument("--labels", nargs="+", help="pca: one panel title per input")
     figure.add_argument("--finetune", nargs="+", help="variants: fine-tuning run folders for the top-1 panel")
-    figure.add_argument("--x", choices=("lam", "mask_ratio", "patch_size", "pretrain_epochs"), help="sweep: the swept setting")
+    figure.add_argument("--x", choices=SWEEP_TERMS, help="sweep: the swept setting")
     figure.set_defaults(func=cmd_figure)
 
-    compare = commands.add_parser("compare", help="two runs side by side: spec diff, final metrics, curves")
+    compare = command("compare", "show two runs side by side: spec diff, final metrics, curves")
     compare.add_argument("run_a", help="run folder A")
     compare.add_argument("run_b", help="run folder B")
     compare.add_argument("--plot", help="also draw the curves into this PNG")
@@ -368,13 +361,14 @@ def trains_here(args: argparse.Namespace) -> bool:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if trains_here(args):
-        from normae.training.loop import keep_freed_memory
-
-        keep_freed_memory()
     try:
+        if trains_here(args):
+            from normae.training.runtime import keep_freed_memory, set_threads
+
+            keep_freed_memory()
+            set_threads(args.threads)
         return args.func(args)
-    except (ValueError, FileNotFoundError, CorruptDataError, CheckpointError) as error:
+    except NormaeError as error:
         print(f"normae {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -1,6 +1,8 @@
 """Run specifications: everything that decides what a run computes, as plain JSON-able data.
 
-No torch import here: login-node processes (planning, launching) read specs too.
+The vocabularies (methods, CNP modes, NoR variants, stages, precisions) are defined here once, as
+``Literal`` types; the model, the planner and the command line read them from here. No torch
+import: login-node processes (planning, launching) read specs too.
 """
 
 from __future__ import annotations
@@ -10,8 +12,23 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
-DATASET_SHORT_NAMES = {"fashion_mnist": "fmnist", "imagenet1k": "in1k", "imagenet100": "in100", "generated": "gen"}
+from normae.data.registry import short_name
+from normae.errors import ConfigError
+from normae.paths import RunFolder
+
+Method = Literal["mae", "nor_mae"]
+CnpMode = Literal["paper", "authors_code", "random"]
+NorVariant = Literal["offdiag", "diag", "token"]
+Stage = Literal["pretrain", "finetune", "linprobe"]
+Amp = Literal["auto", "bf16", "fp16", "none"]
+
+METHODS: tuple[str, ...] = get_args(Method)
+CNP_MODES: tuple[str, ...] = get_args(CnpMode)
+NOR_VARIANTS: tuple[str, ...] = get_args(NorVariant)
+STAGES: tuple[str, ...] = get_args(Stage)
+AMP_MODES: tuple[str, ...] = get_args(Amp)
 
 
 def option(default, help: str, **metadata):
@@ -28,10 +45,15 @@ class SpecBase:
     def __post_init__(self):
         problems = self.problems()
         if problems:
-            raise ValueError(f"invalid {self.stage} spec: " + "; ".join(problems))
+            raise ConfigError(f"invalid {self.stage} spec: " + "; ".join(problems))
 
     def problems(self) -> list[str]:
         return []
+
+    @staticmethod
+    def parse(data: dict) -> SpecBase:
+        """The spec ``data`` describes, of whichever stage its ``stage`` field names."""
+        return spec_from_dict(data)
 
     def digest(self) -> str:
         """Hash of the fields that change what is computed (not logging, workers or paths to data)."""
@@ -46,14 +68,17 @@ class SpecBase:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known - {"stage"})
         if unknown:
-            raise ValueError(f"unknown spec keys {unknown}; known keys: {sorted(known)}")
+            raise ConfigError(f"unknown spec keys {unknown}; known keys: {sorted(known)}")
         if data.get("stage", cls.stage) != cls.stage:
-            raise ValueError(f"this is a {data['stage']} spec, not a {cls.stage} spec")
+            raise ConfigError(f"this is a {data['stage']} spec, not a {cls.stage} spec")
         return cls(**{k: v for k, v in data.items() if k in known})
 
     @classmethod
     def from_json(cls, path: str | Path):
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        spec = load_spec(path)
+        if not isinstance(spec, cls):
+            raise ConfigError(f"{path} is a {spec.stage} spec, not a {cls.stage} spec")
+        return spec
 
     def to_json(self) -> str:
         return json.dumps({"stage": self.stage, **self.to_dict()}, indent=2, sort_keys=True) + "\n"
@@ -62,7 +87,7 @@ class SpecBase:
 def common_problems(spec) -> list[str]:
     """Checks on the optimisation fields every stage has."""
     problems = []
-    if spec.amp not in ("auto", "bf16", "fp16", "none"):
+    if spec.amp not in AMP_MODES:
         problems.append(f"amp must be auto, bf16, fp16 or none, got {spec.amp!r}")
     if spec.img_size is not None and spec.img_size % spec.patch_size:
         problems.append(f"patch_size {spec.patch_size} does not divide img_size {spec.img_size}")
@@ -84,10 +109,10 @@ class PretrainSpec(SpecBase):
     model: str = option("vit_tiny", "model size: vit_micro, vit_mini (CPU scale), vit_tiny, vit_small, vit_base")
     img_size: int | None = option(None, "input size in pixels (default: the data set's native size, 28 for Fashion-MNIST)")
     patch_size: int = option(2, "patch size in pixels; must divide the image size (2 at 28 px = 16 at 224 px: 14x14 tokens)")
-    method: str = option("nor_mae", "mae or nor_mae")
+    method: Method = option("nor_mae", "mae or nor_mae")
     lam: float = option(5e-5, "lambda, weight of the NoR loss (nor_mae only)")
-    nor_variant: str = option("offdiag", "NoR relation penalty: offdiag (paper), diag, or token")
-    cnp: str = option("paper", "closest-neighbour source: paper (true CNP), authors_code (the public code's selection), random (control)")
+    nor_variant: NorVariant = option("offdiag", "NoR relation penalty: offdiag (paper), diag, or token")
+    cnp: CnpMode = option("paper", "closest-neighbour source: paper (true CNP), authors_code (the public code's selection), random (control)")
     cnp_wrap: bool = option(True, "torus border for the 3x3 neighbour window, as in the authors' code")
     mask_ratio: float = option(0.75, "fraction of patches removed")
     norm_pix_loss: bool = option(True, "per-patch normalised pixel targets (and standardised NoR inputs)")
@@ -100,7 +125,7 @@ class PretrainSpec(SpecBase):
     min_lr: float = option(0.0, "learning rate at the end of the cosine")
     weight_decay: float = option(0.05, "AdamW weight decay (not on biases, norms, tokens, position embeddings)")
     clip_grad: float | None = option(None, "clip the gradient norm to this value")
-    amp: str = option("auto", "mixed precision: auto (bf16 on CUDA, none on CPU), bf16, fp16 (with grad scaler), none")
+    amp: Amp = option("auto", "mixed precision: auto (bf16 on CUDA, none on CPU), bf16, fp16 (with grad scaler), none")
     seed: int = option(0, "random seed (data order, augmentation, masks, initialisation)")
     num_workers: int = option(2, "data-loading worker processes")
     checkpoint_minutes: float = option(30.0, "also checkpoint every this many minutes (0: only per epoch and on signals)")
@@ -110,12 +135,9 @@ class PretrainSpec(SpecBase):
 
     def problems(self) -> list[str]:
         problems = common_problems(self)
-        if self.method not in ("mae", "nor_mae"):
-            problems.append(f"method must be mae or nor_mae, got {self.method!r}")
-        if self.nor_variant not in ("offdiag", "diag", "token"):
-            problems.append(f"nor_variant must be offdiag, diag or token, got {self.nor_variant!r}")
-        if self.cnp not in ("paper", "authors_code", "random"):
-            problems.append(f"cnp must be paper, authors_code or random, got {self.cnp!r}")
+        for name, allowed in (("method", METHODS), ("nor_variant", NOR_VARIANTS), ("cnp", CNP_MODES)):
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if not 0 <= self.mask_ratio < 1:
             problems.append(f"mask_ratio must be in [0, 1), got {self.mask_ratio}")
         return problems
@@ -123,7 +145,7 @@ class PretrainSpec(SpecBase):
     def run_id(self) -> str:
         """A readable id that changes whenever a field that affects the result changes."""
         parts = [
-            DATASET_SHORT_NAMES.get(self.dataset, self.dataset),
+            short_name(self.dataset),
             self.model,
             f"p{self.patch_size}",
             self.method,
@@ -160,7 +182,7 @@ class DownstreamSpec(SpecBase):
     min_lr: float = option(1e-6, "learning rate at the end of the cosine")
     weight_decay: float = option(0.05, "weight decay (not on biases, norms, tokens, position embeddings)")
     clip_grad: float | None = option(None, "clip the gradient norm to this value")
-    amp: str = option("auto", "mixed precision: auto (bf16 on CUDA, none on CPU), bf16, fp16, none")
+    amp: Amp = option("auto", "mixed precision: auto (bf16 on CUDA, none on CPU), bf16, fp16, none")
     seed: int = option(0, "random seed")
     num_workers: int = option(2, "data-loading worker processes")
     checkpoint_minutes: float = option(30.0, "also checkpoint every this many minutes")
@@ -175,7 +197,7 @@ class DownstreamSpec(SpecBase):
         if self.init == "none":
             return "scratch"
         path = Path(self.init)
-        if path.name == "checkpoint.pt":
+        if path.name == RunFolder.CHECKPOINT:
             return path.parent.name
         # A run folder's name has dots in it (mr0.75): only a file's suffix is cut off.
         return path.stem if path.suffix in (".pt", ".pth") else path.name
@@ -216,3 +238,33 @@ class LinprobeSpec(DownstreamSpec):
     blr: float = option(0.1, "base learning rate: lr = blr x effective batch / 256")
     min_lr: float = option(0.0, "learning rate at the end of the cosine")
     weight_decay: float = option(0.0, "LARS weight decay")
+
+
+SPEC_CLASSES: dict[str, type[SpecBase]] = {"pretrain": PretrainSpec, "finetune": FinetuneSpec, "linprobe": LinprobeSpec}
+
+
+def spec_from_dict(data: dict) -> SpecBase:
+    """The spec that ``data`` describes, of the class its ``stage`` field names (pretrain if absent)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a spec is a JSON object, got {type(data).__name__}")
+    stage = data.get("stage", "pretrain")
+    if stage not in SPEC_CLASSES:
+        raise ConfigError(f"unknown stage {stage!r} in spec; known: {', '.join(SPEC_CLASSES)}")
+    return SPEC_CLASSES[stage].from_dict(data)
+
+
+def load_spec(path: str | Path) -> SpecBase:
+    """Read a spec file (spec.json), dispatching on its ``stage`` field; every problem names the file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"spec file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"cannot read spec file {path}: {error}") from None
+    try:
+        return spec_from_dict(data)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    except TypeError as error:  # a field of the wrong type that __post_init__'s checks trip over
+        raise ConfigError(f"{path}: {error}") from None

@@ -9,11 +9,11 @@ import time
 import pytest
 import torch
 
-from normae.training.checkpoint import load_checkpoint
 from normae.cli import build_parser
 from normae.spec import PretrainSpec
+from normae.training.checkpoint import load_checkpoint
 
-from test_train import small_spec
+from helpers import small_spec
 
 NORMAE = [sys.executable, "-m", "normae.cli"]
 
@@ -81,7 +81,7 @@ def test_sigterm_to_the_process_then_resume(tmp_path):
     "args, message",
     [
         (["--img-size", "28", "--patch-size", "5"], "does not divide"),
-        (["--method", "simclr"], "method must be mae or nor_mae"),
+        (["--method", "simclr"], "invalid choice: 'simclr'"),
         (["--dataset", "imagenet100"], "ImageNet-1K"),
         (["--data-root", "/nonexistent/fmnist"], "make data"),
     ],
@@ -93,12 +93,61 @@ def test_bad_input_is_a_clear_error(tmp_path, args, message):
     assert "Traceback" not in result.stderr
 
 
+def write_bad_input(tmp_path, kind: str) -> tuple[list[str], dict]:
+    """The command line (and environment) that meets one kind of NormaeError."""
+    env = None
+    if kind == "ConfigError":
+        args = ["tables", "no_such_table"]
+    elif kind == "RunFolderError":
+        (tmp_path / "run").mkdir()
+        (tmp_path / "run" / "spec.json").write_text(small_spec(lam=1e-4).to_json())
+        args = ["pretrain", "--spec", "spec.json", "--out", "run"]
+    elif kind == "CheckpointError":
+        (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
+        args = ["finetune", "--init", "garbage.pt", "--dataset", "generated", "--model", "vit_micro", "--out", "ft"]
+    elif kind == "DataNotFoundError":
+        args = ["pretrain", "--dataset", "imagenet1k", "--data-root", str(tmp_path / "nowhere"), "--out", "run"]
+    elif kind == "CorruptDataError":
+        (tmp_path / "fmnist").mkdir()
+        for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+            (tmp_path / "fmnist" / name).write_bytes(b"garbage")
+        args = ["pretrain", "--data-root", "fmnist", "--out", "run"]
+    elif kind == "LaunchError":
+        env = {"PATH": str(tmp_path / "no-sbatch-here"), "HOME": str(tmp_path)}
+        args = ["launch", "--spec", "spec.json", "--out", "run", "--launcher", "slurm"]
+    else:
+        assert kind == "MissingResultError"
+        (tmp_path / "unfinished").mkdir()
+        args = ["summarize", "unfinished"]
+    (tmp_path / "spec.json").write_text(small_spec().to_json())
+    return args, env
+
+
+@pytest.mark.parametrize("kind", ["ConfigError", "RunFolderError", "CheckpointError", "DataNotFoundError",
+                                  "CorruptDataError", "LaunchError", "MissingResultError"])
+def test_every_kind_of_user_error_is_one_line(tmp_path, kind):
+    from normae import errors
+
+    assert issubclass(getattr(errors, kind), errors.NormaeError)
+    args, env = write_bad_input(tmp_path, kind)
+    result = normae(args, tmp_path, env=env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr
+    # One error line, last but for the expected layout that data errors add below it.
+    starts = [index for index, line in enumerate(lines) if line.startswith(f"normae {args[0]}: error: ")]
+    assert len(starts) == 1, result.stderr
+    assert kind == "DataNotFoundError" or starts == [len(lines) - 1], result.stderr
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
 def test_spec_file_with_unknown_key_is_refused(tmp_path):
     (tmp_path / "spec.json").write_text(json.dumps({"lamda": 1e-4}))
     result = normae(["pretrain", "--spec", "spec.json"], tmp_path)
     assert result.returncode == 2 and "unknown spec keys ['lamda']" in result.stderr
 
 
+@pytest.mark.slow
 def test_bench_prints_one_json_line_with_ratios(tmp_path):
     result = normae(["bench", "--model", "vit_micro", "--img-size", "32", "--patch-size", "4", "--batch-size", "4",
                      "--steps", "2", "--warmup", "1"], tmp_path)

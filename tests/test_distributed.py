@@ -10,7 +10,7 @@ import torch
 
 from normae.training.checkpoint import load_checkpoint
 
-from test_train import small_spec
+from helpers import small_spec
 
 
 def run_cli(args, cwd, torchrun_processes=None):

@@ -7,7 +7,7 @@ import pytest
 from matplotlib.image import imread
 
 from normae.cli import main
-from normae.report.compare import compare_text, spec_diff
+from normae.report.compare import compare_text, epoch_curves, spec_diff
 
 SWEEP_COLUMNS = ("table,row,status,model,pretrain_dataset,method,cnp,nor_variant,pretrain_epochs,patch_size,mask_ratio,"
                  "lam,eval_dataset,eval,metric,paper,ours,ours_std,seeds,delta,scale,pretrain_ids,eval_ids,reason")
@@ -19,9 +19,9 @@ def fake_run(folder, spec, epochs, stage="pretrain", finished=True):
     spec = {"stage": stage, **spec}
     (folder / "spec.json").write_text(json.dumps(spec))
     lines = []
-    for epoch, values in enumerate(epochs):
-        lines += [{"kind": "step", "epoch": epoch, "step": 2 * epoch + k + 1, "lr": 1e-3, **values} for k in range(2)]
-        lines.append({"kind": "epoch", "epoch": epoch, "step": 2 * epoch + 2, "lr": 1e-3, **values})
+    for epoch, values in enumerate(epochs, start=1):  # epochs count from 1, as the training loop writes them
+        lines += [{"kind": "step", "epoch": epoch, "step": 2 * epoch + k - 1, "lr": 1e-3, **values} for k in range(2)]
+        lines.append({"kind": "epoch", "epoch": epoch, "step": 2 * epoch, "lr": 1e-3, **values})
     (folder / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     if finished:
         (folder / "summary.json").write_text(json.dumps({"stage": stage, "spec": spec, "final": epochs[-1], "epochs": len(epochs)}))
@@ -59,6 +59,7 @@ def test_compare_shows_exactly_the_differing_spec_fields(tmp_path, capsys):
     final = {line.split()[0]: line.split()[1:] for line in text.split("final metrics")[1].split("\n\n")[0].splitlines()[1:]}
     assert final["loss_rec"][:2] == ["0.7", "0.6"] and float(final["loss_rec"][2]) == pytest.approx(-0.1)
     assert "loss_nor B" in text.split("per epoch:")[1]
+    assert list(epoch_curves([a, b], ["A", "B"]).index) == [1, 2]  # metrics.jsonl's epochs, from 1, as they are
     assert_png_drawn(out)
 
 

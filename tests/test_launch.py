@@ -4,82 +4,28 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from normae.cluster import job as job_module
+from normae.cluster.resources import RESOURCE_DEFAULTS, resources_from
+from normae.cluster.submitit_adapter import QueueWatcher
 from normae.stages import pretrain as stages
-from normae.spec import PretrainSpec
-from normae.cluster.submitit_adapter import QueueWatcher, resources_from
-from normae.training.loop import TrainingInterrupted, stop_on
+from normae.training.signals import StopSignals, TrainingInterrupted
 
-from test_train import assert_same_run, small_spec, stop_at_call
-
-# Runs the CLI in a fresh interpreter and reports, after it returns, whether torch or timm were
-# imported and the peak resident memory (VmHWM: unlike ru_maxrss it does not inherit the forking
-# pytest's peak): the launcher that waits on a job must stay light.
-LAUNCHER = """
-import json, re, sys
-from normae.cli import main
-status = main(sys.argv[1:])
-heavy = sorted(name for name in ("torch", "timm") if name in sys.modules)
-peak_kb = int(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))
-print("LAUNCHER " + json.dumps({"status": status, "heavy": heavy, "max_rss_mb": peak_kb / 1024}))
-sys.exit(status)
-"""
-
-
-def tiny_spec(**overrides) -> PretrainSpec:
-    """The tiny pre-training the launcher tests submit (8 optimiser steps of vit_micro)."""
-    settings = dict(
-        dataset="generated", train_samples=128, model="vit_micro", img_size=28, patch_size=4, method="mae",
-        epochs=2, warmup_epochs=1, batch_size=32, blr=1e-3, num_workers=0, checkpoint_minutes=0, log_every=1,
-    )
-    return PretrainSpec(**{**settings, **overrides})
-
-
-def job_env() -> dict:
-    # One thread per process: the same floating-point reductions in the job and in the reference run.
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-
-
-def launch_command(spec_path, out, launcher, resources=None, stage="pretrain") -> list[str]:
-    command = [sys.executable, "-c", LAUNCHER, "launch", stage, "--spec", str(spec_path), "--out", str(out), "--launcher", launcher]
-    return command + (["--slurm", json.dumps(resources)] if resources is not None else [])
-
-
-def start_launcher(spec_path, out, launcher, resources=None, cwd=None) -> subprocess.Popen:
-    return subprocess.Popen(
-        launch_command(spec_path, out, launcher, resources), cwd=cwd, env=job_env(),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-
-
-def finish(process: subprocess.Popen, timeout=240) -> tuple[int, dict, str]:
-    """Exit status, the launcher's own report (torch imported? peak RSS) and everything it printed."""
-    stdout, stderr = process.communicate(timeout=timeout)
-    reports = [json.loads(line.split(" ", 1)[1]) for line in stdout.splitlines() if line.startswith("LAUNCHER ")]
-    return process.returncode, (reports[0] if reports else {}), stdout + stderr
-
-
-def wait_for_file(path: Path, timeout=60.0, condition=lambda text: True) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            text = path.read_text()
-            if condition(text):
-                return text
-        time.sleep(0.2)
-    raise AssertionError(f"{path} did not appear (or never satisfied the condition) within {timeout} s")
-
-
-def write_spec(folder: Path, spec, name="spec.json") -> Path:
-    path = folder / name
-    path.write_text(spec.to_json())
-    return path
+from helpers import (
+    assert_same_run,
+    finish,
+    launch_command,
+    small_spec,
+    start_launcher,
+    stop_at_call,
+    tiny_spec,
+    wait_for_file,
+    write_spec,
+)
 
 
 # ---- resources and squeue, no processes ---------------------------------------------------------
@@ -90,6 +36,11 @@ def test_resources_defaults_and_unknown_keys():
     assert resources_from({"gpus_per_node": 8, "tasks_per_node": 2})["tasks_per_node"] == 2
     with pytest.raises(ValueError, match="partiton"):
         resources_from({"partiton": "gpu"})
+
+
+def test_resource_keys_are_the_workflow_schemas():
+    schema = yaml.safe_load((Path(__file__).parents[1] / "workflow/schemas/config.schema.yaml").read_text())
+    assert set(schema["$defs"]["resources"]["properties"]) == set(RESOURCE_DEFAULTS)
 
 
 def test_queue_watcher_reads_squeue_and_takes_a_vanished_job_as_over():
@@ -131,12 +82,14 @@ def test_a_finished_run_is_never_submitted_and_the_launcher_stays_light(tmp_path
 
 
 # ---- the job side's signal handling ----------------------------------------------------------------
-def test_stop_on_makes_usr2_stop_after_the_checkpoint_and_resume_is_exact(tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_job_signals_make_usr2_stop_after_the_checkpoint_and_resume_is_exact(tmp_path, monkeypatch):
     spec = small_spec()
     stages.run_pretrain(spec, tmp_path / "straight")
     calls = stop_at_call(monkeypatch, 5, lambda: os.kill(os.getpid(), signal.SIGUSR2))
-    with stop_on(signal.SIGUSR2), pytest.raises(TrainingInterrupted) as stopped:
-        stages.run_pretrain(spec, tmp_path / "stopped")
+    job_signals = StopSignals(stop=frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGUSR2}))  # as StageJob passes them
+    with pytest.raises(TrainingInterrupted) as stopped:
+        stages.run_pretrain(spec, tmp_path / "stopped", signals=job_signals)
     assert stopped.value.signal == signal.SIGUSR2 and "stopped by SIGUSR2" in str(stopped.value)
     assert not (tmp_path / "stopped" / "summary.json").exists()
     calls["n"] = -10**9
@@ -155,7 +108,7 @@ class FakeJobEnvironment:
 
 
 def test_a_stopped_job_requeues_itself_within_its_bound(monkeypatch):
-    job = job_module.StageJob("pretrain", "spec.json", "run", max_requeues=2)
+    job = job_module.StageJob("spec.json", "run", max_requeues=2)
     usr2 = TrainingInterrupted("stopped by SIGUSR2", signal.SIGUSR2)
     env = FakeJobEnvironment()
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
@@ -165,6 +118,9 @@ def test_a_stopped_job_requeues_itself_within_its_bound(monkeypatch):
     with pytest.raises(SystemExit) as ended:
         job.end_attempt(env, TrainingInterrupted("stopped by SIGTERM", signal.SIGTERM))
     assert ended.value.code == 143 and env.requeued == [1]  # the cluster decides after a SIGTERM
+    with pytest.raises(SystemExit) as ended:
+        job.end_attempt(env, TrainingInterrupted("stopped by SIGINT", signal.SIGINT))
+    assert ended.value.code == 130 and env.requeued == [1]  # and after a SIGINT
     monkeypatch.setenv("SLURM_RESTART_COUNT", "2")
     with pytest.raises(job_module.RequeueLimitError, match="max_requeues=2"):
         job.end_attempt(env, usr2)

@@ -20,8 +20,7 @@ import torch
 
 from normae.training.checkpoint import load_checkpoint
 
-from test_launch import finish, start_launcher, tiny_spec, wait_for_file, write_spec
-from test_train import assert_same_run
+from helpers import assert_same_run, finish, start_launcher, tiny_spec, wait_for_file, write_spec
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -109,7 +108,7 @@ def test_requeued_mid_run_resumes_and_equals_an_uninterrupted_run(tmp_path):
     run = unique_run(tmp_path, "requeue")
     launcher = start_launcher(spec_path, run, "slurm", {"timeout_min": 10, "cpus_per_task": 1})
     reference = subprocess.Popen(  # the uninterrupted run, meanwhile, on the other core
-        ["normae", "launch", "pretrain", "--spec", str(spec_path), "--out", str(tmp_path / "straight")],
+        ["normae", "launch", "--spec", str(spec_path), "--out", str(tmp_path / "straight")],
         env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     job_id = job_id_of(run)
@@ -117,7 +116,7 @@ def test_requeued_mid_run_resumes_and_equals_an_uninterrupted_run(tmp_path):
     wait_for_steps(run, 6)
     subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=30)
     start_requeued_job_now(job_id)
-    first_stop = load_checkpoint(run / "checkpoint.pt")["optimizer_steps"]
+    first_stop = load_checkpoint(run / "checkpoint.pt")["loop"]["optimizer_steps"]
     assert 6 <= first_stop < 64
 
     wait_for_steps(run, first_stop + 8)
@@ -140,7 +139,7 @@ def test_two_tasks_with_gloo_equal_one_process_with_the_same_global_batch(tmp_pa
     two = write_spec(tmp_path, tiny_spec(batch_size=16), "two.json")
     run = unique_run(tmp_path, "ddp")
     launcher = start_launcher(two, run, "slurm", {"timeout_min": 10, "tasks_per_node": 2, "cpus_per_task": 1, "mem_gb": 4})
-    single = subprocess.run(["normae", "launch", "pretrain", "--spec", str(one), "--out", str(tmp_path / "single")],
+    single = subprocess.run(["normae", "launch", "--spec", str(one), "--out", str(tmp_path / "single")],
                             env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr
     status, _, output = finish(launcher)

@@ -11,11 +11,6 @@ from normae.experiments import plan as normae_plan
 from normae.report.tables import MissingResultError, add_gains, all_runs_frame, table_frame, write_table
 
 
-@pytest.fixture(scope="module")
-def tiny_plan():
-    return normae_plan.expand(normae_plan.load_experiments(), normae_plan.load_scale("tiny"))
-
-
 def fake_runs(root, plan, run_ids, top1_of):
     for run_id in run_ids:
         folder = root / "results" / "runs" / run_id
@@ -92,10 +87,3 @@ def test_spec_command_writes_the_planned_spec(tmp_path, tiny_plan):
     assert json.loads(out.read_text()) == json.loads(tiny_plan.pretrain[run_id].to_json())
     wrong = subprocess.run(command[:4] + ["no-such-run"] + command[5:], capture_output=True, text=True)
     assert wrong.returncode == 2 and "not in the plan" in wrong.stderr
-
-
-def test_the_command_lines_image_sources_are_the_analysis_modules():
-    from normae.data.analysis_images import SOURCES
-    from normae.cli import ANALYSIS_IMAGE_SOURCES
-
-    assert ANALYSIS_IMAGE_SOURCES == SOURCES

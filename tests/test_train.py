@@ -8,60 +8,16 @@ import signal
 import pytest
 import torch
 
+from normae.errors import RunFolderError
 from normae.stages import pretrain as stages
 from normae.training.checkpoint import load_checkpoint
-from normae.spec import PretrainSpec
-from normae.training.loop import LoopConfig, NonFiniteLossError, SeededSamples, TrainingInterrupted, learning_rate
+from normae.training.loop import LoopConfig, learning_rate
+from normae.training.runtime import set_threads
+from normae.training.sampling import SeededSamples
+from normae.training.signals import NonFiniteLossError, StopSignals, TrainingInterrupted
+from normae.training.state import LoopState
 
-
-def small_spec(**overrides) -> PretrainSpec:
-    settings = dict(
-        dataset="generated",
-        train_samples=64,
-        model="vit_micro",
-        img_size=16,
-        patch_size=4,
-        method="nor_mae",
-        epochs=2,
-        warmup_epochs=1,
-        batch_size=8,
-        blr=1e-3,
-        num_workers=0,
-        checkpoint_minutes=0,
-        log_every=1,
-    )
-    settings.update(overrides)
-    return PretrainSpec(**settings)
-
-
-def final_weights(run_dir):
-    return load_checkpoint(run_dir / "checkpoint.pt")["model"]
-
-
-def assert_same_run(a, b):
-    weights_a, weights_b = final_weights(a), final_weights(b)
-    assert weights_a.keys() == weights_b.keys()
-    for key in weights_a:
-        assert torch.equal(weights_a[key], weights_b[key]), key
-    assert (a / "metrics.jsonl").read_text() == (b / "metrics.jsonl").read_text()
-    summary_a, summary_b = (json.loads((d / "summary.json").read_text()) for d in (a, b))
-    assert summary_a["final"] == summary_b["final"]
-    assert summary_a["optimizer_steps"] == summary_b["optimizer_steps"]
-
-
-def stop_at_call(monkeypatch, call_number, action):
-    """Make the pre-training step run ``action()`` on its ``call_number``-th call (1-based)."""
-    calls = {"n": 0}
-    real_step = stages.pretrain_step
-
-    def step(model, batch):
-        calls["n"] += 1
-        if calls["n"] == call_number:
-            action()
-        return real_step(model, batch)
-
-    monkeypatch.setattr(stages, "pretrain_step", step)
-    return calls
+from helpers import assert_same_run, final_weights, small_spec, stop_at_call
 
 
 def test_learning_rate_warmup_then_cosine():
@@ -100,8 +56,9 @@ def test_seeded_samples_ignore_global_randomness():
     "overrides, stop_call",
     [
         ({}, 5),  # mid-epoch 1
-        ({"cnp": "random", "accum_iter": 2}, 11),  # model-side randomness; signal lands mid-accumulation
-        ({"method": "mae"}, 8),  # last step of the first epoch
+        # model-side randomness; signal lands mid-accumulation
+        pytest.param({"cnp": "random", "accum_iter": 2}, 11, marks=pytest.mark.slow),
+        pytest.param({"method": "mae"}, 8, marks=pytest.mark.slow),  # last step of the first epoch
     ],
 )
 def test_sigterm_then_resume_equals_uninterrupted(tmp_path, monkeypatch, overrides, stop_call):
@@ -113,7 +70,7 @@ def test_sigterm_then_resume_equals_uninterrupted(tmp_path, monkeypatch, overrid
         stages.run_pretrain(spec, tmp_path / "stopped")
     assert (tmp_path / "stopped" / "checkpoint.pt").exists()
     assert not (tmp_path / "stopped" / "summary.json").exists()
-    state = load_checkpoint(tmp_path / "stopped" / "checkpoint.pt")
+    state = load_checkpoint(tmp_path / "stopped" / "checkpoint.pt")["loop"]
     accum = spec.accum_iter
     assert state["batches_done"] % accum == 0
     assert state["epoch"] * 8 + state["batches_done"] == math.ceil(stop_call / accum) * accum
@@ -125,6 +82,7 @@ def test_sigterm_then_resume_equals_uninterrupted(tmp_path, monkeypatch, overrid
     assert_same_run(tmp_path / "straight", tmp_path / "stopped")
 
 
+@pytest.mark.slow
 def test_crash_resumes_from_last_epoch_checkpoint(tmp_path, monkeypatch):
     spec = small_spec(epochs=3, warmup_epochs=1)
     stages.run_pretrain(spec, tmp_path / "straight")
@@ -135,7 +93,7 @@ def test_crash_resumes_from_last_epoch_checkpoint(tmp_path, monkeypatch):
     calls = stop_at_call(monkeypatch, 8 + 5, crash)
     with pytest.raises(KeyboardInterrupt):
         stages.run_pretrain(spec, tmp_path / "crashed")
-    state = load_checkpoint(tmp_path / "crashed" / "checkpoint.pt")
+    state = load_checkpoint(tmp_path / "crashed" / "checkpoint.pt")["loop"]
     assert (state["epoch"], state["batches_done"]) == (1, 0)
     assert len((tmp_path / "crashed" / "metrics.jsonl").read_text().splitlines()) > state["metrics_lines"]
     calls["n"] = -10**9
@@ -143,6 +101,7 @@ def test_crash_resumes_from_last_epoch_checkpoint(tmp_path, monkeypatch):
     assert_same_run(tmp_path / "straight", tmp_path / "crashed")
 
 
+@pytest.mark.slow
 def test_workers_do_not_change_the_result(tmp_path):
     spec = small_spec(epochs=1, warmup_epochs=0)
     stages.run_pretrain(spec, tmp_path / "w0")
@@ -151,6 +110,7 @@ def test_workers_do_not_change_the_result(tmp_path):
         assert torch.equal(value, final_weights(tmp_path / "w2")[key]), key
 
 
+@pytest.mark.slow
 def test_accumulation_matches_a_bigger_batch(tmp_path):
     stages.run_pretrain(small_spec(epochs=1, warmup_epochs=0, batch_size=16), tmp_path / "big")
     stages.run_pretrain(small_spec(epochs=1, warmup_epochs=0, batch_size=8, accum_iter=2), tmp_path / "accum")
@@ -170,10 +130,11 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
         return (loss * float("nan") if calls["n"] == 11 else loss), metrics
 
     monkeypatch.setattr(stages, "pretrain_step", poisoned)
-    with pytest.raises(NonFiniteLossError, match="last good checkpoint"):
+    with pytest.raises(NonFiniteLossError, match="last good checkpoint") as error:
         stages.run_pretrain(spec, tmp_path / "run")
+    assert "at epoch 2/2, step 10:" in str(error.value)  # the 11th batch: epochs count from 1 in messages
     state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
-    assert (state["epoch"], state["batches_done"]) == (1, 0)
+    assert (state["loop"]["epoch"], state["loop"]["batches_done"]) == (1, 0)
     assert all(torch.isfinite(v).all() for v in state["model"].values())
     assert not (tmp_path / "run" / "summary.json").exists()
 
@@ -183,9 +144,13 @@ def test_finished_run_is_not_rerun_and_other_spec_is_refused(tmp_path, monkeypat
     first = stages.run_pretrain(spec, tmp_path / "run")
     monkeypatch.setattr(stages, "pretrain_step", lambda *a: pytest.fail("a finished run must not train again"))
     assert stages.run_pretrain(spec, tmp_path / "run")["final"] == first["final"]
-    (tmp_path / "run" / "summary.json").unlink()
-    with pytest.raises(FileExistsError, match="different spec"):
-        stages.run_pretrain(small_spec(epochs=1, warmup_epochs=0, lam=1e-4), tmp_path / "run")
+    other = small_spec(epochs=1, warmup_epochs=0, lam=1e-4)
+    # Refused while the folder holds a finished run of another spec (it used to answer with that run's
+    # summary), and after its summary is gone; the message names both digests.
+    for _ in range(2):
+        with pytest.raises(RunFolderError, match=f"holds another run.*{spec.digest()[:8]}.*{other.digest()[:8]}"):
+            stages.run_pretrain(other, tmp_path / "run")
+        (tmp_path / "run" / "summary.json").unlink(missing_ok=True)
 
 
 def test_too_little_data_is_a_clear_error(tmp_path):
@@ -193,6 +158,7 @@ def test_too_little_data_is_a_clear_error(tmp_path):
         stages.run_pretrain(small_spec(train_samples=4), tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_sigusr1_checkpoints_and_training_goes_on(tmp_path, monkeypatch):
     spec = small_spec()
     stages.run_pretrain(spec, tmp_path / "straight")
@@ -200,7 +166,7 @@ def test_sigusr1_checkpoints_and_training_goes_on(tmp_path, monkeypatch):
     real_save = stages.Trainer.save_checkpoint
 
     def recording_save(self):
-        saved.append((self.epoch, self.batches_done))
+        saved.append((self.state.epoch, self.state.batches_done))
         real_save(self)
 
     monkeypatch.setattr(stages.Trainer, "save_checkpoint", recording_save)
@@ -210,6 +176,7 @@ def test_sigusr1_checkpoints_and_training_goes_on(tmp_path, monkeypatch):
     assert_same_run(tmp_path / "straight", tmp_path / "signalled")
 
 
+@pytest.mark.slow
 def test_timed_checkpoints_land_mid_epoch_and_resume_exactly(tmp_path, monkeypatch):
     spec = small_spec(checkpoint_minutes=1e-9)
     stages.run_pretrain(spec, tmp_path / "straight")
@@ -220,20 +187,21 @@ def test_timed_checkpoints_land_mid_epoch_and_resume_exactly(tmp_path, monkeypat
     calls = stop_at_call(monkeypatch, 6, crash)
     with pytest.raises(KeyboardInterrupt):
         stages.run_pretrain(spec, tmp_path / "crashed")
-    state = load_checkpoint(tmp_path / "crashed" / "checkpoint.pt")
+    state = load_checkpoint(tmp_path / "crashed" / "checkpoint.pt")["loop"]
     assert (state["epoch"], state["batches_done"]) == (0, 5)
     calls["n"] = -10**9
     stages.run_pretrain(spec, tmp_path / "crashed", resume=True)
     assert_same_run(tmp_path / "straight", tmp_path / "crashed")
 
 
-@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+@pytest.mark.parametrize("amp", [pytest.param("bf16", marks=pytest.mark.slow), "fp16"])
 def test_mixed_precision_runs_on_cpu(tmp_path, amp):
     summary = stages.run_pretrain(small_spec(epochs=1, warmup_epochs=0, amp=amp), tmp_path / amp)
     assert summary["amp"] == amp
     assert all(math.isfinite(v) for v in summary["final"].values())
 
 
+@pytest.mark.slow
 def test_keep_freed_memory_cuts_page_faults_of_repeated_large_allocations():
     """Run in a fresh interpreter: the malloc settings are per process and cannot be undone."""
     import subprocess
@@ -241,7 +209,7 @@ def test_keep_freed_memory_cuts_page_faults_of_repeated_large_allocations():
 
     probe = (
         "import resource, sys, torch\n"
-        "from normae.training.loop import keep_freed_memory\n"
+        "from normae.training.runtime import keep_freed_memory\n"
         "if sys.argv[1] == 'keep': assert keep_freed_memory()\n"
         "from normae.core.model import build_mae\n"
         "model = build_mae('vit_micro', img_size=28, patch_size=2, method='nor_mae')\n"
@@ -254,3 +222,86 @@ def test_keep_freed_memory_cuts_page_faults_of_repeated_large_allocations():
     faults = {mode: int(subprocess.run([sys.executable, "-c", probe, mode], capture_output=True, text=True, check=True).stdout)
               for mode in ("default", "keep")}
     assert faults["keep"] * 2 < faults["default"], faults
+
+
+# ---- the loop's state, its signals and its threads ---------------------------------------------------
+def test_loop_state_round_trips_through_a_checkpoint(tmp_path):
+    from normae.training.checkpoint import atomic_save
+
+    state = LoopState(epoch=2, batches_done=3, optimizer_steps=19, metrics_lines=21, epoch_sums={"loss": 1.5, "loss_nor": -3.0},
+                      epoch_count=3, train_seconds=4.25,
+                      history=[{"epoch": 1, "step": 8, "lr": 1e-3, "loss": 0.9}, {"epoch": 2, "step": 16, "lr": 5e-4, "loss": 0.7}])
+    atomic_save({"loop": state.to_dict()}, tmp_path / "checkpoint.pt")
+    again = LoopState.from_dict(load_checkpoint(tmp_path / "checkpoint.pt")["loop"])
+    assert again == state
+    assert again.final_means() == {"loss": 0.7} and LoopState().final_means() == {}
+    again.history[0]["loss"] = 0.0
+    assert state.history[0]["loss"] == 0.9  # from_dict copies, it does not alias
+    with pytest.raises(ValueError, match="missing"):
+        LoopState.from_dict({k: v for k, v in state.to_dict().items() if k != "history"})
+
+
+def test_loop_state_counts_batches_and_closes_epochs():
+    state = LoopState()
+    state.add_batch({"loss": 1.0, "loss_nor": 2.0})
+    state.add_batch({"loss": 3.0, "loss_nor": 4.0})
+    assert (state.batches_done, state.epoch_count, state.epoch_means()) == (2, 2, {"loss": 2.0, "loss_nor": 3.0})
+    state.finish_epoch({"epoch": 1, "step": 2, "lr": 0.1, **state.epoch_means()})
+    assert (state.epoch, state.batches_done, state.epoch_sums, state.epoch_count) == (1, 0, {}, 0)
+    assert state.final_means() == {"loss": 2.0, "loss_nor": 3.0}
+
+
+def test_stop_signals_agree_on_one_signal():
+    default = StopSignals()
+    assert set(default.handled) == {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2}
+    assert default.stopped_by(set()) is None and default.stopped_by({signal.SIGUSR1, signal.SIGUSR2}) is None
+    assert default.stopped_by({signal.SIGUSR2, signal.SIGINT}) == signal.SIGINT
+    assert default.stopped_by({signal.SIGINT, signal.SIGTERM}) == signal.SIGTERM
+    job = StopSignals(stop=frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGUSR2}))
+    assert job.stopped_by({signal.SIGUSR1, signal.SIGUSR2}) == signal.SIGUSR2
+    assert job.stopped_by({signal.SIGUSR2, signal.SIGTERM}) == signal.SIGTERM
+    only_hup = StopSignals(checkpoint=(), stop=frozenset({signal.SIGHUP}))
+    assert only_hup.handled == (signal.SIGHUP,)  # a stop signal is always a checkpoint signal
+
+
+@pytest.mark.slow
+def test_sigint_checkpoints_stops_and_resume_equals_uninterrupted(tmp_path, monkeypatch):
+    spec = small_spec()
+    handler = signal.getsignal(signal.SIGINT)
+    straight = stages.run_pretrain(spec, tmp_path / "straight")
+
+    calls = stop_at_call(monkeypatch, 11, lambda: os.kill(os.getpid(), signal.SIGINT))  # in the second epoch
+    with pytest.raises(TrainingInterrupted, match="--resume") as stopped:
+        stages.run_pretrain(spec, tmp_path / "stopped")
+    assert stopped.value.signal == signal.SIGINT
+    assert "stopped by SIGINT at epoch 2/2, step 11" in str(stopped.value)
+    assert signal.getsignal(signal.SIGINT) is handler  # the loop put the handler back
+    state = load_checkpoint(tmp_path / "stopped" / "checkpoint.pt")["loop"]
+    assert (state["epoch"], state["batches_done"], state["optimizer_steps"]) == (1, 3, 11)
+    assert [record["epoch"] for record in state["history"]] == [1]
+    assert not (tmp_path / "stopped" / "summary.json").exists()
+
+    calls["n"] = -10**9
+    resumed = stages.run_pretrain(spec, tmp_path / "stopped", resume=True)
+    assert_same_run(tmp_path / "straight", tmp_path / "stopped")
+    # The resumed run knows the epoch it trained before the stop: its history is the whole run's.
+    lines = [json.loads(line) for line in (tmp_path / "stopped" / "metrics.jsonl").read_text().splitlines()]
+    epoch_lines = [{k: v for k, v in line.items() if k != "kind"} for line in lines if line["kind"] == "epoch"]
+    assert resumed["history"] == straight["history"] == epoch_lines
+    assert [record["epoch"] for record in resumed["history"]] == [1, 2]
+    assert sorted({line["epoch"] for line in lines if line["kind"] == "step"}) == [1, 2]
+    assert resumed["final"] == {k: v for k, v in epoch_lines[-1].items() if k not in ("epoch", "step", "lr")}
+
+
+def test_set_threads(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        assert set_threads(1) == 1 and torch.get_num_threads() == 1
+        monkeypatch.setenv("SLURM_CPUS_PER_TASK", "2")
+        assert set_threads() == 2 and torch.get_num_threads() == 2
+        monkeypatch.delenv("SLURM_CPUS_PER_TASK")
+        assert set_threads(None) == len(os.sched_getaffinity(0)) == torch.get_num_threads()
+        with pytest.raises(ValueError, match="at least 1"):
+            set_threads(0)
+    finally:
+        torch.set_num_threads(before)

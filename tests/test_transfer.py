@@ -13,17 +13,12 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
-from test_train import small_spec
 from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.models.vision_transformer import VisionTransformer
 from timm.optim import Lars
 from torch import nn
 
-from normae.stages import pretrain as stages
-
-from normae.stages import transfer
-from normae.training.checkpoint import load_checkpoint
 from normae.core.classifier import (
     CheckpointError,
     build_classifier,
@@ -33,11 +28,17 @@ from normae.core.classifier import (
     make_linear_probe,
     read_checkpoint,
 )
-from normae.data.sources import eval_transform
-from normae.data.classification import CLASSIFICATION_SETS, build_classification_dataset
 from normae.core.model import MODEL_SIZES, build_mae
+from normae.data.classification import CLASSIFICATION_SETS, build_classification_dataset
+from normae.data.transforms import eval_transform
 from normae.spec import FinetuneSpec, LinprobeSpec
-from normae.training.loop import LoopConfig, Trainer, TrainingInterrupted
+from normae.stages import pretrain as stages
+from normae.stages import transfer
+from normae.training.checkpoint import load_checkpoint
+from normae.training.loop import LoopConfig, Trainer
+from normae.training.signals import TrainingInterrupted
+
+from helpers import small_spec
 
 MICRO = MODEL_SIZES["vit_micro"]
 DECODER_PREFIXES = ("decoder_", "mask_token")
@@ -536,10 +537,10 @@ class Payload:
 
 
 def test_bad_checkpoint_files_are_clear_errors(tmp_path, pretrained):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(CheckpointError, match="does not exist"):
         read_checkpoint(tmp_path / "missing.pt")
     (tmp_path / "empty_run").mkdir()
-    with pytest.raises(FileNotFoundError, match="checkpoint.pt"):
+    with pytest.raises(CheckpointError, match="checkpoint.pt"):
         read_checkpoint(tmp_path / "empty_run")
 
     text = tmp_path / "notes.txt"
@@ -623,7 +624,7 @@ def assert_same_transfer_run(a, b):
         assert torch.equal(weights_a[key], weights_b[key]), key
     assert (a / "metrics.jsonl").read_text() == (b / "metrics.jsonl").read_text()
     summary_a, summary_b = (json.loads((d / "summary.json").read_text()) for d in (a, b))
-    for key in ("final", "top1", "top5", "best_top1", "best_epoch", "optimizer_steps"):
+    for key in ("final", "top1", "top5", "best_top1", "best_epoch", "optimizer_steps", "history"):
         assert summary_a[key] == summary_b[key], key
 
 
@@ -650,7 +651,7 @@ def test_finetune_sigterm_then_resume_equals_uninterrupted(pretrained, tmp_path,
     monkeypatch.setattr(transfer, "classification_step", factory)
     with pytest.raises(TrainingInterrupted, match="--resume"):
         transfer.run_transfer(spec, tmp_path / "stopped")
-    state = load_checkpoint(tmp_path / "stopped" / "checkpoint.pt")
+    state = load_checkpoint(tmp_path / "stopped" / "checkpoint.pt")["loop"]
     assert (state["epoch"], state["batches_done"]) == (1, 1)
     assert not (tmp_path / "stopped" / "summary.json").exists()
     np.random.seed(12345)  # whatever the process did in between: the checkpoint's RNG state wins
@@ -686,13 +687,14 @@ def test_transfer_summary_and_metrics(finetuned):
 
     lines = [json.loads(line) for line in (finetuned / "metrics.jsonl").read_text().splitlines()]
     epochs = [line for line in lines if line["kind"] == "epoch"]
-    assert [line["epoch"] for line in epochs] == [0, 1]
+    assert [line["epoch"] for line in epochs] == [1, 2]  # epochs count from 1 wherever they are written
+    assert summary["history"] == [{k: v for k, v in line.items() if k != "kind"} for line in epochs]
     assert len([line for line in lines if line["kind"] == "step"]) == 4
     for line in epochs:
         assert 0 <= line["top1"] <= line["top5"] <= 100 and line["eval_images"] == 500
     assert summary["top1"] == epochs[-1]["top1"] and summary["top5"] == epochs[-1]["top5"]
     best = max(range(2), key=lambda i: epochs[i]["top1"])
-    assert summary["best_top1"] == epochs[best]["top1"] and summary["best_epoch"] == best + 1
+    assert summary["best_top1"] == epochs[best]["top1"] and summary["best_epoch"] == epochs[best]["epoch"] == best + 1
 
     # An independent count with the saved model.
     model = build_classifier("vit_micro", 16, 4, 10)

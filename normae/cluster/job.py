@@ -3,14 +3,15 @@
 Importing this module does not import torch: the launcher pickles a ``StageJob`` by reference and
 stays light; the stage's modules are imported in the job, when it runs.
 
-Signals. While the training loop runs, its own handlers take SIGTERM and submitit's time-limit /
-preemption signal (``JobEnvironment.USR_SIG``, USR2 by default): every task checkpoints at the same
-optimiser step (the loop agrees on it across processes), then
+Signals. While the training loop runs, its own handlers (``normae.training.signals.StopSignals``)
+take SIGTERM, SIGINT and submitit's time-limit / preemption signal (``JobEnvironment.USR_SIG``,
+USR2 by default): every task checkpoints at the same optimiser step (the loop agrees on it across
+processes), then
 
 - on USR2 (the time limit is near, or a preemption notice) rank 0 requeues the job through submitit
   and every task exits without a result, so the launcher keeps waiting for the requeued job;
-- on SIGTERM (the cluster is ending the job: ``scontrol requeue``, preemption, ``scancel``) the
-  tasks exit without a result and the cluster decides: a requeued job resumes from the checkpoint,
+- on SIGTERM or SIGINT (the cluster is ending the job: ``scontrol requeue``, preemption,
+  ``scancel``) the tasks exit without a result and the cluster decides: a requeued job resumes from the checkpoint,
   a cancelled one is reported by the launcher when it leaves the queue.
 
 Outside the loop (building the model, loading data) submitit's own handlers apply: USR2 makes rank 0
@@ -27,6 +28,9 @@ from pathlib import Path
 
 import submitit
 
+from normae.cluster.submitit_adapter import requeue
+from normae.paths import RunFolder
+
 REQUEUE_EXIT_CODE = 3  # any non-zero code: the job was requeued and this attempt ends without a result
 
 
@@ -40,7 +44,7 @@ def restarts_so_far() -> int:
 
 
 def export_distributed_environment() -> None:
-    """RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT for ``stages.setup_distributed``.
+    """RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT for ``normae.training.runtime.setup_distributed``.
 
     Every task sees all of its node's GPUs and takes ``cuda:LOCAL_RANK``, so CUDA_VISIBLE_DEVICES
     is left alone.
@@ -49,15 +53,16 @@ def export_distributed_environment() -> None:
 
 
 class StageJob(submitit.helpers.Checkpointable):
-    """Run ``stage`` of the spec in ``spec_path`` into ``out``, resuming from its checkpoint.
+    """Run the spec in ``spec_path`` (its stage) into ``out``, resuming from its checkpoint, with ``threads``
+    torch threads per task (None: the job's ``--cpus-per-task``, else the machine's cores).
 
     Returns ``{"run_dir", "rank", "summary"}``, the last the text of ``summary.json`` (rank 0): a
     launcher that finds the job over but summary.json gone (Snakemake's ``--rerun-incomplete``
     deletes the outputs of jobs that ran while it was down) puts it back instead of submitting again.
     """
 
-    def __init__(self, stage: str, spec_path: str, out: str, max_requeues: int):
-        self.stage, self.spec_path, self.out, self.max_requeues = stage, str(spec_path), str(out), max_requeues
+    def __init__(self, spec_path: str, out: str, max_requeues: int, threads: int | None = None):
+        self.spec_path, self.out, self.max_requeues, self.threads = str(spec_path), str(out), max_requeues, threads
 
     def __call__(self) -> dict:
         job = submitit.JobEnvironment()
@@ -68,30 +73,34 @@ class StageJob(submitit.helpers.Checkpointable):
             )
         export_distributed_environment()
 
-        from normae.cluster.launch import SPEC_CLASSES, stage_function
-        from normae.training.loop import TrainingInterrupted, keep_freed_memory, stop_on
+        from normae.spec import load_spec
+        from normae.stages import stage_function
+        from normae.training.runtime import keep_freed_memory, set_threads
+        from normae.training.signals import StopSignals, TrainingInterrupted
 
         keep_freed_memory()
-        spec = SPEC_CLASSES[self.stage].from_json(self.spec_path)
-        print(f"[normae] {self.stage} {spec.run_id()} -> {self.out} ({job})", file=sys.stderr, flush=True)
+        set_threads(self.threads)
+        spec = load_spec(self.spec_path)
+        print(f"[normae] {spec.stage} {spec.run_id()} -> {self.out} ({job})", file=sys.stderr, flush=True)
+        # The time-limit / preemption signal also stops the run once every task has checkpointed.
+        signals = StopSignals(stop=frozenset({signal.SIGTERM, signal.SIGINT, getattr(signal, "SIG" + job.USR_SIG)}))
         try:
-            with stop_on(getattr(signal, "SIG" + job.USR_SIG)):
-                stage_function(self.stage)(spec, Path(self.out), resume=True)
+            stage_function(spec.stage)(spec, Path(self.out), resume=True, signals=signals)
         except TrainingInterrupted as stop:
             self.end_attempt(job, stop)
-        summary = Path(self.out) / "summary.json"
+        summary = RunFolder(self.out).summary_path
         return {"run_dir": self.out, "rank": job.global_rank, "summary": summary.read_text() if job.global_rank == 0 else None}
 
     def end_attempt(self, job, stop) -> None:
         """After a stop with the checkpoint on disk: requeue (time limit, preemption notice) or leave it to the cluster."""
         print(f"[normae] {stop}", file=sys.stderr, flush=True)
-        if stop.signal == signal.SIGTERM:
-            raise SystemExit(143)
+        if stop.signal in (signal.SIGTERM, signal.SIGINT):
+            raise SystemExit(128 + stop.signal)  # 143 after SIGTERM, 130 after SIGINT
         if restarts_so_far() >= self.max_requeues:
             raise RequeueLimitError(
                 f"{stop}; not requeued: job {job.job_id} already ran {restarts_so_far() + 1} times (max_requeues="
                 f"{self.max_requeues}). Raise max_requeues or timeout_min and launch again to continue"
             )
         if job.global_rank == 0:
-            job._requeue(self.max_requeues - restarts_so_far())
+            requeue(job, self.max_requeues - restarts_so_far())
         raise SystemExit(REQUEUE_EXIT_CODE)

@@ -1,5 +1,8 @@
 """Submit one run to submitit (local or SLURM), or re-attach to its job, and wait for it.
 
+The only module that touches submitit's internals (the watcher's ``_make_command``, ``_registered``
+and ``_finished``, ``JobEnvironment._requeue``): pyproject pins submitit to the tested minor version.
+
 This is the launcher side: it runs on a login node, hundreds at a time, for days. It imports
 neither torch nor timm (the job does), and it waits with submitit's watcher, which asks the cluster
 at 2, 4, 8, ... seconds after a submission and then at most every ``POLL_MAX_S``; between those
@@ -26,51 +29,17 @@ from submitit.core.utils import UncompletedJobError
 from submitit.local.local import LocalJob
 from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
 
-from normae.atomic import atomic_write_text
-from normae.cluster.job import StageJob
+from normae.cluster.resources import num_tasks
+from normae.errors import LaunchError
+from normae.paths import RunFolder, atomic_write_text
 
 POLL_MAX_S = 300
-RESOURCE_DEFAULTS = {
-    "partition": None,
-    "account": None,
-    "qos": None,
-    "nodes": 1,
-    "gpus_per_node": 0,
-    "tasks_per_node": None,  # one task per GPU; one task on CPU
-    "cpus_per_task": None,
-    "mem_gb": None,
-    "timeout_min": 24 * 60,
-    "constraint": None,
-    "additional_parameters": {},  # free-form sbatch options, e.g. {"reservation": "x", "exclusive": true}
-    "max_requeues": 3,
-    "signal_delay_s": 120,  # USR2 this long before the time limit: time to write a checkpoint and requeue
-}
 # squeue states of a job that is not over, as the states submitit's watcher knows as "not done".
 ALIVE_STATES = {
     "CONFIGURING": "RUNNING", "RESIZING": "RUNNING", "SIGNALING": "RUNNING", "STAGE_OUT": "RUNNING",
     "SUSPENDED": "RUNNING", "STOPPED": "RUNNING", "REQUEUE_HOLD": "PENDING", "REQUEUE_FED": "PENDING",
     "RESV_DEL_HOLD": "PENDING", "SPECIAL_EXIT": "PENDING",
 }
-
-
-class LaunchError(RuntimeError):
-    pass
-
-
-def resources_from(given: dict | None) -> dict:
-    """The SLURM resources of one stage: ``given`` over the defaults; unknown keys are an error (typos in config)."""
-    given = dict(given or {})
-    unknown = sorted(set(given) - set(RESOURCE_DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown SLURM resource keys {unknown}; known keys: {', '.join(RESOURCE_DEFAULTS)}")
-    resources = {**RESOURCE_DEFAULTS, **given}
-    if resources["tasks_per_node"] is None:
-        resources["tasks_per_node"] = resources["gpus_per_node"] or 1
-    return resources
-
-
-def num_tasks(resources: dict) -> int:
-    return resources["nodes"] * resources["tasks_per_node"]
 
 
 # ---- knowing whether a job is still there ---------------------------------------------------------
@@ -140,11 +109,6 @@ class AttachedLocalJob(LocalJob):
 
 
 # ---- the run folder's record -----------------------------------------------------------------------
-def read_record(run_dir: Path) -> dict | None:
-    path = run_dir / "job.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
 @contextmanager
 def locked(folder: Path):
     """One launcher at a time decides whether a run needs a new job (two started together submit once)."""
@@ -166,7 +130,7 @@ def still_running(job) -> bool:
     return not job.done(force_check=True)
 
 
-def restore_summary(job, run_dir: Path) -> bool:
+def restore_summary(job, folder: RunFolder) -> bool:
     """Put back the summary.json that an ended job returned (if it succeeded); whether it did."""
     first = first_task(job)
     if not first.paths.result_pickle.exists():
@@ -177,7 +141,7 @@ def restore_summary(job, run_dir: Path) -> bool:
         return False
     if not isinstance(result, dict) or not result.get("summary"):
         return False
-    atomic_write_text(run_dir / "summary.json", result["summary"])
+    atomic_write_text(folder.summary_path, result["summary"])
     return True
 
 
@@ -224,46 +188,51 @@ def log_paths(job) -> str:
     return f"{first.paths.stderr} and {first.paths.stdout}"
 
 
-def submit_or_attach(stage: str, spec_path: Path, run_dir: Path, launcher: str, resources: dict):
-    """The job to wait for: the recorded one while it is pending or running, else a new submission; None if finished."""
-    folder = run_dir / "slurm"
-    folder.mkdir(parents=True, exist_ok=True)
-    with locked(folder):
-        if (run_dir / "summary.json").exists():
+def submit_or_attach(job_function, spec_path: Path, folder: RunFolder, launcher: str, resources: dict):
+    """The job to wait for: the recorded one while it is pending or running, else a new submission of
+    ``job_function`` (a ``normae.cluster.job.StageJob``); None if the run is finished."""
+    submitit_dir = folder.submitit_dir
+    submitit_dir.mkdir(parents=True, exist_ok=True)
+    with locked(submitit_dir):
+        if folder.is_finished():
             return None
-        record = read_record(run_dir) or {"submissions": []}
+        record = folder.read_job_record() or {"submissions": []}
         if "job_id" in record:
-            job = job_from_record(record, folder)
+            job = job_from_record(record, submitit_dir)
             if still_running(job):
-                print(f"[normae] {run_dir}: re-attached to {record['launcher']} job {job.job_id}", file=sys.stderr)
+                print(f"[normae] {folder.path}: re-attached to {record['launcher']} job {job.job_id}", file=sys.stderr)
                 return job
-            if restore_summary(job, run_dir):
-                print(f"[normae] {run_dir}: job {job.job_id} had finished; summary.json restored from its result", file=sys.stderr)
+            if restore_summary(job, folder):
+                print(f"[normae] {folder.path}: job {job.job_id} had finished; summary.json restored from its result",
+                      file=sys.stderr)
                 return None
-            print(f"[normae] {run_dir}: job {job.job_id} ended without summary.json (logs: {log_paths(job)}); "
+            print(f"[normae] {folder.path}: job {job.job_id} ended without summary.json (logs: {log_paths(job)}); "
                   "submitting a new one, which resumes from the checkpoint", file=sys.stderr)
-        executor = executor_for(launcher, folder, resources, job_name=f"normae-{run_dir.name}")
-        job = executor.submit(StageJob(stage, str(spec_path), str(run_dir), resources["max_requeues"]))
-        record = {
+        executor = executor_for(launcher, submitit_dir, resources, job_name=f"normae-{folder.name}")
+        job = executor.submit(job_function)
+        folder.write_job_record({
             "launcher": launcher,
             "job_id": job.job_id,
             "tasks": num_tasks(resources),
-            "stage": stage,
             "spec": str(spec_path),
             "submitted": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "resources": resources,
             "submissions": record["submissions"] + [job.job_id],
-        }
-        atomic_write_text(run_dir / "job.json", json.dumps(record, indent=2) + "\n")
-        print(f"[normae] {run_dir}: submitted {launcher} job {job.job_id} (logs: {log_paths(job)})", file=sys.stderr)
+        })
+        print(f"[normae] {folder.path}: submitted {launcher} job {job.job_id} (logs: {log_paths(job)})", file=sys.stderr)
         return job
 
 
-def wait_for(job, run_dir: Path) -> None:
+def wait_for(job, folder: RunFolder) -> None:
     """Wait until the job ends; raise ``LaunchError`` (with its log paths) unless it wrote summary.json."""
     try:
         job.results()
     except UncompletedJobError as error:
-        raise LaunchError(f"job {job.job_id} for {run_dir} failed.\n{error}\nLogs: {log_paths(job)}") from None
-    if not (run_dir / "summary.json").exists():
-        raise LaunchError(f"job {job.job_id} ended but {run_dir / 'summary.json'} is missing. Logs: {log_paths(job)}")
+        raise LaunchError(f"job {job.job_id} for {folder.path} failed.\n{error}\nLogs: {log_paths(job)}") from None
+    if not folder.is_finished():
+        raise LaunchError(f"job {job.job_id} ended but {folder.summary_path} is missing. Logs: {log_paths(job)}")
+
+
+def requeue(job_environment, remaining: int) -> None:
+    """Requeue the running SLURM job (submitit's private ``JobEnvironment._requeue``; submitit is pinned for it)."""
+    job_environment._requeue(remaining)

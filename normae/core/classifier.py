@@ -18,7 +18,8 @@ import torch.nn as nn
 from timm.layers import resample_abs_pos_embed, resample_patch_embed, trunc_normal_
 from timm.models.vision_transformer import VisionTransformer
 
-from normae.errors import CheckpointError  # noqa: F401 (also imported from here)
+from normae.errors import CheckpointError, ConfigError
+from normae.paths import RunFolder
 from normae.core.model import MODEL_SIZES
 
 # Keys of an MAE / NoR-MAE pre-training state dict that are not part of the encoder.
@@ -27,7 +28,7 @@ DECODER_PREFIXES = ("decoder_", "mask_token")
 
 def build_classifier(size: str, img_size: int, patch_size: int, num_classes: int, drop_path: float = 0.0, global_pool: str = "avg") -> VisionTransformer:
     if size not in MODEL_SIZES:
-        raise ValueError(f"unknown model size {size!r}; choose one of {sorted(MODEL_SIZES)}")
+        raise ConfigError(f"unknown model size {size!r}; choose one of {sorted(MODEL_SIZES)}")
     shape = MODEL_SIZES[size]
     model = VisionTransformer(
         img_size=img_size,
@@ -53,9 +54,9 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict]:
     """
     path = Path(path)
     if path.is_dir():
-        path = path / "checkpoint.pt"
+        path = RunFolder(path).checkpoint_path
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             content = torch.load(path, map_location="cpu", weights_only=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from normae.errors import ConfigError
 
 CNP_MODES = ("paper", "authors_code", "random")
 
@@ -70,7 +71,7 @@ def _check_grid(tokens: torch.Tensor, grid: tuple[int, int]) -> None:
     if tokens.dim() != 3 or tokens.shape[1] != grid[0] * grid[1]:
         raise ValueError(f"tokens of shape {tuple(tokens.shape)} do not lie on a {grid[0]}x{grid[1]} grid")
     if grid[0] * grid[1] < 2:
-        raise ValueError("a grid of one token has no neighbours")
+        raise ConfigError("a grid of one token has no neighbours")
 
 
 @torch.no_grad()
@@ -94,7 +95,7 @@ def closest_neighbor_index(
 
 def check_authors_code_grid(grid: tuple[int, int]) -> None:
     if min(grid) < 2 or grid[0] * grid[1] < 8:
-        raise ValueError(f"the authors' CNP selection needs a grid of at least 8 tokens with sides >= 2, got {grid}")
+        raise ConfigError(f"the authors' CNP selection needs a grid of at least 8 tokens with sides >= 2, got {grid}")
 
 
 @torch.no_grad()
@@ -120,7 +121,7 @@ def random_other_index(
 ) -> torch.Tensor:
     """(N, L) index of a uniformly random token other than the position itself (or (N, P) for ``positions``)."""
     if length < 2:
-        raise ValueError("a random other token needs a sequence of at least 2 tokens")
+        raise ConfigError("a random other token needs a sequence of at least 2 tokens")
     if positions is None:
         positions = torch.arange(length, device=device).expand(batch, -1)
     shift = torch.randint(1, length, positions.shape, device=device, generator=generator)
@@ -140,4 +141,4 @@ def cnp_source_index(
         return authors_code_source_index(tokens, grid, positions=positions)
     if mode == "random":
         return random_other_index(tokens.shape[0], tokens.shape[1], device=tokens.device, positions=positions)
-    raise ValueError(f"unknown CNP mode {mode!r}; choose one of {CNP_MODES}")
+    raise ConfigError(f"unknown CNP mode {mode!r}; choose one of {CNP_MODES}")

@@ -13,6 +13,7 @@ standardised over their last axis, sum_i z_ki = 0 and the off-diagonal sum equal
 from __future__ import annotations
 
 import torch
+from normae.errors import ConfigError
 
 NOR_VARIANTS = ("offdiag", "diag", "token")
 
@@ -39,7 +40,7 @@ def nor_loss(z: torch.Tensor, z_cnp: torch.Tensor, variant: str = "offdiag", sta
     ``diag``: the trace of C. ``token``: the L x L token relation mean_b Z Z_cnp^T / D, off-diagonal sum.
     """
     if variant not in NOR_VARIANTS:
-        raise ValueError(f"unknown NoR variant {variant!r}; choose one of {NOR_VARIANTS}")
+        raise ConfigError(f"unknown NoR variant {variant!r}; choose one of {NOR_VARIANTS}")
     z, z_cnp = z.float(), z_cnp.float()
     if standardize:
         z, z_cnp = standardize_tokens(z), standardize_tokens(z_cnp)

@@ -12,6 +12,8 @@ import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from normae.errors import ConfigError
+from normae.data.registry import DATASETS
 from normae.experiments.config import (  # noqa: F401 (load_experiments, load_scale, read_reported: the plan's inputs)
     ANALYSES,
     CONFIG_DIR,
@@ -27,16 +29,9 @@ from normae.experiments.config import (  # noqa: F401 (load_experiments, load_sc
     load_scale,
     read_reported,
 )
+from normae.paths import ResultsLayout
 from normae.spec import FinetuneSpec, LinprobeSpec, PretrainSpec
 
-RUNS_DIR = "results/runs"
-# Training images per epoch, for the time estimate (the scale's train_samples caps them).
-TRAIN_IMAGES = {
-    "imagenet1k": 1_281_167, "imagenet100": 126_689, "fashion_mnist": 60_000, "generated": 200,
-    "cifar10": 50_000, "cifar100": 50_000, "flowers102": 2_040, "pets": 3_680, "dtd": 3_760,
-    "food101": 75_750, "caltech101": 3_030, "aircraft": 6_667, "digits": 1_347,
-    "fashion_mnist_subset5": 30_000,
-}
 REPORTED_KEYS = ("model", "pretrain_dataset", "method", "pretrain_epochs", "patch_size", "mask_ratio",
                  "lam", "eval_dataset", "eval")
 
@@ -94,7 +89,7 @@ class Plan:
             return self.pretrain[run_id]
         if run_id in self.evaluations:
             return self.evaluations[run_id]
-        raise ValueError(f"run {run_id} is not in the plan of scale {self.scale.name} "
+        raise ConfigError(f"run {run_id} is not in the plan of scale {self.scale.name} "
                          f"(see `normae plan --scale {self.scale.name}`)")
 
 
@@ -166,7 +161,7 @@ class _Planner:
             if protocol in ANALYSES:
                 continue
             overrides = self.scale.finetune if protocol == "finetune" else self.scale.linprobe
-            evaluation = EVAL_SPECS[protocol](init=f"{RUNS_DIR}/{pretrain_id}/checkpoint.pt", dataset=eval_set,
+            evaluation = EVAL_SPECS[protocol](init=str(ResultsLayout().run(pretrain_id).checkpoint_path), dataset=eval_set,
                                               model=spec.model, patch_size=spec.patch_size,
                                               **{"seed": seed, **overrides})
             row.eval_ids.append(self._add(self.evaluations, evaluation))
@@ -178,7 +173,7 @@ def expand(experiments: dict, scale: Scale, reported: list[dict] | None = None, 
     reported = read_reported() if reported is None else reported
     seeds = list(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be a non-empty list of distinct integers, got {seeds}")
+        raise ConfigError(f"seeds must be a non-empty list of distinct integers, got {seeds}")
     planner = _Planner(scale, seeds)
     tables = {}
     for name, table in experiments.items():
@@ -192,7 +187,7 @@ def expand(experiments: dict, scale: Scale, reported: list[dict] | None = None, 
                                  table.get("sweep"))
     unknown = sorted({r["table"] for r in reported} - set(experiments))
     if unknown:
-        raise ValueError(f"reported.csv has tables {unknown} that experiments.yaml does not declare")
+        raise ConfigError(f"reported.csv has tables {unknown} that experiments.yaml does not declare")
     return Plan(scale, planner.pretrain, planner.evaluations, tables, seeds)
 
 
@@ -220,7 +215,7 @@ def _grid_rows(name: str, table: dict, paper_rows: list[dict], planner: _Planner
                         rows.append(row)
     for key, paper_row in ((k, r[0]) for k, r in by_key.items() if k not in matched):
         if paper_row["ran_by_paper"] != "no":
-            raise ValueError(f"{name}: reported.csv row {dict(paper_row)} matches no grid point in experiments.yaml")
+            raise ConfigError(f"{name}: reported.csv row {dict(paper_row)} matches no grid point in experiments.yaml")
         terms = {k: paper_row[k] for k in REPORTED_KEYS}
         rows.append(Row(name, terms, "cited", float(paper_row["value"]), paper_row["metric"],
                         reason=f"cited by the paper ({paper_row['note']}), not run"))
@@ -271,16 +266,22 @@ def _hours(images: int, throughput: float) -> float:
     return images / throughput / 3600
 
 
+def _train_images(spec) -> int:
+    """Training images per epoch: the set's train split (normae.data.registry), capped by the scale's train_samples."""
+    total = DATASETS[spec.dataset].train_images
+    return min(total, spec.train_samples or total)
+
+
 def pretrain_hours(spec: PretrainSpec, scale: Scale) -> float:
     """epochs x images / throughput, scaled by the token count relative to the paper's patch 16 at this scale."""
-    images = min(TRAIN_IMAGES[spec.dataset], spec.train_samples or TRAIN_IMAGES[spec.dataset])
+    images = _train_images(spec)
     reference_patch = scale.patch_sizes[16]
     token_factor = (reference_patch / spec.patch_size) ** 2
     return _hours(spec.epochs * images, scale.throughput["pretrain"][spec.model]) * token_factor
 
 
 def eval_hours(spec, scale: Scale) -> float:
-    images = min(TRAIN_IMAGES[spec.dataset], spec.train_samples or TRAIN_IMAGES[spec.dataset])
+    images = _train_images(spec)
     token_factor = (scale.patch_sizes[16] / spec.patch_size) ** 2
     return _hours(spec.epochs * images, scale.throughput["finetune"][spec.model]) * token_factor
 

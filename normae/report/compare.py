@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from normae.errors import ConfigError
 from normae.report.run_folder import read_metrics, read_spec, read_summary
 
 # Per-epoch quantities worth comparing, in this order, where a run logged them.
@@ -39,7 +40,7 @@ def epoch_curves(runs: list[str | Path], names: list[str]) -> pd.DataFrame:
         if epochs.empty:
             continue
         present = [c for c in CURVE_COLUMNS if c in epochs]
-        frames.append(epochs.set_index(epochs["epoch"] + 1)[present].rename(columns={c: f"{c} {name}" for c in present}))
+        frames.append(epochs.set_index(epochs["epoch"])[present].rename(columns={c: f"{c} {name}" for c in present}))
     table = pd.concat(frames, axis=1) if frames else pd.DataFrame()
     table.index.name = "epoch"
     return table.reindex(columns=sorted(table.columns, key=lambda c: (CURVE_COLUMNS.index(c.split()[0]), c)))
@@ -92,7 +93,7 @@ def compare_plot(run_a: str | Path, run_b: str | Path, out: str | Path) -> Path:
     epoch_lines = {name: read_metrics(run, "epoch") for name, run in runs.items()}
     panels = [c for c in CURVE_COLUMNS if any(c in frame for frame in (*step_lines.values(), *epoch_lines.values()))]
     if not panels:
-        raise ValueError(f"neither {run_a} nor {run_b} logged any of {CURVE_COLUMNS}")
+        raise ConfigError(f"neither {run_a} nor {run_b} logged any of {CURVE_COLUMNS}")
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
     for ax, column in zip(axes[0], panels):
         for name, run in runs.items():
@@ -101,7 +102,7 @@ def compare_plot(run_a: str | Path, run_b: str | Path, out: str | Path) -> Path:
                 ax.plot(steps["step"], steps[column], label=f"{name}: {Path(run).name}")
                 ax.set_xlabel("optimiser step")
             elif column in epochs:
-                ax.plot(epochs["epoch"] + 1, epochs[column], marker="o", label=f"{name}: {Path(run).name}")
+                ax.plot(epochs["epoch"], epochs[column], marker="o", label=f"{name}: {Path(run).name}")
                 ax.set_xlabel("epoch")
         ax.set_title(column, fontsize=10)
         ax.legend(fontsize=7)

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from normae.errors import ConfigError
+from normae.experiments.config import SWEEP_TERMS as SWEEP_AXES
 from normae.report.run_folder import read_metrics, read_spec, variant_label
 
-SWEEP_AXES = ("lam", "mask_ratio", "patch_size", "pretrain_epochs")
 # Columns that can tell two lines of a sweep table apart.
 LINE_COLUMNS = ("model", "method", "cnp", "nor_variant", "pretrain_dataset", "eval_dataset", "eval", "metric", *SWEEP_AXES)
 
@@ -70,7 +71,7 @@ def cnp_similarity_figure(stats_files: list[str | Path], out: str | Path) -> Pat
 def pca_figure(npz_files: list[str | Path], out: str | Path, labels: list[str] | None = None) -> Path:
     """One scatter panel per ``normae pca`` output (its JSON beside it), visible red, CNP blue."""
     if labels is not None and len(labels) != len(npz_files):
-        raise ValueError(f"{len(labels)} labels for {len(npz_files)} PCA files")
+        raise ConfigError(f"{len(labels)} labels for {len(npz_files)} PCA files")
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(npz_files), figsize=(4.6 * len(npz_files), 4.6), squeeze=False)
     for i, (path, ax) in enumerate(zip(npz_files, axes[0])):
@@ -117,7 +118,7 @@ def variants_figure(pretrain_runs: list[str | Path], finetune_runs: list[str | P
         for run in finetune_runs:
             curve = _curve(run, "epoch", "top1")
             if curve is not None:
-                ax.plot(curve["epoch"] + 1, curve["top1"], marker="o", label=variant_label(run))
+                ax.plot(curve["epoch"], curve["top1"], marker="o", label=variant_label(run))
         ax.set_xlabel("fine-tuning epoch")
         ax.set_ylabel("top-1 %")
         ax.set_title("fine-tuning top-1 on the evaluation split", fontsize=10)
@@ -148,14 +149,14 @@ def sweep_figure(table_csv: str | Path, x: str, out: str | Path) -> Path:
     A line with a single point (e.g. MAE at lambda 0) is drawn flat across the plot.
     """
     if x not in SWEEP_AXES:
-        raise ValueError(f"x must be one of {SWEEP_AXES}, got {x!r}")
+        raise ConfigError(f"x must be one of {SWEEP_AXES}, got {x!r}")
     table = pd.read_csv(table_csv)
     missing = [c for c in ("table", "paper", "ours", x) if c not in table]
     if missing:
-        raise ValueError(f"{table_csv} lacks the columns {missing}")
+        raise ConfigError(f"{table_csv} lacks the columns {missing}")
     table = table[table[x].notna() & (table["paper"].notna() | table["ours"].notna())]
     if table.empty:
-        raise ValueError(f"{table_csv} has no rows with a value of {x} and a number")
+        raise ConfigError(f"{table_csv} has no rows with a value of {x} and a number")
     splits = [c for c in LINE_COLUMNS if c != x and c in table and table[c].nunique(dropna=False) > 1]
     plt = _pyplot()
     fig, paper_ax = plt.subplots(figsize=(8, 5))

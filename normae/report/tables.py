@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from normae.experiments.plan import RUNS_DIR, Plan, TablePlan
+from normae.errors import MissingResultError
+from normae.experiments.plan import Plan, TablePlan
+from normae.paths import ResultsLayout, read_json
 
-ANALYSIS_DIR = "results/analysis"
 TERM_COLUMNS = ("model", "pretrain_dataset", "method", "cnp", "nor_variant", "pretrain_epochs", "patch_size",
                 "mask_ratio", "lam", "eval_dataset", "eval")
 # Which field of a measurement file holds each metric reported.csv names.
@@ -27,41 +28,35 @@ MEASURED_FIELDS = {
 NOR_ONLY_TERMS = ("method", "lam", "cnp", "nor_variant")
 
 
-class MissingResultError(FileNotFoundError):
-    """A table needs a run or analysis that has not finished."""
+def read_result(path: Path) -> dict:
+    """A table's input file; a missing one says which target makes it."""
+    result = read_json(path, f"run `snakemake {path}` (or the table's target) first")
+    if not isinstance(result, dict):
+        raise MissingResultError(f"{path} holds no result (a JSON object): delete it and rerun what writes it")
+    return result
 
 
-def read_json(path: Path) -> dict:
-    if not path.exists():
-        raise MissingResultError(f"{path} does not exist: run `snakemake {path}` (or the table's target) first")
-    return json.loads(path.read_text())
+def run_summary(layout: ResultsLayout, run_id: str) -> dict:
+    return read_result(layout.run(run_id).summary_path)
 
 
-def cnp_similarity_path(root: Path, source: str) -> Path:
-    return root / ANALYSIS_DIR / "cnp_similarity" / f"{source}.json"
-
-
-def cost_path(root: Path) -> Path:
-    return root / ANALYSIS_DIR / "cost.json"
-
-
-def pca_path(root: Path, run_id: str) -> Path:
-    return root / ANALYSIS_DIR / "pca" / f"{run_id}.json"
-
-
-def run_metric(root: Path, run_id: str, metric: str) -> float:
-    summary = read_json(root / RUNS_DIR / run_id / "summary.json")
-    value = summary.get(metric, summary.get("final", {}).get(metric))
-    if value is None:
-        raise KeyError(f"{run_id}/summary.json has no {metric!r}")
+def result_value(result: dict, key: str, path: Path) -> float:
+    """``result[key]`` (or ``result["final"][key]``) as a number; missing or not a number names the file."""
+    value = result.get(key, (result.get("final") or {}).get(key))
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MissingResultError(f"{path} has no number {key!r} (found {value!r}): rerun what writes it")
     return float(value)
+
+
+def run_metric(layout: ResultsLayout, run_id: str, metric: str) -> float:
+    return result_value(run_summary(layout, run_id), metric, layout.run(run_id).summary_path)
 
 
 def _mean_and_spread(values: list[float]) -> tuple[float, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def row_records(table: TablePlan, plan: Plan, root: Path) -> list[dict]:
+def row_records(table: TablePlan, plan: Plan, layout: ResultsLayout) -> list[dict]:
     """One record per table row (measurements: one per source measured), ours read from finished runs."""
     records = []
     for index, row in enumerate(table.rows):
@@ -71,33 +66,34 @@ def row_records(table: TablePlan, plan: Plan, root: Path) -> list[dict]:
                 "seeds": None, "source": None, "pretrain_ids": " ".join(row.pretrain_ids),
                 "eval_ids": " ".join(row.eval_ids), "reason": row.reason}
         if row.status == "run":
-            values = [run_metric(root, run_id, base["metric"]) for run_id in row.eval_ids]
+            values = [run_metric(layout, run_id, base["metric"]) for run_id in row.eval_ids]
             base["ours"], base["ours_std"] = _mean_and_spread(values)
             base["seeds"] = len(values)
         elif row.status == "analysis":
-            summaries = [read_json(pca_path(root, run_id)) for run_id in row.pretrain_ids]
+            values = [result_value(read_result(layout.pca(run_id)), "mean_pairwise_cosine_cnp", layout.pca(run_id))
+                      for run_id in row.pretrain_ids]
             base["metric"] = "cnp_pairwise_cosine"
-            base["ours"], base["ours_std"] = _mean_and_spread([s["mean_pairwise_cosine_cnp"] for s in summaries])
-            base["seeds"] = len(summaries)
+            base["ours"], base["ours_std"] = _mean_and_spread(values)
+            base["seeds"] = len(values)
             base["reason"] = (f"mean cosine between the encoder features of different CNPs (lower: CNPs told apart); "
                               f"scatter in figures/{table.file}_pca.png")
         elif row.status == "measure":
-            records += _measured_records(base, table, plan, root)
+            records += _measured_records(base, table, plan, layout)
             continue
         records.append(base)
     return records
 
 
-def _measured_records(base: dict, table: TablePlan, plan: Plan, root: Path) -> list[dict]:
+def _measured_records(base: dict, table: TablePlan, plan: Plan, layout: ResultsLayout) -> list[dict]:
     field = MEASURED_FIELDS[base["metric"]]
     if table.measure == "cost":
-        measured = read_json(cost_path(root))
+        measured = read_result(layout.cost())
         setting = f"normae bench {measured.get('model')} {measured.get('img_size')} px patch {measured.get('patch_size')}"
-        return [{**base, "ours": measured[field], "source": setting}]
+        return [{**base, "ours": result_value(measured, field, layout.cost()), "source": setting}]
     records = []
     for source in plan.scale.analysis["cnp_similarity"]:
-        measured = read_json(cnp_similarity_path(root, source))
-        records.append({**base, "ours": measured[field], "source": source})
+        path = layout.cnp_similarity(source)
+        records.append({**base, "ours": result_value(read_result(path), field, path), "source": source})
     return records
 
 
@@ -121,7 +117,7 @@ def add_gains(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def table_frame(table: TablePlan, plan: Plan, root: str | Path = ".") -> pd.DataFrame:
-    frame = pd.DataFrame.from_records(row_records(table, plan, Path(root)))
+    frame = pd.DataFrame.from_records(row_records(table, plan, ResultsLayout(Path(root))))
     for column in ("paper", "ours", "ours_std"):
         frame[column] = pd.to_numeric(frame[column])
     frame = add_gains(frame)
@@ -183,19 +179,19 @@ def write_table(frame: pd.DataFrame, table: TablePlan, plan: Plan, out_dir: str 
 
 def all_runs_frame(plan: Plan, root: str | Path = ".") -> pd.DataFrame:
     """A row per planned run: its id, stage, the tables that use it, its spec and its final metrics."""
-    root = Path(root)
+    layout = ResultsLayout(Path(root))
     users: dict[str, list[str]] = {}
     for table in plan.tables.values():
         for run_id in sorted(table.pretrain_ids() | table.eval_ids()):
             users.setdefault(run_id, []).append(table.file)
     records = []
     for run_id, spec in [*plan.pretrain.items(), *plan.evaluations.items()]:
-        summary = read_json(root / RUNS_DIR / run_id / "summary.json")
+        summary = run_summary(layout, run_id)
         final = {f"final_{k}": v for k, v in summary.get("final", {}).items()}
         records.append({"run_id": run_id, "stage": spec.stage, "scale": plan.scale.name,
                         "tables": " ".join(users.get(run_id, [])), **spec.to_dict(), **final,
                         "best_top1": summary.get("best_top1"), "epochs_run": summary.get("epochs"),
                         "step_time_median_s": summary.get("step_time_median_s"),
                         "wall_seconds": summary.get("wall_seconds_this_session"),
-                        "run_dir": str(root / RUNS_DIR / run_id)})
+                        "run_dir": str(layout.run(run_id).path)})
     return pd.DataFrame.from_records(records)

@@ -1,0 +1,56 @@
+"""Stages: a spec in, a finished run folder out. ``pretrain`` (MAE / NoR-MAE) and ``transfer``
+(fine-tuning, linear probing) build the model, data and training loop for a spec and write the
+run folder (``normae.paths.RunFolder``).
+
+This ``__init__`` is the torch-free registry, stage name -> entry point, that the command line and
+the cluster job read; the stage modules themselves (torch, timm) are imported only when a stage
+runs. Stage modules may import ``core``, ``data``, ``training``, ``spec``, ``paths`` and ``errors``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+from normae.spec import STAGES, SpecBase
+
+# stage -> (module, function): function(spec, run_dir, resume=False, signals=None) -> summary dict
+ENTRY_POINTS = {
+    "pretrain": ("normae.stages.pretrain", "run_pretrain"),
+    "finetune": ("normae.stages.transfer", "run_transfer"),
+    "linprobe": ("normae.stages.transfer", "run_transfer"),
+}
+assert set(ENTRY_POINTS) == set(STAGES), "every stage of normae.spec needs an entry point"
+# The final metrics that the one-line summary of a run prints.
+SUMMARY_KEYS = ("loss", "loss_rec", "loss_nor", "top1", "top5")
+
+
+def stage_function(stage: str):
+    module, name = ENTRY_POINTS[stage]
+    return getattr(importlib.import_module(module), name)
+
+
+def summary_line(summary: dict, out: Path) -> str:
+    final = {k: v for k, v in summary.get("final", {}).items() if k in SUMMARY_KEYS}
+    return json.dumps({"run_dir": str(out), **final, "step_time_median_s": summary.get("step_time_median_s")})
+
+
+def run_here(spec: SpecBase, out: Path, resume: bool) -> int:
+    """Run a spec in this process; a stopped or failed run says how to continue. Returns the exit status."""
+    from normae.paths import RunFolder
+    from normae.training.signals import NonFiniteLossError, TrainingInterrupted
+
+    RunFolder(out).check_spec(spec)
+    print(f"[normae] {spec.stage} {spec.run_id()} -> {out}", file=sys.stderr)
+    try:
+        summary = stage_function(spec.stage)(spec, out, resume=resume)
+    except TrainingInterrupted as stop:
+        print(f"[normae] {stop}", file=sys.stderr)
+        return 128 + stop.signal  # 143 after SIGTERM, 130 after Ctrl-C, as a shell reports them
+    except NonFiniteLossError as error:
+        print(f"[normae] error: {error}", file=sys.stderr)
+        return 1
+    print(summary_line(summary, out))
+    return 0

@@ -7,7 +7,6 @@ split after every epoch; the summary reports the last and the best epoch.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -18,24 +17,16 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import Lars, param_groups_layer_decay
 from torchvision import transforms
 
+from normae.errors import ConfigError
 from normae.core.classifier import build_classifier, evaluate, load_encoder, make_linear_probe, read_checkpoint
-from normae.data.sources import eval_transform
-from normae.data.classification import CLASSIFICATION_SETS, build_classification_dataset, targets_of
+from normae.data.classification import build_classification_dataset, targets_of
+from normae.data.registry import CLASSIFICATION_SETS
+from normae.data.transforms import eval_transform
 from normae.spec import DownstreamSpec, FinetuneSpec, LinprobeSpec
-from normae.stages.pretrain import (
-    environment_facts,
-    finished_summary,
-    fixed_subset,
-    loop_config,
-    resolve_amp,
-    setup_distributed,
-    wrap_ddp,
-    write_spec,
-    write_summary,
-)
-from normae.training.loop import Trainer, seed_everything
-
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
+from normae.stages.common import finish_run_folder, fixed_subset, loop_config, open_run_folder, start_run_folder
+from normae.training.loop import Trainer
+from normae.training.runtime import amp_dtype, environment_facts, resolve_amp, seed_everything, setup_distributed, wrap_ddp
+from normae.training.signals import StopSignals
 
 
 def encoder_source(spec: DownstreamSpec) -> tuple[dict | None, str, int, int | None]:
@@ -96,21 +87,21 @@ def optimizer_for(spec: DownstreamSpec, model: nn.Module, lr: float):
     return torch.optim.AdamW(groups, lr=lr)
 
 
-def run_transfer(spec: DownstreamSpec, run_dir: str | Path, resume: bool = False) -> dict:
-    """Fine-tune (``FinetuneSpec``) or linear-probe (``LinprobeSpec``) into ``run_dir``."""
-    run_dir = Path(run_dir)
-    done = finished_summary(run_dir)
+def run_transfer(spec: DownstreamSpec, run_dir: str | Path, resume: bool = False, signals: StopSignals | None = None) -> dict:
+    """Fine-tune (``FinetuneSpec``) or linear-probe (``LinprobeSpec``) into ``run_dir``.
+
+    ``signals``: which signals checkpoint and which stop the run (default ``StopSignals()``).
+    """
+    folder, done = open_run_folder(spec, run_dir)
     if done is not None:
         return done
     if spec.dataset not in CLASSIFICATION_SETS:
-        raise ValueError(f"unknown data set {spec.dataset!r}; known: {', '.join(CLASSIFICATION_SETS)}")
+        raise ConfigError(f"unknown data set {spec.dataset!r}; known: {', '.join(CLASSIFICATION_SETS)}")
     info = CLASSIFICATION_SETS[spec.dataset]
     state, size, patch_size, pretrain_img_size = encoder_source(spec)
     img_size = spec.img_size or pretrain_img_size or info.img_size
     rank, world_size, device = setup_distributed()
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_spec(run_dir, spec)
+    start_run_folder(folder, spec, rank)
     seed_everything(spec.seed)
     train_set = fixed_subset(
         build_classification_dataset(spec.dataset, spec.data_root, "train", train_transform(spec, img_size, info.mean, info.std), spec.download),
@@ -146,18 +137,18 @@ def run_transfer(spec: DownstreamSpec, run_dir: str | Path, resume: bool = False
     wrapped = wrap_ddp(model, device, world_size)
 
     def evaluate_epoch() -> dict:
-        return evaluate(model, eval_set, spec.eval_batch_size, device, AMP_DTYPES[amp], num_workers=spec.num_workers)
+        return evaluate(model, eval_set, spec.eval_batch_size, device, amp_dtype(amp), num_workers=spec.num_workers)
 
     trainer = Trainer(
-        wrapped, train_set, cfg, run_dir, classification_step(criterion, mixup), optimizer, device, spec=spec.to_dict(), epoch_end=evaluate_epoch
+        wrapped, train_set, cfg, folder.path, classification_step(criterion, mixup), optimizer, device, spec=spec.to_dict(),
+        epoch_end=evaluate_epoch, signals=signals,
     )
     started = time.time()
     results = trainer.fit(resume=resume)
-    epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    epochs = [line for line in epochs if line["kind"] == "epoch"] if rank == 0 else []
-    best = max(epochs, key=lambda line: line["top1"]) if epochs else {}
+    # The first epoch with the highest top-1, from the epoch records the loop kept (also across a resume).
+    best = max(results["history"], key=lambda record: record["top1"]) if results["history"] else {}
     train_targets = targets_of(train_set)
-    return write_summary(run_dir, rank, {
+    return finish_run_folder(folder, rank, {
         "run_id": spec.run_id(),
         "stage": spec.stage,
         "spec": spec.to_dict(),
@@ -165,7 +156,7 @@ def run_transfer(spec: DownstreamSpec, run_dir: str | Path, resume: bool = False
         "top1": results["final"].get("top1"),
         "top5": results["final"].get("top5"),
         "best_top1": best.get("top1"),
-        "best_epoch": best.get("epoch", -1) + 1,
+        "best_epoch": best.get("epoch"),
         "last_epoch": results["epochs"],
         "init": spec.init,
         "model": size,

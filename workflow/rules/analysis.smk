@@ -3,48 +3,45 @@
 
 rule cost:
     output:
-        f"{ANALYSIS_DIR}/cost.json",
+        LAYOUT.cost(),
     log:
-        "results/logs/analysis/cost.log",
-    params:
-        bench=" ".join(f"--{key.replace('_', '-')} {value}" for key, value in ANALYSIS["cost"].items()),
-    threads: 1
+        LAYOUT.log("analysis/cost"),
     conda:
         "../../environment.yml"
+    threads: 1
+    params:
+        bench=cli_options(ANALYSIS["cost"]),
     shell:
-        "normae bench {params.bench} --out {output} > {log} 2>&1"
+        "normae bench {params.bench} --threads {threads} --out {output:q} > {log:q} 2>&1"
 
 
 rule cnp_similarity:
     output:
-        f"{ANALYSIS_DIR}/cnp_similarity/{{source}}.json",
+        LAYOUT.cnp_similarity("{source}"),
     log:
-        "results/logs/analysis/cnp_similarity_{source}.log",
-    params:
-        options=lambda wildcards: " ".join(
-            f"--{key.replace('_', '-')} {value}"
-            for key, value in ANALYSIS["cnp_similarity"][wildcards.source].items()
-        ),
-    threads: 1
+        LAYOUT.log("analysis/cnp_similarity_{source}"),
     conda:
         "../../environment.yml"
+    threads: 1
+    params:
+        options=lambda wildcards: cli_options(ANALYSIS["cnp_similarity"][wildcards.source]),
     shell:
-        "normae cnp-stats --source {wildcards.source} {params.options} --out {output} > {log} 2>&1"
+        "normae cnp-stats --source {wildcards.source} {params.options} --out {output:q} > {log:q} 2>&1"
 
 
 rule pca:
     input:
-        f"{RUNS}/{{run}}/summary.json",
+        summary_file("{run}"),
     output:
-        npz=f"{ANALYSIS_DIR}/pca/{{run}}.npz",
-        json=f"{ANALYSIS_DIR}/pca/{{run}}.json",
+        npz=LAYOUT.pca("{run}", "npz"),
+        json=LAYOUT.pca("{run}", "json"),
     log:
-        "results/logs/analysis/pca_{run}.log",
-    params:
-        images=ANALYSIS["pca"]["images"],
-        run=lambda wildcards: f"{RUNS}/{wildcards.run}",
-    threads: 1
+        LAYOUT.log("analysis/pca_{run}"),
     conda:
         "../../environment.yml"
+    threads: 1
+    params:
+        images=ANALYSIS["pca"]["images"],
+        run=lambda wildcards: shlex.quote(str(LAYOUT.run(wildcards.run).path)),
     shell:
-        "normae pca --run {params.run} --images {params.images} --out {output.npz} > {log} 2>&1"
+        "normae pca --run {params.run} --images {params.images} --out {output.npz:q} > {log:q} 2>&1"

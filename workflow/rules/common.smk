@@ -1,11 +1,14 @@
 # The plan (torch-free): config/experiments.yaml at the configured scale and seeds -> unique runs.
+# Every path comes from normae.paths.ResultsLayout, the same layout the package reads and writes.
 import json
 import shlex
 from pathlib import Path
 
 from normae.experiments import plan as normae_plan
-from normae.report.tables import ANALYSIS_DIR
+from normae.experiments.config import SWEEP_TERMS
+from normae.paths import RunFolder, ResultsLayout
 
+LAYOUT = ResultsLayout()
 CONFIG_DIR = Path(config["config_dir"])
 SEEDS = [int(seed) for seed in config["seeds"]]
 PLAN = normae_plan.expand(
@@ -14,10 +17,9 @@ PLAN = normae_plan.expand(
     normae_plan.read_reported(CONFIG_DIR / "reported.csv"),
     seeds=SEEDS,
 )
-RUNS = normae_plan.RUNS_DIR
 TABLES = {table.file: table for table in PLAN.tables.values()}
 ANALYSIS = PLAN.scale.analysis
-PLAN_OPTIONS = f"--scale {config['scale']} --seeds {' '.join(map(str, SEEDS))} --config-dir {CONFIG_DIR}"
+PLAN_OPTIONS = shlex.join(["--scale", config["scale"], "--seeds", *map(str, SEEDS), "--config-dir", str(CONFIG_DIR)])
 SLURM_GROUPS = {"pretrain": "pretrain", "finetune": "finetune", "linprobe": "evaluate"}
 
 
@@ -25,7 +27,16 @@ wildcard_constraints:
     run="[^/]+",
     table="|".join(TABLES),
     figure="|".join(TABLES),
-    sweep="lam|mask_ratio|patch_size|pretrain_epochs",
+    sweep="|".join(SWEEP_TERMS),
+
+
+def cli_options(settings):
+    """A scale's analysis settings as quoted command-line options."""
+    return shlex.join(f"--{key.replace('_', '-')}={value}" for key, value in settings.items())
+
+
+def summary_file(run_id):
+    return str(LAYOUT.run(run_id).summary_path)
 
 
 def run_inputs(wildcards):
@@ -33,30 +44,29 @@ def run_inputs(wildcards):
     spec = PLAN.spec(wildcards.run)
     if spec.stage == "pretrain":
         return {}
-    return {"pretrain": str(Path(spec.init).parent / "summary.json")}
+    return {"pretrain": str(RunFolder(Path(spec.init).parent).summary_path)}
 
 
 def launcher_options(wildcards):
     stage = PLAN.spec(wildcards.run).stage
-    resources = config.get("slurm", {}).get(SLURM_GROUPS[stage], {})
-    options = f"--launcher {config['launcher']}"
+    options = ["--launcher", config["launcher"]]
     if config["launcher"] != "inprocess":
-        options += f" --slurm {shlex.quote(json.dumps(resources))}"
-    return options
+        options += ["--slurm", json.dumps(config.get("slurm", {}).get(SLURM_GROUPS[stage], {}))]
+    return shlex.join(options)
 
 
 def summaries(run_ids):
-    return [f"{RUNS}/{run_id}/summary.json" for run_id in sorted(run_ids)]
+    return [summary_file(run_id) for run_id in sorted(run_ids)]
 
 
 def table_inputs(wildcards):
     """Everything a table reads: its evaluation runs, PCA analyses or measurements."""
     table = TABLES[wildcards.table]
     if table.measure == "cnp_similarity":
-        return [f"{ANALYSIS_DIR}/cnp_similarity/{source}.json" for source in ANALYSIS["cnp_similarity"]]
+        return [str(LAYOUT.cnp_similarity(source)) for source in ANALYSIS["cnp_similarity"]]
     if table.measure == "cost":
-        return [f"{ANALYSIS_DIR}/cost.json"]
-    return summaries(table.eval_ids()) + [f"{ANALYSIS_DIR}/pca/{run_id}.json" for run_id in pca_runs(table)]
+        return [str(LAYOUT.cost())]
+    return summaries(table.eval_ids()) + [str(LAYOUT.pca(run_id)) for run_id in pca_runs(table)]
 
 
 def pca_runs(table):
@@ -72,12 +82,12 @@ def pca_labels(table):
 
 
 def pca_inputs(wildcards):
-    return [f"{ANALYSIS_DIR}/pca/{run_id}.npz" for run_id in pca_runs(TABLES[wildcards.figure])]
+    return [str(LAYOUT.pca(run_id, "npz")) for run_id in pca_runs(TABLES[wildcards.figure])]
 
 
 FIGURES = [
-    *(f"figures/{table.file}_pca.png" for table in PLAN.tables.values() if pca_runs(table)),
-    *(f"figures/{table.file}_variants.png" for table in PLAN.tables.values() if table.name == "F6"),
-    *(f"figures/{table.file}_{table.sweep}.png" for table in PLAN.tables.values() if table.sweep),
-    *(["figures/figure3_cnp_similarity.png"] if ANALYSIS.get("cnp_similarity") else []),
+    *(str(LAYOUT.figure(f"{table.file}_pca")) for table in PLAN.tables.values() if pca_runs(table)),
+    *(str(LAYOUT.figure(f"{table.file}_variants")) for table in PLAN.tables.values() if table.name == "F6"),
+    *(str(LAYOUT.figure(f"{table.file}_{table.sweep}")) for table in PLAN.tables.values() if table.sweep),
+    *([str(LAYOUT.figure("figure3_cnp_similarity"))] if ANALYSIS.get("cnp_similarity") else []),
 ]

@@ -3,30 +3,30 @@
 
 rule figure_cnp_similarity:
     input:
-        [f"{ANALYSIS_DIR}/cnp_similarity/{source}.json" for source in ANALYSIS["cnp_similarity"]],
+        [LAYOUT.cnp_similarity(source) for source in ANALYSIS["cnp_similarity"]],
     output:
-        report("figures/figure3_cnp_similarity.png", category="Figures"),
+        report(LAYOUT.figure("figure3_cnp_similarity"), category="Figures"),
     log:
-        "results/logs/figures/figure3.log",
+        LAYOUT.log("figures/figure3"),
     conda:
         "../../environment.yml"
     shell:
-        "normae figure cnp-similarity {input} --out {output} > {log} 2>&1"
+        "normae figure cnp-similarity {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule figure_pca:
     input:
         pca_inputs,
     output:
-        report("figures/{figure}_pca.png", category="Figures"),
+        report(LAYOUT.figure("{figure}_pca"), category="Figures"),
     log:
-        "results/logs/figures/{figure}_pca.log",
-    params:
-        labels=lambda wildcards: " ".join(shlex.quote(label) for label in pca_labels(TABLES[wildcards.figure])),
+        LAYOUT.log("figures/{figure}_pca"),
     conda:
         "../../environment.yml"
+    params:
+        labels=lambda wildcards: shlex.join(pca_labels(TABLES[wildcards.figure])),
     shell:
-        "normae figure pca {input} --labels {params.labels} --out {output} > {log} 2>&1"
+        "normae figure pca {input:q} --labels {params.labels} --out {output:q} > {log:q} 2>&1"
 
 
 rule figure_variants:
@@ -34,26 +34,26 @@ rule figure_variants:
         pretrain=lambda wildcards: summaries(TABLES[wildcards.figure].pretrain_ids()),
         finetune=lambda wildcards: summaries(TABLES[wildcards.figure].eval_ids()),
     output:
-        report("figures/{figure}_variants.png", category="Figures"),
+        report(LAYOUT.figure("{figure}_variants"), category="Figures"),
     log:
-        "results/logs/figures/{figure}_variants.log",
-    params:
-        pretrain=lambda wildcards, input: " ".join(str(Path(path).parent) for path in input.pretrain),
-        finetune=lambda wildcards, input: " ".join(str(Path(path).parent) for path in input.finetune),
+        LAYOUT.log("figures/{figure}_variants"),
     conda:
         "../../environment.yml"
+    params:
+        pretrain=lambda wildcards, input: shlex.join(str(Path(path).parent) for path in input.pretrain),
+        finetune=lambda wildcards, input: shlex.join(str(Path(path).parent) for path in input.finetune),
     shell:
-        "normae figure variants {params.pretrain} --finetune {params.finetune} --out {output} > {log} 2>&1"
+        "normae figure variants {params.pretrain} --finetune {params.finetune} --out {output:q} > {log:q} 2>&1"
 
 
 rule figure_sweep:
     input:
-        "results/tables/{table}.csv",
+        LAYOUT.table("{table}", "csv"),
     output:
-        report("figures/{table}_{sweep}.png", category="Figures"),
+        report(LAYOUT.figure("{table}_{sweep}"), category="Figures"),
     log:
-        "results/logs/figures/{table}_{sweep}.log",
+        LAYOUT.log("figures/{table}_{sweep}"),
     conda:
         "../../environment.yml"
     shell:
-        "normae figure sweep {input} --x {wildcards.sweep} --out {output} > {log} 2>&1"
+        "normae figure sweep {input:q} --x {wildcards.sweep} --out {output:q} > {log:q} 2>&1"

@@ -1,32 +1,34 @@
 # Finished runs -> the paper's tables (paper | ours | delta | gain) and one tidy all_runs.csv.
 
+
 rule table:
     input:
         table_inputs,
     output:
-        csv=report("results/tables/{table}.csv", category="Tables"),
-        md="results/tables/{table}.md",
-        tex="results/tables/{table}.tex",
+        csv=report(LAYOUT.table("{table}", "csv"), category="Tables"),
+        md=LAYOUT.table("{table}", "md"),
+        tex=LAYOUT.table("{table}", "tex"),
     log:
-        "results/logs/tables/{table}.log",
-    params:
-        plan=PLAN_OPTIONS,
+        LAYOUT.log("tables/{table}"),
     conda:
         "../../environment.yml"
+    params:
+        plan=PLAN_OPTIONS,
+        out=lambda wildcards, output: shlex.quote(str(Path(output.csv).parent)),
     shell:
-        "normae tables {wildcards.table} {params.plan} --out results/tables > {log} 2>&1"
+        "normae tables {wildcards.table} {params.plan} --out {params.out} > {log:q} 2>&1"
 
 
 rule all_runs:
     input:
         summaries([*PLAN.pretrain, *PLAN.evaluations]),
     output:
-        "results/all_runs.csv",
+        LAYOUT.all_runs(),
     log:
-        "results/logs/all_runs.log",
-    params:
-        plan=PLAN_OPTIONS,
+        LAYOUT.log("all_runs"),
     conda:
         "../../environment.yml"
+    params:
+        plan=PLAN_OPTIONS,
     shell:
-        "normae all-runs {params.plan} --out {output} > {log} 2>&1"
+        "normae all-runs {params.plan} --out {output:q} > {log:q} 2>&1"

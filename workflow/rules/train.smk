@@ -1,25 +1,25 @@
 # Pre-training and evaluation runs: one job per planned run. `normae spec` writes the run's spec
-# into its folder and `normae launch` runs it there. The job's output is the run's summary.json,
-# which the stage writes last, so a killed or failed run is never taken as finished;
-# checkpoint.pt stays in the run folder and the next attempt resumes from it.
+# into its folder and `normae launch` runs it there (the spec says which stage). The job's output
+# is the run's summary.json, which the stage writes last, so a killed or failed run is never taken
+# as finished; checkpoint.pt stays in the run folder and the next attempt resumes from it.
 
 
 rule train_run:
     input:
         unpack(run_inputs),
     output:
-        f"{RUNS}/{{run}}/summary.json",
+        LAYOUT.run_file("{run}", RunFolder.SUMMARY),
     log:
-        f"{RUNS}/{{run}}/launch.log",
-    params:
-        plan=PLAN_OPTIONS,
-        stage=lambda wildcards: PLAN.spec(wildcards.run).stage,
-        out=lambda wildcards: f"{RUNS}/{wildcards.run}",
-        launcher=launcher_options,
-    threads: 1
+        LAYOUT.run_file("{run}", RunFolder.LAUNCH_LOG),
     conda:
         "../../environment.yml"
+    threads: 1
+    params:
+        plan=PLAN_OPTIONS,
+        spec=lambda wildcards: shlex.quote(str(LAYOUT.run(wildcards.run).spec_path)),
+        out=lambda wildcards: shlex.quote(str(LAYOUT.run(wildcards.run).path)),
+        launcher=launcher_options,
     shell:
-        "(normae spec {wildcards.run} {params.plan} --out {params.out}/spec.json"
-        " && normae launch {params.stage} --spec {params.out}/spec.json --out {params.out} {params.launcher})"
-        " > {log} 2>&1"
+        "(normae spec {wildcards.run} {params.plan} --out {params.spec}"
+        " && normae launch --spec {params.spec} --out {params.out} --threads {threads} {params.launcher})"
+        " > {log:q} 2>&1"
