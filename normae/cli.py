@@ -9,19 +9,36 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
+import os
 import sys
 import typing
-from pathlib import Path
 
-from normae.cluster.launch import add_launch_options, launch
+from normae.cluster.launch import add_launch_options
+from normae.commands import (
+    cmd_all_runs,
+    cmd_bench,
+    cmd_cnp_stats,
+    cmd_compare,
+    cmd_fetch_data,
+    cmd_figure,
+    cmd_launch,
+    cmd_pca,
+    cmd_spec,
+    cmd_summarize,
+    cmd_tables,
+    run_stage,
+)
 from normae.data.registry import ANALYSIS_SOURCES
-from normae.errors import ConfigError, NormaeError
+from normae.errors import NormaeError
 from normae.experiments.config import SWEEP_TERMS
-from normae.experiments.plan import add_plan_options, print_plan
-from normae.paths import ALL_RUNS_CSV, ANALYSIS_DIR, RUNS_DIR, TABLES_DIR, ResultsLayout, atomic_write_json, atomic_write_text
+from normae.experiments.summary import add_plan_options, print_plan
+from normae.paths import (
+    ALL_RUNS_CSV,
+    ANALYSIS_DIR,
+    RUNS_DIR,
+    TABLES_DIR,
+)
 from normae.spec import AMP_MODES, CNP_MODES, FinetuneSpec, LinprobeSpec, PretrainSpec
-from normae.stages import run_here
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -66,156 +83,12 @@ def add_spec_options(parser: argparse.ArgumentParser, spec_cls) -> None:
 
 def add_threads_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--threads", type=int, default=None,
+        "--threads",
+        type=int,
+        default=None,
         help="torch threads (default: the job's --cpus-per-task under SLURM, else this machine's cores; "
         "the workflow passes each job its `threads`)",
     )
-
-
-def spec_from_args(args: argparse.Namespace):
-    """The spec file (if any) overlaid with every option given on the command line."""
-    base = load_spec_file(args.spec) if args.spec else {}
-    for field in dataclasses.fields(args.spec_cls):
-        value = getattr(args, field.name)
-        if value is not None:
-            base[field.name] = value
-    return args.spec_cls.from_dict(base)
-
-
-def load_spec_file(path: str) -> dict:
-    from normae.paths import read_json
-
-    data = read_json(path)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} holds no spec (a JSON object)")
-    return data
-
-
-def run_stage(args) -> int:
-    """Run a stage from the command line (``--spec`` and options); a stopped or failed run says how to continue."""
-    spec = spec_from_args(args)
-    out = Path(args.out) if args.out else ResultsLayout().run(spec.run_id()).path
-    return run_here(spec, out, resume=args.resume)
-
-
-def cmd_launch(args) -> int:
-    return launch(args.spec, args.out, launcher=args.launcher, resources=args.slurm, threads=args.threads)
-
-
-def cmd_bench(args) -> int:
-    from normae.analysis.bench import run_bench
-
-    result = run_bench(
-        model=args.model,
-        img_size=args.img_size,
-        patch_size=args.patch_size,
-        batch_size=args.batch_size,
-        steps=args.steps,
-        warmup=args.warmup,
-        lam=args.lam,
-        cnp=args.cnp,
-        amp=args.amp,
-        device=args.device,
-    )
-    print(json.dumps(result))
-    if args.out:
-        atomic_write_json(args.out, result)
-    return 0
-
-
-def cmd_summarize(args) -> int:
-    from normae.report.summarize import summary_table
-
-    print(summary_table(args.runs))
-    return 0
-
-
-def cmd_tables(args) -> int:
-    from normae.experiments.plan import plan_from_args
-    from normae.report.tables import table_frame, write_table
-
-    plan = plan_from_args(args)
-    tables = {table.file: table for table in plan.tables.values()}
-    names = args.tables or list(tables)
-    unknown = sorted(set(names) - set(tables))
-    if unknown:
-        raise ConfigError(f"unknown table(s) {unknown}; known: {', '.join(tables)}")
-    for name in names:
-        for path in write_table(table_frame(tables[name], plan, args.root), tables[name], plan, args.out):
-            print(f"[normae] wrote {path}", file=sys.stderr)
-    return 0
-
-
-def cmd_all_runs(args) -> int:
-    from normae.experiments.plan import plan_from_args
-    from normae.report.tables import all_runs_frame
-
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    all_runs_frame(plan_from_args(args), args.root).to_csv(args.out, index=False)
-    print(f"[normae] wrote {args.out}", file=sys.stderr)
-    return 0
-
-
-def cmd_spec(args) -> int:
-    from normae.experiments.plan import plan_from_args
-
-    atomic_write_text(Path(args.out), plan_from_args(args).spec(args.run).to_json())
-    return 0
-
-
-def cmd_fetch_data(args) -> int:
-    from normae.data.fetch import fetch_fashion_mnist
-
-    folder = fetch_fashion_mnist(args.dest, allow_download=args.download)
-    print(f"[normae] Fashion-MNIST is in {folder}")
-    return 0
-
-
-def cmd_cnp_stats(args) -> int:
-    from normae.analysis.cnp_stats import cnp_similarity_stats
-
-    stats = cnp_similarity_stats(args.source, args.images, args.img_size, args.patch_size, pixels=args.pixels,
-                                 wrap=args.wrap, root=args.data_root, seed=args.seed)
-    out = Path(args.out)
-    atomic_write_json(out, stats)
-    print(f"[normae] {args.source}: CNP cosine mean {stats['mean']:.4f}, min {stats['min']:.4f}, max {stats['max']:.4f} "
-          f"over {stats['patches'] - stats['undefined_patches']} patches -> {out}")
-    return 0
-
-
-def cmd_pca(args) -> int:
-    from normae.analysis.pca import run_pca
-
-    summary = run_pca(args.run, args.images, args.out, dataset=args.dataset, data_root=args.data_root, seed=args.seed)
-    print(f"[normae] {summary['label']}: CNP pairwise cosine {summary['mean_pairwise_cosine_cnp']:.4f}, "
-          f"visible-to-CNP cosine {summary['mean_cosine_visible_to_its_cnp']:.4f} -> {args.out}")
-    return 0
-
-
-def cmd_figure(args) -> int:
-    from normae.report import figures
-
-    if args.kind == "cnp-similarity":
-        out = figures.cnp_similarity_figure(args.inputs, args.out)
-    elif args.kind == "pca":
-        out = figures.pca_figure(args.inputs, args.out, labels=args.labels)
-    elif args.kind == "variants":
-        out = figures.variants_figure(args.inputs, args.finetune or [], args.out)
-    else:
-        if len(args.inputs) != 1 or args.x is None:
-            raise ConfigError("figure sweep takes one table CSV and --x")
-        out = figures.sweep_figure(args.inputs[0], args.x, args.out)
-    print(f"[normae] wrote {out}")
-    return 0
-
-
-def cmd_compare(args) -> int:
-    from normae.report.compare import compare_plot, compare_text
-
-    print(compare_text(args.run_a, args.run_b), end="")
-    if args.plot:
-        print(f"[normae] wrote {compare_plot(args.run_a, args.run_b, args.plot)}")
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -224,25 +97,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     def command(name: str, summary: str, description: str = ""):
         """A subcommand with a one-line summary (in `normae --help`) and a description (in its own --help)."""
-        return commands.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. {description}".strip(),
-                                   formatter_class=HelpFormatter)
+        return commands.add_parser(
+            name,
+            help=summary,
+            description=f"{summary[0].upper()}{summary[1:]}. {description}".strip(),
+            formatter_class=HelpFormatter,
+        )
 
     run_files = "Writes spec.json, checkpoint.pt, metrics.jsonl and, last, summary.json into the output folder."
-    pretrain = command("pretrain", "pre-train MAE or NoR-MAE",
-                       f"{run_files} Options override the --spec file; unset options take the defaults shown.")
+    pretrain = command(
+        "pretrain",
+        "pre-train MAE or NoR-MAE",
+        f"{run_files} Options override the --spec file; unset options take the defaults shown.",
+    )
     add_spec_options(pretrain, PretrainSpec)
     pretrain.set_defaults(func=run_stage)
 
-    for spec_cls, summary in ((FinetuneSpec, "fine-tune an encoder end to end (MAE protocol)"),
-                              (LinprobeSpec, "linear-probe a frozen encoder (MAE protocol)")):
-        transfer = command(spec_cls.stage, summary, "Evaluates top-1 / top-5 on the set's official evaluation split "
-                           f"after every epoch. {run_files} Defaults are the paper's protocol.")
+    for spec_cls, summary in (
+        (FinetuneSpec, "fine-tune an encoder end to end (MAE protocol)"),
+        (LinprobeSpec, "linear-probe a frozen encoder (MAE protocol)"),
+    ):
+        transfer = command(
+            spec_cls.stage,
+            summary,
+            "Evaluates top-1 / top-5 on the set's official evaluation split "
+            f"after every epoch. {run_files} Defaults are the paper's protocol.",
+        )
         add_spec_options(transfer, spec_cls)
         transfer.set_defaults(func=run_stage)
 
-    bench = command("bench", "time MAE vs NoR-MAE training steps",
-                    "Times MAE and NoR-MAE training steps interleaved in one process on random images and prints one "
-                    "JSON line: median step time, images/s and peak memory of each, and the NoR-MAE / MAE ratios.")
+    bench = command(
+        "bench",
+        "time MAE vs NoR-MAE training steps",
+        "Times MAE and NoR-MAE training steps interleaved in one process on random images and prints one "
+        "JSON line: median step time, images/s and peak memory of each, and the NoR-MAE / MAE ratios.",
+    )
     bench.add_argument("--model", default="vit_tiny", help="model size")
     bench.add_argument("--img-size", type=int, default=224, help="image size in pixels")
     bench.add_argument("--patch-size", type=int, default=16, help="patch size in pixels")
@@ -257,16 +146,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_threads_option(bench)
     bench.set_defaults(func=cmd_bench)
 
-    launch_parser = command("launch", "run one spec file in its run folder through a launcher (what the workflow calls)",
-                            "The spec's stage field says which stage runs. Resumes from the folder's checkpoint if "
-                            "there is one; a folder holding another spec is refused, one holding summary.json is left as it is.")
+    launch_parser = command(
+        "launch",
+        "run one spec file in its run folder through a launcher (what the workflow calls)",
+        "The spec's stage field says which stage runs. Resumes from the folder's checkpoint if "
+        "there is one; a folder holding another spec is refused, one holding summary.json is left as it is.",
+    )
     add_launch_options(launch_parser)
     add_threads_option(launch_parser)
     launch_parser.set_defaults(func=cmd_launch)
 
-    plan = command("plan", "expand the paper's tables into the runs a scale needs",
-                   "Prints, per table, the runs it needs at a scale, which are shared, the rows not run and why, and "
-                   "a device-hour estimate.")
+    plan = command(
+        "plan",
+        "expand the paper's tables into the runs a scale needs",
+        "Prints, per table, the runs it needs at a scale, which are shared, the rows not run and why, and "
+        "a device-hour estimate.",
+    )
     add_plan_options(plan)
     plan.set_defaults(func=print_plan)
 
@@ -280,9 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     spec.add_argument("--out", required=True, help="JSON file to write")
     spec.set_defaults(func=cmd_spec)
 
-    tables = command("tables", "write the paper's tables with our numbers from finished runs",
-                     f"Writes {TABLES_DIR}/<name>.{{csv,md,tex}}: per row the paper's value, ours (mean ± spread over "
-                     "seeds), the scale, ours minus the paper's and the NoR-MAE minus MAE gain.")
+    tables = command(
+        "tables",
+        "write the paper's tables with our numbers from finished runs",
+        f"Writes {TABLES_DIR}/<name>.{{csv,md,tex}}: per row the paper's value, ours (mean ± spread over "
+        "seeds), the scale, ours minus the paper's and the NoR-MAE minus MAE gain.",
+    )
     tables.add_argument("tables", nargs="*", help="table file names (table1 ... ablation; default: all)")
     add_plan_options(tables)
     tables.add_argument("--root", default=".", help=f"folder holding {RUNS_DIR} and {ANALYSIS_DIR}")
@@ -295,34 +193,57 @@ def build_parser() -> argparse.ArgumentParser:
     all_runs.add_argument("--out", default=ALL_RUNS_CSV, help="CSV to write")
     all_runs.set_defaults(func=cmd_all_runs)
 
-    fetch = command("fetch-data", "fetch Fashion-MNIST into the data cache",
-                    "From Debian's dataset-fashion-mnist package (apt-get download, no root needed), or a copy of it "
-                    "installed on this machine; --download allows torchvision's own download instead.")
+    fetch = command(
+        "fetch-data",
+        "fetch Fashion-MNIST into the data cache",
+        "From Debian's dataset-fashion-mnist package (apt-get download, no root needed), or a copy of it "
+        "installed on this machine; --download allows torchvision's own download instead.",
+    )
     fetch.add_argument("dataset", choices=("fashion-mnist",))
     fetch.add_argument("--dest", default="data/fashion-mnist", help="folder to fill")
-    fetch.add_argument("--download", action="store_true", help="allow torchvision to download it when apt cannot provide it")
+    fetch.add_argument(
+        "--download", action="store_true", help="allow torchvision to download it when apt cannot provide it"
+    )
     fetch.set_defaults(func=cmd_fetch_data)
 
-    cnp_stats = command("cnp-stats", "Figure 3: cosine similarity of image patches with their closest neighbour patch",
-                        "Cosine similarity of every image patch (pixels) with its closest neighbour in its 3x3 window, "
-                        "over a seeded choice of images; writes a JSON with mean, min, max, quantiles and a histogram.")
-    cnp_stats.add_argument("--source", required=True, choices=ANALYSIS_SOURCES,
-                           help="images: sklearn_samples = crops of scikit-learn's two sample photographs")
+    cnp_stats = command(
+        "cnp-stats",
+        "Figure 3: cosine similarity of image patches with their closest neighbour patch",
+        "Cosine similarity of every image patch (pixels) with its closest neighbour in its 3x3 window, "
+        "over a seeded choice of images; writes a JSON with mean, min, max, quantiles and a histogram.",
+    )
+    cnp_stats.add_argument(
+        "--source",
+        required=True,
+        choices=ANALYSIS_SOURCES,
+        help="images: sklearn_samples = crops of scikit-learn's two sample photographs",
+    )
     cnp_stats.add_argument("--images", type=int, default=4096, help="number of images (the paper: 4096)")
     cnp_stats.add_argument("--img-size", type=int, required=True, help="image (crop) size in pixels")
     cnp_stats.add_argument("--patch-size", type=int, required=True, help="patch size in pixels")
-    cnp_stats.add_argument("--pixels", choices=("raw", "normalized"), default="raw",
-                           help="raw [0, 1] intensities, or normalised with the data set's mean and std")
-    cnp_stats.add_argument("--wrap", action=argparse.BooleanOptionalAction, default=True,
-                           help="3x3 window wraps around the image border (torus), as in training")
+    cnp_stats.add_argument(
+        "--pixels",
+        choices=("raw", "normalized"),
+        default="raw",
+        help="raw [0, 1] intensities, or normalised with the data set's mean and std",
+    )
+    cnp_stats.add_argument(
+        "--wrap",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="3x3 window wraps around the image border (torus), as in training",
+    )
     cnp_stats.add_argument("--data-root", help="data folder (needed for the ImageNets)")
     cnp_stats.add_argument("--seed", type=int, default=0, help="seed of the choice of images")
     cnp_stats.add_argument("--out", required=True, help="JSON file to write")
     cnp_stats.set_defaults(func=cmd_cnp_stats)
 
-    pca = command("pca", "Figures 7-8: PCA of visible vs closest-neighbour features of a pre-trained encoder",
-                  "Encodes masked images with a pre-training run's encoder, and separately their visible patches' "
-                  "closest neighbours; projects both (L2-normalised) jointly to 2-D. Writes OUT (.npz) and OUT with .json.")
+    pca = command(
+        "pca",
+        "Figures 7-8: PCA of visible vs closest-neighbour features of a pre-trained encoder",
+        "Encodes masked images with a pre-training run's encoder, and separately their visible patches' "
+        "closest neighbours; projects both (L2-normalised) jointly to 2-D. Writes OUT (.npz) and OUT with .json.",
+    )
     pca.add_argument("--run", required=True, help="pre-training run folder (spec.json, checkpoint.pt)")
     pca.add_argument("--images", type=int, default=16, help="number of images from the evaluation split")
     pca.add_argument("--dataset", choices=ANALYSIS_SOURCES, help="image source (default: the run's pre-training set)")
@@ -331,9 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
     pca.add_argument("--out", required=True, help=".npz file to write")
     pca.set_defaults(func=cmd_pca)
 
-    figure = command("figure", "draw one of the paper's figures as PNG",
-                     "cnp-similarity: cnp-stats JSONs. pca: pca .npz files (MAE and NoR-MAE side by side). "
-                     "variants: pre-training run folders (and --finetune runs). sweep: one table CSV with --x.")
+    figure = command(
+        "figure",
+        "draw one of the paper's figures as PNG",
+        "cnp-similarity: cnp-stats JSONs. pca: pca .npz files (MAE and NoR-MAE side by side). "
+        "variants: pre-training run folders (and --finetune runs). sweep: one table CSV with --x.",
+    )
     figure.add_argument("kind", choices=("cnp-similarity", "pca", "variants", "sweep"))
     figure.add_argument("inputs", nargs="+", help="the files or run folders the figure is drawn from")
     figure.add_argument("--out", required=True, help="PNG file to write")
@@ -371,6 +295,9 @@ def main(argv=None) -> int:
     except NormaeError as error:
         print(f"normae {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `normae plan | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

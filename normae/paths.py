@@ -152,7 +152,9 @@ class RunFolder:
             return None
         summary = read_json(self.summary_path)
         if not isinstance(summary, dict):
-            raise MissingResultError(f"{self.summary_path} holds no summary (a JSON object): delete it and rerun the run")
+            raise MissingResultError(
+                f"{self.summary_path} holds no summary (a JSON object): delete it and rerun the run"
+            )
         return summary
 
     def require_summary(self) -> dict:

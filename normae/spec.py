@@ -40,6 +40,10 @@ class SpecBase:
     """Serialisation, hashing and validation shared by every stage's spec."""
 
     stage = "base"
+
+    def run_id(self) -> str:
+        raise NotImplementedError
+
     cosmetic_fields = frozenset({"num_workers", "checkpoint_minutes", "log_every", "data_root", "download"})
 
     def __post_init__(self):
@@ -61,11 +65,11 @@ class SpecBase:
         return hashlib.sha256(json.dumps({"stage": self.stage, **payload}, sort_keys=True).encode()).hexdigest()
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return dataclasses.asdict(self)  # type: ignore[call-overload]  # every subclass is a dataclass
 
     @classmethod
     def from_dict(cls, data: dict):
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # every subclass is a dataclass
         unknown = sorted(set(data) - known - {"stage"})
         if unknown:
             raise ConfigError(f"unknown spec keys {unknown}; known keys: {sorted(known)}")
@@ -107,12 +111,19 @@ class PretrainSpec(SpecBase):
     data_root: str | None = option(None, "data folder (default: looked up; see README 'Data')")
     train_samples: int | None = option(None, "use this many images (a fixed seeded subset) instead of the whole set")
     model: str = option("vit_tiny", "model size: vit_micro, vit_mini (CPU scale), vit_tiny, vit_small, vit_base")
-    img_size: int | None = option(None, "input size in pixels (default: the data set's native size, 28 for Fashion-MNIST)")
-    patch_size: int = option(2, "patch size in pixels; must divide the image size (2 at 28 px = 16 at 224 px: 14x14 tokens)")
+    img_size: int | None = option(
+        None, "input size in pixels (default: the data set's native size, 28 for Fashion-MNIST)"
+    )
+    patch_size: int = option(
+        2, "patch size in pixels; must divide the image size (2 at 28 px = 16 at 224 px: 14x14 tokens)"
+    )
     method: Method = option("nor_mae", "mae or nor_mae")
     lam: float = option(5e-5, "lambda, weight of the NoR loss (nor_mae only)")
     nor_variant: NorVariant = option("offdiag", "NoR relation penalty: offdiag (paper), diag, or token")
-    cnp: CnpMode = option("paper", "closest-neighbour source: paper (true CNP), authors_code (the public code's selection), random (control)")
+    cnp: CnpMode = option(
+        "paper",
+        "closest-neighbour source: paper (true CNP), authors_code (the public code's selection), random (control)",
+    )
     cnp_wrap: bool = option(True, "torus border for the 3x3 neighbour window, as in the authors' code")
     mask_ratio: float = option(0.75, "fraction of patches removed")
     norm_pix_loss: bool = option(True, "per-patch normalised pixel targets (and standardised NoR inputs)")
@@ -128,7 +139,9 @@ class PretrainSpec(SpecBase):
     amp: Amp = option("auto", "mixed precision: auto (bf16 on CUDA, none on CPU), bf16, fp16 (with grad scaler), none")
     seed: int = option(0, "random seed (data order, augmentation, masks, initialisation)")
     num_workers: int = option(2, "data-loading worker processes")
-    checkpoint_minutes: float = option(30.0, "also checkpoint every this many minutes (0: only per epoch and on signals)")
+    checkpoint_minutes: float = option(
+        30.0, "also checkpoint every this many minutes (0: only per epoch and on signals)"
+    )
     log_every: int = option(20, "write a metrics line every this many optimiser steps")
 
     stage = "pretrain"
@@ -164,14 +177,22 @@ class PretrainSpec(SpecBase):
 class DownstreamSpec(SpecBase):
     """What fine-tuning and linear probing share: where the encoder comes from and where it is evaluated."""
 
-    init: str = option("none", "pre-training checkpoint (a checkpoint.pt, a run folder, or a public {'model': ...} file) or 'none' (from scratch)")
+    init: str = option(
+        "none",
+        "pre-training checkpoint (a checkpoint.pt, a run folder, or a public {'model': ...} file) "
+        "or 'none' (from scratch)",
+    )
     dataset: str = option("fashion_mnist", "evaluation set (see README 'Downstream sets')")
     data_root: str | None = option(None, "data folder (default: looked up for Fashion-MNIST; required for the others)")
     download: bool = option(False, "let torchvision download the set if it is missing")
     train_samples: int | None = option(None, "use this many training images (a fixed seeded subset)")
-    eval_samples: int | None = option(None, "evaluate on this many images of the evaluation split (a fixed seeded subset)")
+    eval_samples: int | None = option(
+        None, "evaluate on this many images of the evaluation split (a fixed seeded subset)"
+    )
     model: str = option("vit_tiny", "model size; our own checkpoints override it with the size they were trained at")
-    img_size: int | None = option(None, "input size (default: the pre-training size for our checkpoints, else the set's native size)")
+    img_size: int | None = option(
+        None, "input size (default: the pre-training size for our checkpoints, else the set's native size)"
+    )
     patch_size: int = option(2, "patch size; our own checkpoints override it")
     epochs: int = option(100, "epochs")
     warmup_epochs: float = option(5, "linear warm-up epochs, then half-cycle cosine")

@@ -98,8 +98,19 @@ sys.exit(status)
 def tiny_spec(**overrides) -> PretrainSpec:
     """The tiny pre-training the launcher tests submit (8 optimiser steps of vit_micro)."""
     settings = dict(
-        dataset="generated", train_samples=128, model="vit_micro", img_size=28, patch_size=4, method="mae",
-        epochs=2, warmup_epochs=1, batch_size=32, blr=1e-3, num_workers=0, checkpoint_minutes=0, log_every=1,
+        dataset="generated",
+        train_samples=128,
+        model="vit_micro",
+        img_size=28,
+        patch_size=4,
+        method="mae",
+        epochs=2,
+        warmup_epochs=1,
+        batch_size=32,
+        blr=1e-3,
+        num_workers=0,
+        checkpoint_minutes=0,
+        log_every=1,
     )
     return PretrainSpec(**{**settings, **overrides})
 
@@ -110,15 +121,29 @@ def job_env() -> dict:
 
 
 def launch_command(spec_path, out, launcher, resources=None) -> list[str]:
-    command = [sys.executable, "-c", LAUNCHER, "launch", "--spec", str(spec_path), "--out", str(out),
-               "--launcher", launcher]
+    command = [
+        sys.executable,
+        "-c",
+        LAUNCHER,
+        "launch",
+        "--spec",
+        str(spec_path),
+        "--out",
+        str(out),
+        "--launcher",
+        launcher,
+    ]
     return command + (["--slurm", json.dumps(resources)] if resources is not None else [])
 
 
 def start_launcher(spec_path, out, launcher, resources=None, cwd=None) -> subprocess.Popen:
     return subprocess.Popen(
-        launch_command(spec_path, out, launcher, resources), cwd=cwd, env=job_env(),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        launch_command(spec_path, out, launcher, resources),
+        cwd=cwd,
+        env=job_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

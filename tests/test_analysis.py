@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from normae.stages import pretrain as stages
-from normae.data.analysis_images import analysis_images, pixel_stats, sklearn_sample_crops
-from normae.cli import main
 from normae.analysis.cnp_stats import cnp_cosines, summarize_cosines
 from normae.analysis.pca import load_pretrained_mae
+from normae.cli import main
+from normae.data.analysis_images import analysis_images, pixel_stats, sklearn_sample_crops
 from normae.spec import PretrainSpec
+from normae.stages import pretrain as stages
 
 OFFSETS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
 
@@ -40,8 +40,11 @@ def brute_cnp_cosines(images: np.ndarray, p: int, wrap: bool) -> np.ndarray:
     grid = (images.shape[2] // p, images.shape[3] // p)
     out = []
     for image in images:
-        patches = {(r, c): image[:, r * p:(r + 1) * p, c * p:(c + 1) * p].reshape(-1).astype(np.float64)
-                   for r in range(grid[0]) for c in range(grid[1])}
+        patches = {
+            (r, c): image[:, r * p : (r + 1) * p, c * p : (c + 1) * p].reshape(-1).astype(np.float64)
+            for r in range(grid[0])
+            for c in range(grid[1])
+        }
         for (r, c), centre in patches.items():
             if not centre.any():
                 out.append(np.nan)
@@ -74,18 +77,43 @@ def test_image_of_identical_patches_has_cosine_one():
 def test_sklearn_sample_crops_tile_the_photographs():
     crops = sklearn_sample_crops(100)
     assert crops.shape == (2 * 4 * 6, 3, 100, 100)  # two 427 x 640 photographs
-    assert 0.0 <= crops.min() and crops.max() <= 1.0
+    assert crops.min() >= 0.0 and crops.max() <= 1.0
     with pytest.raises(ValueError, match="holds 48 images"):
         analysis_images("sklearn_samples", 49, 100)
 
 
 def test_cnp_stats_command_writes_the_measurement(tmp_path):
     out = tmp_path / "cnp" / "generated.json"
-    assert main(["cnp-stats", "--source", "generated", "--images", "6", "--img-size", "16", "--patch-size", "4",
-                 "--pixels", "normalized", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "cnp-stats",
+                "--source",
+                "generated",
+                "--images",
+                "6",
+                "--img-size",
+                "16",
+                "--patch-size",
+                "4",
+                "--pixels",
+                "normalized",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     stats = json.loads(out.read_text())
-    assert stats["measured"] == {**stats["measured"], "source": "generated", "images": 6, "img_size": 16,
-                                 "patch_size": 4, "pixels": "normalized", "wrap": True}
+    assert stats["measured"] == {
+        **stats["measured"],
+        "source": "generated",
+        "images": 6,
+        "img_size": 16,
+        "patch_size": 4,
+        "pixels": "normalized",
+        "wrap": True,
+    }
     assert stats["patches"] == 6 * 16
     assert sum(stats["histogram"]["counts"]) == stats["patches"] - stats["undefined_patches"]
     assert len(stats["histogram"]["edges"]) == len(stats["histogram"]["counts"]) + 1
@@ -93,14 +121,28 @@ def test_cnp_stats_command_writes_the_measurement(tmp_path):
     assert stats["paper"] == {"mean": 0.83, "min": 0.07, "max": 0.999}
     images = analysis_images("generated", 6, 16, split="train")
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in pixel_stats("generated"))
-    assert stats["mean"] == pytest.approx(float(np.nanmean(brute_cnp_cosines(((images - mean) / std).numpy(), 4, True))))
+    assert stats["mean"] == pytest.approx(
+        float(np.nanmean(brute_cnp_cosines(((images - mean) / std).numpy(), 4, True)))
+    )
 
 
 @pytest.fixture(scope="module")
 def pretrained_run(tmp_path_factory, fashion_mnist_root):
-    spec = PretrainSpec(dataset="fashion_mnist", data_root=str(fashion_mnist_root), train_samples=64, model="vit_micro",
-                        patch_size=4, method="nor_mae", epochs=1, warmup_epochs=0, batch_size=32, blr=1e-3,
-                        num_workers=0, checkpoint_minutes=0, log_every=1)
+    spec = PretrainSpec(
+        dataset="fashion_mnist",
+        data_root=str(fashion_mnist_root),
+        train_samples=64,
+        model="vit_micro",
+        patch_size=4,
+        method="nor_mae",
+        epochs=1,
+        warmup_epochs=0,
+        batch_size=32,
+        blr=1e-3,
+        num_workers=0,
+        checkpoint_minutes=0,
+        log_every=1,
+    )
     run = tmp_path_factory.mktemp("runs") / "pre"
     stages.run_pretrain(spec, run)
     return run

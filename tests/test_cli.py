@@ -32,8 +32,25 @@ def test_help_explains_every_option():
 @pytest.mark.slow
 def test_pretrain_on_fashion_mnist_end_to_end(tmp_path, fashion_mnist_root):
     result = normae(
-        ["pretrain", "--data-root", str(fashion_mnist_root), "--model", "vit_micro", "--train-samples", "256",
-         "--epochs", "2", "--warmup-epochs", "1", "--batch-size", "32", "--num-workers", "0", "--out", "run"],
+        [
+            "pretrain",
+            "--data-root",
+            str(fashion_mnist_root),
+            "--model",
+            "vit_micro",
+            "--train-samples",
+            "256",
+            "--epochs",
+            "2",
+            "--warmup-epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--num-workers",
+            "0",
+            "--out",
+            "run",
+        ],
         tmp_path,
     )
     assert result.returncode == 0, result.stderr
@@ -57,8 +74,13 @@ def test_sigterm_to_the_process_then_resume(tmp_path):
     (tmp_path / "spec.json").write_text(spec.to_json())
     assert normae(["pretrain", "--spec", "spec.json", "--out", "straight"], tmp_path).returncode == 0
 
-    process = subprocess.Popen(NORMAE + ["pretrain", "--spec", "spec.json", "--out", "stopped"], cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        NORMAE + ["pretrain", "--spec", "spec.json", "--out", "stopped"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     metrics = tmp_path / "stopped" / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
@@ -109,7 +131,12 @@ def write_bad_input(tmp_path, kind: str) -> tuple[list[str], dict]:
         args = ["pretrain", "--dataset", "imagenet1k", "--data-root", str(tmp_path / "nowhere"), "--out", "run"]
     elif kind == "CorruptDataError":
         (tmp_path / "fmnist").mkdir()
-        for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        for name in (
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        ):
             (tmp_path / "fmnist" / name).write_bytes(b"garbage")
         args = ["pretrain", "--data-root", "fmnist", "--out", "run"]
     elif kind == "LaunchError":
@@ -123,8 +150,18 @@ def write_bad_input(tmp_path, kind: str) -> tuple[list[str], dict]:
     return args, env
 
 
-@pytest.mark.parametrize("kind", ["ConfigError", "RunFolderError", "CheckpointError", "DataNotFoundError",
-                                  "CorruptDataError", "LaunchError", "MissingResultError"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "ConfigError",
+        "RunFolderError",
+        "CheckpointError",
+        "DataNotFoundError",
+        "CorruptDataError",
+        "LaunchError",
+        "MissingResultError",
+    ],
+)
 def test_every_kind_of_user_error_is_one_line(tmp_path, kind):
     from normae import errors
 
@@ -149,8 +186,24 @@ def test_spec_file_with_unknown_key_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_bench_prints_one_json_line_with_ratios(tmp_path):
-    result = normae(["bench", "--model", "vit_micro", "--img-size", "32", "--patch-size", "4", "--batch-size", "4",
-                     "--steps", "2", "--warmup", "1"], tmp_path)
+    result = normae(
+        [
+            "bench",
+            "--model",
+            "vit_micro",
+            "--img-size",
+            "32",
+            "--patch-size",
+            "4",
+            "--batch-size",
+            "4",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+        ],
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1

@@ -338,8 +338,12 @@ def test_cnp_source_index_passes_wrap():
 
 def test_cnp_source_index_dispatches_through_module_functions(monkeypatch):
     calls = []
-    monkeypatch.setattr(cnp, "closest_neighbor_index", lambda t, g, wrap=True, positions=None: calls.append(("paper", wrap)) or "p")
-    monkeypatch.setattr(cnp, "authors_code_source_index", lambda t, g, positions=None: calls.append(("authors",)) or "a")
+    monkeypatch.setattr(
+        cnp, "closest_neighbor_index", lambda t, g, wrap=True, positions=None: calls.append(("paper", wrap)) or "p"
+    )
+    monkeypatch.setattr(
+        cnp, "authors_code_source_index", lambda t, g, positions=None: calls.append(("authors",)) or "a"
+    )
     tokens = torch.zeros(1, 9, 2)
     assert cnp.cnp_source_index(tokens, (3, 3), "paper", wrap=False) == "p"
     assert cnp.cnp_source_index(tokens, (3, 3), "authors_code") == "a"
@@ -386,7 +390,9 @@ def test_positions_give_the_full_result_at_those_positions(mode, wrap):
     tokens = torch.randn(3, 20, 6)
     positions = torch.stack([torch.randperm(20)[:7] for _ in range(3)])
     full = cnp_source_index(tokens, (4, 5), mode=mode, wrap=wrap)
-    assert torch.equal(cnp_source_index(tokens, (4, 5), mode=mode, wrap=wrap, positions=positions), torch.gather(full, 1, positions))
+    assert torch.equal(
+        cnp_source_index(tokens, (4, 5), mode=mode, wrap=wrap, positions=positions), torch.gather(full, 1, positions)
+    )
 
 
 def test_random_other_index_at_positions_never_returns_the_position():

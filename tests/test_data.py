@@ -37,6 +37,7 @@ def no_default_fashion_mnist(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- IDX files
 
+
 @pytest.mark.parametrize("suffix", ["", ".gz"])
 @pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.float32])
 def test_read_idx_roundtrip(tmp_path, suffix, dtype):
@@ -78,6 +79,7 @@ def test_read_idx_rejects_truncated_gzip(tmp_path):
 
 
 # ---------------------------------------------------------------- Fashion-MNIST
+
 
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_fashion_mnist_items_are_rgb_images_with_labels(fashion_folder, split):
@@ -158,13 +160,13 @@ def test_find_fashion_mnist_error_lists_every_place(tmp_path, monkeypatch, no_de
     with pytest.raises(DataNotFoundError) as error:
         data.find_fashion_mnist()
     message = str(error.value)
-    for place in (tmp_path / "env", no_default_fashion_mnist / "data" / "fashion-mnist",
-                  data.DEBIAN_FASHION_MNIST):
+    for place in (tmp_path / "env", no_default_fashion_mnist / "data" / "fashion-mnist", data.DEBIAN_FASHION_MNIST):
         assert str(place) in message
     assert "fetch-data fashion-mnist" in message and "NORMAE_FASHION_MNIST" in message
 
 
 # ---------------------------------------------------------------- ImageNet folders
+
 
 def test_class_file_lists_100_sorted_wnids():
     wnids = data.read_class_file()
@@ -235,6 +237,7 @@ def test_corrupt_image_is_reported_by_path(imagenet_root):
 
 # ---------------------------------------------------------------- generated images
 
+
 def test_generated_images_are_deterministic():
     first, again, other = (data.GeneratedImages(8, seed=seed) for seed in (3, 3, 4))
     assert len(first) == 8 and first.classes == [f"class_{label}" for label in range(10)]
@@ -259,11 +262,13 @@ def test_generated_images_have_local_structure():
     rng = np.random.default_rng(0)
     first, second = rng.integers(64, size=(2, count, 200, 1))
     random_pairs = np.linalg.norm(
-        np.take_along_axis(flat, first, 1) - np.take_along_axis(flat, second, 1), axis=-1).mean()
+        np.take_along_axis(flat, first, 1) - np.take_along_axis(flat, second, 1), axis=-1
+    ).mean()
     assert adjacent < 0.75 * random_pairs
 
 
 # ---------------------------------------------------------------- transforms and the builder
+
 
 @pytest.mark.parametrize("img_size", [16, 32, 48])
 def test_pretrain_transform_output(img_size):
@@ -287,7 +292,7 @@ def test_eval_transform():
     mean, std = FASHION_MNIST_MEAN, FASHION_MNIST_STD
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (28, 28, 3), dtype=np.uint8))
     plain = eval_transform(28, mean, std, crop_pct=1.0)(image)
-    expected = (torch.from_numpy(np.array(image)).permute(2, 0, 1) / 255 - torch.tensor(mean)[:, None, None])
+    expected = torch.from_numpy(np.array(image)).permute(2, 0, 1) / 255 - torch.tensor(mean)[:, None, None]
     torch.testing.assert_close(plain, expected / torch.tensor(std)[:, None, None])
     wide = Image.new("RGB", (300, 200))
     assert eval_transform(224, IMAGENET_MEAN, IMAGENET_STD)(wide).shape == (3, 224, 224)
@@ -332,6 +337,7 @@ def test_datasets_info():
 
 
 # ---------------------------------------------------------------- fetching
+
 
 @pytest.fixture(scope="module")
 def full_size_fake(tmp_path_factory):

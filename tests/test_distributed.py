@@ -16,7 +16,15 @@ from helpers import small_spec
 def run_cli(args, cwd, torchrun_processes=None):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if torchrun_processes:
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={torchrun_processes}", "-m", "normae.cli"]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={torchrun_processes}",
+            "-m",
+            "normae.cli",
+        ]
     else:
         command = [sys.executable, "-m", "normae.cli"]
     return subprocess.run(command + args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
@@ -40,6 +48,8 @@ def test_two_process_ddp_equals_one_process(tmp_path):
     b = load_checkpoint(tmp_path / "ddp" / "checkpoint.pt")["model"]
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
-    single_losses = [json.loads(line)["loss"] for line in (tmp_path / "single" / "metrics.jsonl").read_text().splitlines()]
+    single_losses = [
+        json.loads(line)["loss"] for line in (tmp_path / "single" / "metrics.jsonl").read_text().splitlines()
+    ]
     ddp_losses = [json.loads(line)["loss"] for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
     assert single_losses == pytest.approx(ddp_losses, rel=1e-4)

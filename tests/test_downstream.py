@@ -45,6 +45,7 @@ def downloads(monkeypatch):
 @pytest.fixture(autouse=True)
 def no_checksums(monkeypatch):
     """The miniature files cannot have the real MD5 sums: only ask that they exist."""
+
     def file_exists(fpath, md5=None):
         return os.path.isfile(fpath)
 
@@ -61,6 +62,7 @@ def write_jpg(path, width, height=10, gray=False):
 
 # ---------------------------------------------------------------- miniature copies in the real layouts
 # Each writer returns {"train": [(label, image size)...], "eval": [...]} in the order the loader must give.
+
 
 def write_cifar(folder, batches, label_key, meta_name, meta_key, num_classes):
     folder.mkdir(parents=True)
@@ -96,6 +98,7 @@ def write_flowers102(root):
 
     def items(ids):
         return [(labels[image_id - 1] - 1, (10 + image_id, 10)) for image_id in ids]
+
     return {"train": items(split_ids["trnid"] + split_ids["valid"]), "eval": items(split_ids["tstid"])}
 
 
@@ -141,8 +144,10 @@ def write_dtd(root):
 
 def write_food101(root):
     base = root / "food-101"
-    splits = {"train": {"apple_pie": ["1005", "134"], "waffles": ["77"]},
-              "test": {"apple_pie": ["99"], "waffles": ["8", "31"]}}
+    splits = {
+        "train": {"apple_pie": ["1005", "134"], "waffles": ["77"]},
+        "test": {"apple_pie": ["99"], "waffles": ["8", "31"]},
+    }
     classes = ["apple_pie", "waffles"]
     expected = {"train": [], "eval": []}
     width = 10
@@ -162,8 +167,10 @@ def write_food101(root):
 def write_aircraft(root):
     data = root / "fgvc-aircraft-2013b" / "data"
     variants = ["707-320", "A300B4", "Cessna 172"]
-    splits = {"trainval": [("0034309", "Cessna 172"), ("1514522", "707-320")],
-              "test": [("0062765", "A300B4"), ("2237612", "Cessna 172")]}
+    splits = {
+        "trainval": [("0034309", "Cessna 172"), ("1514522", "707-320")],
+        "test": [("0062765", "A300B4"), ("2237612", "Cessna 172")],
+    }
     data.mkdir(parents=True)
     (data / "variants.txt").write_text("\n".join(variants) + "\n")
     expected = {}
@@ -203,6 +210,7 @@ def caltech_root(tmp_path):
 
 # ---------------------------------------------------------------- torchvision-backed sets
 
+
 @pytest.mark.parametrize("name", sorted(WRITERS))
 def test_reads_miniature_copy_in_real_layout(tmp_path, name):
     expected = WRITERS[name](tmp_path)
@@ -211,8 +219,9 @@ def test_reads_miniature_copy_in_real_layout(tmp_path, name):
         dataset = build_classification_dataset(name, tmp_path, split, transform=None)
         items = [dataset[index] for index in range(len(dataset))]
         assert [(label, image.size) for image, label in items] == expected[split]
-        assert all(image.mode == "RGB" and type(label) is int and 0 <= label < info.num_classes
-                   for image, label in items)
+        assert all(
+            image.mode == "RGB" and type(label) is int and 0 <= label < info.num_classes for image, label in items
+        )
         assert targets_of(dataset) == [label for _, label in items]
     dataset = build_classification_dataset(name, tmp_path, "eval", eval_transform(info.img_size, info.mean, info.std))
     assert dataset[0][0].shape == (3, 224, 224)
@@ -235,10 +244,13 @@ def test_cifar10_eval_split_is_the_test_batch(tmp_path):
     assert label == batch["labels"][2]
 
 
-@pytest.mark.parametrize("name, torchvision_class, extra", [
-    ("flowers102", datasets.Flowers102, {}),
-    ("dtd", datasets.DTD, {"partition": 1}),
-])
+@pytest.mark.parametrize(
+    "name, torchvision_class, extra",
+    [
+        ("flowers102", datasets.Flowers102, {}),
+        ("dtd", datasets.DTD, {"partition": 1}),
+    ],
+)
 def test_train_split_is_train_plus_val(tmp_path, name, torchvision_class, extra):
     WRITERS[name](tmp_path)
     train = build_classification_dataset(name, tmp_path, "train", None)
@@ -263,8 +275,9 @@ def test_caltech101_split_per_class(caltech_root):
         assert [image.height for image, _ in items] == [heights[label] for _, label in items]
         assert targets_of(dataset) == [label for _, label in items]
     info = CLASSIFICATION_SETS["caltech101"]
-    transformed = build_classification_dataset("caltech101", caltech_root, "eval",
-                                               eval_transform(info.img_size, info.mean, info.std))
+    transformed = build_classification_dataset(
+        "caltech101", caltech_root, "eval", eval_transform(info.img_size, info.mean, info.std)
+    )
     assert all(image.shape == (3, 224, 224) for image, _ in transformed)
     train_labels = targets_of(train)
     for image in caltech_root.rglob("*.jpg"):
@@ -283,9 +296,14 @@ def test_caltech101_split_caps_eval_at_50():
 
 
 LAYOUT_HINTS = {
-    "cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python", "flowers102": "setid.mat",
-    "pets": "annotations/{trainval,test}.txt", "dtd": "dtd/dtd/", "food101": "meta/{train,test}.json",
-    "aircraft": "fgvc-aircraft-2013b/data", "caltech101": "101_ObjectCategories",
+    "cifar10": "cifar-10-batches-py",
+    "cifar100": "cifar-100-python",
+    "flowers102": "setid.mat",
+    "pets": "annotations/{trainval,test}.txt",
+    "dtd": "dtd/dtd/",
+    "food101": "meta/{train,test}.json",
+    "aircraft": "fgvc-aircraft-2013b/data",
+    "caltech101": "101_ObjectCategories",
 }
 
 
@@ -317,6 +335,7 @@ def test_download_true_asks_torchvision_to_download(tmp_path, name, downloads):
 
 
 # ---------------------------------------------------------------- ImageNet and the offline stand-ins
+
 
 def test_imagenet_sets(imagenet_root):  # noqa: F811
     imagenet100 = build_classification_dataset("imagenet100", imagenet_root, "eval", None)
@@ -379,6 +398,7 @@ def test_generated_is_deterministic():
 
 
 # ---------------------------------------------------------------- the registry
+
 
 def test_registry_names_and_stand_ins():
     assert set(CLASSIFICATION_SETS) == {"imagenet1k", "imagenet100", "fashion_mnist", *TORCHVISION_SETS, *STAND_INS}

@@ -9,8 +9,10 @@ from matplotlib.image import imread
 from normae.cli import main
 from normae.report.compare import compare_text, epoch_curves, spec_diff
 
-SWEEP_COLUMNS = ("table,row,status,model,pretrain_dataset,method,cnp,nor_variant,pretrain_epochs,patch_size,mask_ratio,"
-                 "lam,eval_dataset,eval,metric,paper,ours,ours_std,seeds,delta,scale,pretrain_ids,eval_ids,reason")
+SWEEP_COLUMNS = (
+    "table,row,status,model,pretrain_dataset,method,cnp,nor_variant,pretrain_epochs,patch_size,mask_ratio,"
+    "lam,eval_dataset,eval,metric,paper,ours,ours_std,seeds,delta,scale,pretrain_ids,eval_ids,reason"
+)
 
 
 def fake_run(folder, spec, epochs, stage="pretrain", finished=True):
@@ -24,13 +26,25 @@ def fake_run(folder, spec, epochs, stage="pretrain", finished=True):
         lines.append({"kind": "epoch", "epoch": epoch, "step": 2 * epoch, "lr": 1e-3, **values})
     (folder / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     if finished:
-        (folder / "summary.json").write_text(json.dumps({"stage": stage, "spec": spec, "final": epochs[-1], "epochs": len(epochs)}))
+        (folder / "summary.json").write_text(
+            json.dumps({"stage": stage, "spec": spec, "final": epochs[-1], "epochs": len(epochs)})
+        )
     return folder
 
 
 def pretrain_spec(**changes):
-    return {"model": "vit_micro", "patch_size": 2, "dataset": "fashion_mnist", "train_samples": 64, "epochs": 2,
-            "method": "nor_mae", "lam": 5e-5, "nor_variant": "offdiag", "cnp": "paper", **changes}
+    return {
+        "model": "vit_micro",
+        "patch_size": 2,
+        "dataset": "fashion_mnist",
+        "train_samples": 64,
+        "epochs": 2,
+        "method": "nor_mae",
+        "lam": 5e-5,
+        "nor_variant": "offdiag",
+        "cnp": "paper",
+        **changes,
+    }
 
 
 def losses(rec, nor):
@@ -48,7 +62,10 @@ def test_compare_shows_exactly_the_differing_spec_fields(tmp_path, capsys):
     a = fake_run(tmp_path / "a", pretrain_spec(method="mae"), losses([0.9, 0.7], [0, 0]))
     b = fake_run(tmp_path / "b", pretrain_spec(lam=1e-4, seed=3), losses([0.9, 0.6], [-10, -11]), finished=False)
     assert spec_diff(json.loads((a / "spec.json").read_text()), json.loads((b / "spec.json").read_text())) == {
-        "lam": (5e-5, 1e-4), "method": ("mae", "nor_mae"), "seed": ("-", 3)}
+        "lam": (5e-5, 1e-4),
+        "method": ("mae", "nor_mae"),
+        "seed": ("-", 3),
+    }
     out = tmp_path / "compare.png"
     assert main(["compare", str(a), str(b), "--plot", str(out)]) == 0
     text = capsys.readouterr().out
@@ -56,7 +73,9 @@ def test_compare_shows_exactly_the_differing_spec_fields(tmp_path, capsys):
     assert [line.split()[0] for line in diff_block] == ["field", "lam", "method", "seed"]
     assert diff_block[2].split() == ["method", "mae", "nor_mae"]
     assert "an unfinished run shows its last epoch" in text
-    final = {line.split()[0]: line.split()[1:] for line in text.split("final metrics")[1].split("\n\n")[0].splitlines()[1:]}
+    final = {
+        line.split()[0]: line.split()[1:] for line in text.split("final metrics")[1].split("\n\n")[0].splitlines()[1:]
+    }
     assert final["loss_rec"][:2] == ["0.7", "0.6"] and float(final["loss_rec"][2]) == pytest.approx(-0.1)
     assert "loss_nor B" in text.split("per epoch:")[1]
     assert list(epoch_curves([a, b], ["A", "B"]).index) == [1, 2]  # metrics.jsonl's epochs, from 1, as they are
@@ -74,11 +93,18 @@ def test_cnp_similarity_figure(tmp_path):
     for name, values in (("fashion_mnist", [0.2, 0.9, 0.95]), ("sklearn_samples", [0.6, 0.99, 0.999])):
         counts, edges = np.histogram(values, bins=np.linspace(-1, 1, 101))
         path = tmp_path / f"{name}.json"
-        path.write_text(json.dumps({
-            "measured": {"source": name, "images": 3, "img_size": 28, "patch_size": 4, "pixels": "raw"},
-            "mean": float(np.mean(values)), "min": min(values), "max": max(values),
-            "histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
-            "paper": {"mean": 0.83, "min": 0.07, "max": 0.999}}))
+        path.write_text(
+            json.dumps(
+                {
+                    "measured": {"source": name, "images": 3, "img_size": 28, "patch_size": 4, "pixels": "raw"},
+                    "mean": float(np.mean(values)),
+                    "min": min(values),
+                    "max": max(values),
+                    "histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
+                    "paper": {"mean": 0.83, "min": 0.07, "max": 0.999},
+                }
+            )
+        )
         stats.append(str(path))
     out = tmp_path / "fig3.png"
     assert main(["figure", "cnp-similarity", *stats, "--out", str(out)]) == 0
@@ -90,9 +116,19 @@ def test_pca_figure(tmp_path):
     for method in ("mae", "nor_mae"):
         path = tmp_path / f"{method}.npz"
         np.savez(path, coords=np.random.default_rng(0).normal(size=(40, 2)), kind=np.repeat([0, 1], 20))
-        path.with_suffix(".json").write_text(json.dumps({
-            "label": f"{method} vit_micro p2", "dataset": "fashion_mnist", "images": 2, "visible_per_image": 10,
-            "mean_pairwise_cosine_cnp": 0.5, "silhouette_visible_vs_cnp_2d": 0.1, "explained_variance_ratio": [0.4, 0.2]}))
+        path.with_suffix(".json").write_text(
+            json.dumps(
+                {
+                    "label": f"{method} vit_micro p2",
+                    "dataset": "fashion_mnist",
+                    "images": 2,
+                    "visible_per_image": 10,
+                    "mean_pairwise_cosine_cnp": 0.5,
+                    "silhouette_visible_vs_cnp_2d": 0.1,
+                    "explained_variance_ratio": [0.4, 0.2],
+                }
+            )
+        )
         files.append(str(path))
     out = tmp_path / "pca.png"
     assert main(["figure", "pca", *files, "--labels", "MAE", "NoR-MAE", "--out", str(out)]) == 0
@@ -103,10 +139,20 @@ def test_pca_figure(tmp_path):
 def test_variants_figure(tmp_path):
     pretrain, finetune = [], []
     for i, variant in enumerate(("offdiag", "diag", "token")):
-        run = fake_run(tmp_path / variant, pretrain_spec(nor_variant=variant), losses([1.0, 0.8 - 0.1 * i], [-10, 10 * i]))
+        run = fake_run(
+            tmp_path / variant, pretrain_spec(nor_variant=variant), losses([1.0, 0.8 - 0.1 * i], [-10, 10 * i])
+        )
         pretrain.append(str(run))
-        finetune.append(str(fake_run(tmp_path / f"ft-{variant}", {"init": str(run), "dataset": "fashion_mnist"},
-                                     [{"loss": 2.0, "top1": 10.0 + i}, {"loss": 1.5, "top1": 20.0 + i}], stage="finetune")))
+        finetune.append(
+            str(
+                fake_run(
+                    tmp_path / f"ft-{variant}",
+                    {"init": str(run), "dataset": "fashion_mnist"},
+                    [{"loss": 2.0, "top1": 10.0 + i}, {"loss": 1.5, "top1": 20.0 + i}],
+                    stage="finetune",
+                )
+            )
+        )
     out = tmp_path / "fig6.png"
     assert main(["figure", "variants", *pretrain, "--finetune", *finetune, "--out", str(out)]) == 0
     assert_png_drawn(out)
@@ -115,10 +161,14 @@ def test_variants_figure(tmp_path):
 def test_sweep_figure(tmp_path):
     rows = [SWEEP_COLUMNS]
     for lam, paper, ours in ((1e-5, 78.0, 20.1), (5e-5, 78.3, 20.5), (1e-4, 77.9, 19.8), (5e-4, 76.0, 19.0)):
-        rows.append(f"T5,r,run,vit_tiny,imagenet100,nor_mae,paper,offdiag,200,16,0.75,{lam},imagenet100,finetune,top1,"
-                    f"{paper},{ours},0.3,2,,tiny,a,b,")
+        rows.append(
+            f"T5,r,run,vit_tiny,imagenet100,nor_mae,paper,offdiag,200,16,0.75,{lam},imagenet100,finetune,top1,"
+            f"{paper},{ours},0.3,2,,tiny,a,b,"
+        )
     rows.append("T5,r,run,vit_tiny,imagenet100,mae,,,200,16,0.75,0,imagenet100,finetune,top1,70.24,19.5,,1,,tiny,a,b,")
-    rows.append("T5,r,not_run,vit_small,imagenet100,mae,,,200,16,0.75,0,imagenet100,finetune,top1,75.0,,,,,tiny,,,no stand-in")
+    rows.append(
+        "T5,r,not_run,vit_small,imagenet100,mae,,,200,16,0.75,0,imagenet100,finetune,top1,75.0,,,,,tiny,,,no stand-in"
+    )
     table = tmp_path / "table5.csv"
     table.write_text("\n".join(rows) + "\n")
     out = tmp_path / "t5.png"

@@ -60,10 +60,14 @@ def test_bad_slurm_json_is_a_clear_error(tmp_path):
     spec_path = write_spec(tmp_path, tiny_spec())
     result = subprocess.run(
         launch_command(spec_path, tmp_path / "run", "local", None) + ["--slurm", "{partition: gpu"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2 and "--slurm is not JSON" in result.stderr
-    result = subprocess.run(launch_command(spec_path, tmp_path / "run", "local", {"gpu": 1}), capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        launch_command(spec_path, tmp_path / "run", "local", {"gpu": 1}), capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2 and "unknown SLURM resource keys ['gpu']" in result.stderr
     assert not (tmp_path / "run").exists()
 
@@ -87,12 +91,14 @@ def test_job_signals_make_usr2_stop_after_the_checkpoint_and_resume_is_exact(tmp
     spec = small_spec()
     stages.run_pretrain(spec, tmp_path / "straight")
     calls = stop_at_call(monkeypatch, 5, lambda: os.kill(os.getpid(), signal.SIGUSR2))
-    job_signals = StopSignals(stop=frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGUSR2}))  # as StageJob passes them
+    job_signals = StopSignals(
+        stop=frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGUSR2})
+    )  # as StageJob passes them
     with pytest.raises(TrainingInterrupted) as stopped:
         stages.run_pretrain(spec, tmp_path / "stopped", signals=job_signals)
     assert stopped.value.signal == signal.SIGUSR2 and "stopped by SIGUSR2" in str(stopped.value)
     assert not (tmp_path / "stopped" / "summary.json").exists()
-    calls["n"] = -10**9
+    calls["n"] = -(10**9)
     stages.run_pretrain(spec, tmp_path / "stopped", resume=True)
     assert_same_run(tmp_path / "straight", tmp_path / "stopped")
 

@@ -12,10 +12,22 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "normae"
 # Modules that must load without torch, timm, torchvision or the numpy stack (pandas, scipy, sklearn, matplotlib).
 TORCH_FREE = (
-    "normae.cli", "normae.spec", "normae.paths", "normae.errors", "normae.data", "normae.data.registry",
-    "normae.experiments", "normae.experiments.config", "normae.experiments.plan", "normae.stages",
-    "normae.cluster", "normae.cluster.launch", "normae.cluster.resources", "normae.cluster.job",
-    "normae.cluster.submitit_adapter", "normae.report.summarize",
+    "normae.cli",
+    "normae.spec",
+    "normae.paths",
+    "normae.errors",
+    "normae.data",
+    "normae.data.registry",
+    "normae.experiments",
+    "normae.experiments.config",
+    "normae.experiments.plan",
+    "normae.stages",
+    "normae.cluster",
+    "normae.cluster.launch",
+    "normae.cluster.resources",
+    "normae.cluster.job",
+    "normae.cluster.submitit_adapter",
+    "normae.report.summarize",
 )
 HEAVY = ("torch", "timm", "torchvision", "numpy", "pandas", "scipy", "sklearn", "matplotlib", "PIL")
 # The tables are pandas frames: the numpy stack is allowed there, torch is not.
@@ -58,7 +70,7 @@ def test_no_import_cycles():
         if node in done:
             return
         if node in visiting:
-            cycles.append(visiting[visiting.index(node):] + [node])
+            cycles.append(visiting[visiting.index(node) :] + [node])
             return
         visiting.append(node)
         for other in sorted(graph[node]):

@@ -274,7 +274,7 @@ def count_saved_tensors(model, imgs, noise):
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(imgs, noise).loss
+        model(imgs, noise)
     return count
 
 
@@ -373,7 +373,14 @@ def expected_keys(depth, decoder_depth):
     ]
     keys = ["cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias"]
     keys += [f"blocks.{i}.{b}" for i in range(depth) for b in block]
-    keys += ["norm.weight", "norm.bias", "mask_token", "decoder_pos_embed", "decoder_embed.weight", "decoder_embed.bias"]
+    keys += [
+        "norm.weight",
+        "norm.bias",
+        "mask_token",
+        "decoder_pos_embed",
+        "decoder_embed.weight",
+        "decoder_embed.bias",
+    ]
     keys += [f"decoder_blocks.{i}.{b}" for i in range(decoder_depth) for b in block]
     keys += ["decoder_norm.weight", "decoder_norm.bias", "decoder_pred.weight", "decoder_pred.bias"]
     return keys

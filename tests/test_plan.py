@@ -26,10 +26,22 @@ def paper_plan():
 
 
 def test_shared_run_is_trained_once_and_used_by_tables_1_3_5_7(paper_plan):
-    shared = [run_id for run_id, spec in paper_plan.pretrain.items()
-              if (spec.model, spec.dataset, spec.method, spec.lam, spec.mask_ratio, spec.patch_size,
-                  spec.epochs, spec.cnp, spec.nor_variant)
-              == ("vit_tiny", "imagenet100", "nor_mae", 5e-5, 0.75, 16, 200, "paper", "offdiag")]
+    shared = [
+        run_id
+        for run_id, spec in paper_plan.pretrain.items()
+        if (
+            spec.model,
+            spec.dataset,
+            spec.method,
+            spec.lam,
+            spec.mask_ratio,
+            spec.patch_size,
+            spec.epochs,
+            spec.cnp,
+            spec.nor_variant,
+        )
+        == ("vit_tiny", "imagenet100", "nor_mae", 5e-5, 0.75, 16, 200, "paper", "offdiag")
+    ]
     assert len(shared) == 1
     users = {name for name, table in paper_plan.tables.items() if shared[0] in table.pretrain_ids()}
     assert {"T1", "T3", "T5", "T7"} <= users
@@ -37,9 +49,13 @@ def test_shared_run_is_trained_once_and_used_by_tables_1_3_5_7(paper_plan):
 
 def test_every_reported_row_is_in_a_table(paper_plan):
     for reported in plan.read_reported(CONFIG / "reported.csv"):
-        rows = [row for row in paper_plan.tables[reported["table"]].rows
-                if row.paper_value == float(reported["value"]) and row.metric == reported["metric"]
-                and (row.terms["model"], row.terms["method"]) == (reported["model"], reported["method"])]
+        rows = [
+            row
+            for row in paper_plan.tables[reported["table"]].rows
+            if row.paper_value == float(reported["value"])
+            and row.metric == reported["metric"]
+            and (row.terms["model"], row.terms["method"]) == (reported["model"], reported["method"])
+        ]
         assert rows, f"reported row dropped: {reported}"
         for row in rows:
             assert row.pretrain_ids or row.reason, row
@@ -76,7 +92,14 @@ def test_tiny_scale_maps_to_fashion_mnist_and_small_models(tiny_plan):
 
 def test_tiny_not_run_rows_say_why(tiny_plan):
     not_run = [row for row in tiny_plan.tables["T4"].rows if row.status == "not_run"]
-    assert {row.terms["eval_dataset"] for row in not_run} == {"cifar100", "dtd", "food101", "caltech101", "aircraft", "pets"}
+    assert {row.terms["eval_dataset"] for row in not_run} == {
+        "cifar100",
+        "dtd",
+        "food101",
+        "caltech101",
+        "aircraft",
+        "pets",
+    }
     assert all(row.reason for row in not_run)
     assert any("not run" in line for line in tiny_plan.tables["T1"].mapping)
 
@@ -126,8 +149,13 @@ def test_each_seed_is_its_own_pair_of_runs():
 def test_ablation_has_five_distinct_variants(paper_plan):
     rows = paper_plan.tables["ablation"].rows
     variants = {(row.terms["method"], row.terms.get("cnp"), row.terms.get("nor_variant")) for row in rows}
-    assert variants == {("mae", None, None), ("nor_mae", "paper", "offdiag"), ("nor_mae", "authors_code", "offdiag"),
-                        ("nor_mae", "random", "offdiag"), ("nor_mae", "paper", "diag")}
+    assert variants == {
+        ("mae", None, None),
+        ("nor_mae", "paper", "offdiag"),
+        ("nor_mae", "authors_code", "offdiag"),
+        ("nor_mae", "random", "offdiag"),
+        ("nor_mae", "paper", "diag"),
+    }
     assert len({run_id for row in rows for run_id in row.pretrain_ids}) == 5
 
 
@@ -145,8 +173,11 @@ def test_cnp_modes_double_the_nor_mae_rows(tmp_path):
 
 
 def test_plan_does_not_import_torch():
-    subprocess.run([sys.executable, "-c", "import normae.experiments.plan, sys; assert 'torch' not in sys.modules"],
-                   cwd=ROOT, check=True)
+    subprocess.run(
+        [sys.executable, "-c", "import normae.experiments.plan, sys; assert 'torch' not in sys.modules"],
+        cwd=ROOT,
+        check=True,
+    )
 
 
 def test_config_and_schema_folders_are_the_checkouts():
@@ -181,18 +212,24 @@ def _set(data: dict, dotted: str, value) -> None:
 DELETE = object()
 
 
-@pytest.mark.parametrize("dotted, value, named", [
-    ("tables.T1.pretrain.patchsize", 16,
-     "tables.T1.pretrain.patchsize: Additional properties are not allowed ('patchsize' was unexpected)"),
-    ("tables.T1.pretrain.patch_size", "16", "tables.T1.pretrain.patch_size: '16' is not of type 'integer'"),
-    ("tables.T5.pretrain.lam", ["1e-5"], "tables.T5.pretrain.lam.0: '1e-5' is not of type 'number' (YAML 1.1"),
-    ("tables.T1.cnp_modes", ["paper", "authorscode"], "tables.T1.cnp_modes.1: 'authorscode' is not one of"),
-    ("tables.T4.evaluate.1.protocol", "segment", "tables.T4.evaluate.1.protocol: 'segment' is not one of"),
-    ("tables.T2.variants.1.method", "nor_dmea", "tables.T2.variants.1.method: 'nor_dmea' is not one of"),
-    ("tables.F3.pretrain", {"model": "vit_tiny"}, "tables.F3.pretrain: 'pretrain' is not allowed here"),
-    ("tables.T3.evaluate", DELETE, "tables.T3: 'evaluate' is a required property"),
-    ("defaults.pretrain.model", DELETE, "tables.T1: no value for the pretrain term(s) model"),
-])
+@pytest.mark.parametrize(
+    "dotted, value, named",
+    [
+        (
+            "tables.T1.pretrain.patchsize",
+            16,
+            "tables.T1.pretrain.patchsize: Additional properties are not allowed ('patchsize' was unexpected)",
+        ),
+        ("tables.T1.pretrain.patch_size", "16", "tables.T1.pretrain.patch_size: '16' is not of type 'integer'"),
+        ("tables.T5.pretrain.lam", ["1e-5"], "tables.T5.pretrain.lam.0: '1e-5' is not of type 'number' (YAML 1.1"),
+        ("tables.T1.cnp_modes", ["paper", "authorscode"], "tables.T1.cnp_modes.1: 'authorscode' is not one of"),
+        ("tables.T4.evaluate.1.protocol", "segment", "tables.T4.evaluate.1.protocol: 'segment' is not one of"),
+        ("tables.T2.variants.1.method", "nor_dmea", "tables.T2.variants.1.method: 'nor_dmea' is not one of"),
+        ("tables.F3.pretrain", {"model": "vit_tiny"}, "tables.F3.pretrain: 'pretrain' is not allowed here"),
+        ("tables.T3.evaluate", DELETE, "tables.T3: 'evaluate' is a required property"),
+        ("defaults.pretrain.model", DELETE, "tables.T1: no value for the pretrain term(s) model"),
+    ],
+)
 def test_bad_entry_in_experiments_names_file_and_key(tmp_path, monkeypatch, dotted, value, named):
     experiments = yaml.safe_load((CONFIG / "experiments.yaml").read_text())
     _set(experiments, dotted, value)
@@ -204,22 +241,35 @@ def test_bad_entry_in_experiments_names_file_and_key(tmp_path, monkeypatch, dott
     assert str(raised.value).startswith(f"experiments.yaml: {named}")
 
 
-@pytest.mark.parametrize("dotted, value, named", [
-    ("pretrain.bogus_key", 1, "pretrain.bogus_key: Additional properties are not allowed ('bogus_key' was unexpected)"),
-    ("pretrain.seed", 1, "pretrain.seed: Additional properties are not allowed"),  # the plan's seeds decide it
-    ("finetune.batch_size", "64", "finetune.batch_size: '64' is not of type 'integer'"),
-    ("linprobe.blr", "1e-3", "linprobe.blr: '1e-3' is not of type 'number'"),
-    ("cnp_modes", ["paper", "rand"], "cnp_modes.1: 'rand' is not one of ['paper', 'authors_code', 'random']"),
-    ("finetune.amp", "fp32", "finetune.amp: 'fp32' is not one of"),
-    ("datasets.pets", {"not_runn": "typo"}, "datasets.pets.not_runn: Additional properties are not allowed"),
-    ("datasets.pets", None, "datasets.pets: None is not of type 'string'"),
-    ("patch_sizes.16", "4", "patch_sizes.16: '4' is not of type 'integer'"),
-    ("analysis.cnp_similarity.fashion_mnist.pixels", "norm",
-     "analysis.cnp_similarity.fashion_mnist.pixels: 'norm' is not one of"),
-    ("analysis.cnp_similarity.mnist", {"images": 8, "img_size": 28, "patch_size": 4},
-     "analysis.cnp_similarity.mnist: 'mnist' is not allowed here"),
-    ("throughput.finetune", DELETE, "throughput: 'finetune' is a required property"),
-])
+@pytest.mark.parametrize(
+    "dotted, value, named",
+    [
+        (
+            "pretrain.bogus_key",
+            1,
+            "pretrain.bogus_key: Additional properties are not allowed ('bogus_key' was unexpected)",
+        ),
+        ("pretrain.seed", 1, "pretrain.seed: Additional properties are not allowed"),  # the plan's seeds decide it
+        ("finetune.batch_size", "64", "finetune.batch_size: '64' is not of type 'integer'"),
+        ("linprobe.blr", "1e-3", "linprobe.blr: '1e-3' is not of type 'number'"),
+        ("cnp_modes", ["paper", "rand"], "cnp_modes.1: 'rand' is not one of ['paper', 'authors_code', 'random']"),
+        ("finetune.amp", "fp32", "finetune.amp: 'fp32' is not one of"),
+        ("datasets.pets", {"not_runn": "typo"}, "datasets.pets.not_runn: Additional properties are not allowed"),
+        ("datasets.pets", None, "datasets.pets: None is not of type 'string'"),
+        ("patch_sizes.16", "4", "patch_sizes.16: '4' is not of type 'integer'"),
+        (
+            "analysis.cnp_similarity.fashion_mnist.pixels",
+            "norm",
+            "analysis.cnp_similarity.fashion_mnist.pixels: 'norm' is not one of",
+        ),
+        (
+            "analysis.cnp_similarity.mnist",
+            {"images": 8, "img_size": 28, "patch_size": 4},
+            "analysis.cnp_similarity.mnist: 'mnist' is not allowed here",
+        ),
+        ("throughput.finetune", DELETE, "throughput: 'finetune' is a required property"),
+    ],
+)
 def test_bad_entry_in_scale_names_file_and_key(tmp_path, monkeypatch, dotted, value, named):
     (tmp_path / "scales").mkdir()
     scale = yaml.safe_load((CONFIG / "scales" / "tiny.yaml").read_text())
@@ -284,8 +334,9 @@ def _json_types(hint) -> set[str]:
     return {JSON_TYPES[hint]}
 
 
-@pytest.mark.parametrize("block, spec_class", [("pretrain", PretrainSpec), ("finetune", FinetuneSpec),
-                                               ("linprobe", LinprobeSpec)])
+@pytest.mark.parametrize(
+    "block, spec_class", [("pretrain", PretrainSpec), ("finetune", FinetuneSpec), ("linprobe", LinprobeSpec)]
+)
 def test_scale_schema_lists_the_spec_fields_a_scale_may_set(block, spec_class):
     """The scale schema lists each block's keys and types by hand: they must be the spec's settable fields."""
     schema = _schema("scale.schema.yaml")
@@ -301,8 +352,10 @@ def test_scale_schema_lists_the_spec_fields_a_scale_may_set(block, spec_class):
             assert prop["enum"] == list(typing.get_args(hints[name])), name
 
 
-def test_main_prints_every_table(capsys):
-    assert plan.main(["--scale", "paper"]) == 0
+def test_normae_plan_prints_every_table(capsys):
+    from normae.cli import main
+
+    assert main(["plan", "--scale", "paper"]) == 0
     out = capsys.readouterr().out
     for name in ("T1", "T2", "T3", "T4", "T5", "T6", "T7", "F3", "F6", "F7", "F8", "SUPP", "ablation"):
         assert f"\n{name}: " in out

@@ -25,8 +25,10 @@ OFFLINE_SETS = ("fashion_mnist", "fashion_mnist_subset5", "digits", "generated")
 
 
 def test_importing_the_registry_and_the_spec_loads_no_torch_numpy_or_pil():
-    code = ("import sys, normae.data.registry, normae.spec; "
-            "print(sorted(name for name in ('torch', 'torchvision', 'numpy', 'PIL') if name in sys.modules))")
+    code = (
+        "import sys, normae.data.registry, normae.spec; "
+        "print(sorted(name for name in ('torch', 'torchvision', 'numpy', 'PIL') if name in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 
@@ -46,7 +48,11 @@ def test_vocabularies_and_roles():
 def test_run_id_short_names_are_stable():
     """Run ids name a run's data set by these: changing one renames every run of that set."""
     assert {name: short_name(name) for name in PRETRAIN_DATASETS} == {
-        "fashion_mnist": "fmnist", "imagenet1k": "in1k", "imagenet100": "in100", "generated": "gen"}
+        "fashion_mnist": "fmnist",
+        "imagenet1k": "in1k",
+        "imagenet100": "in100",
+        "generated": "gen",
+    }
     assert short_name("cifar10") == "cifar10" and short_name("not_a_set") == "not_a_set"
 
 

@@ -27,8 +27,16 @@ def folder_of_another_run(tmp_path, finished: bool) -> tuple[RunFolder, object]:
 
 def downstream(stage: str):
     spec_class = {"finetune": FinetuneSpec, "linprobe": LinprobeSpec}[stage]
-    return spec_class(init="none", dataset="generated", model="vit_micro", patch_size=4, epochs=1, warmup_epochs=0,
-                      batch_size=16, num_workers=0)
+    return spec_class(
+        init="none",
+        dataset="generated",
+        model="vit_micro",
+        patch_size=4,
+        epochs=1,
+        warmup_epochs=0,
+        batch_size=16,
+        num_workers=0,
+    )
 
 
 @pytest.mark.parametrize("finished", [True, False])
@@ -84,7 +92,11 @@ def test_results_layout_matches_the_plans_checkpoint_paths():
     from normae.experiments.config import CONFIG_DIR
     from normae.experiments.plan import expand, load_experiments, load_scale, read_reported
 
-    plan = expand(load_experiments(CONFIG_DIR / "experiments.yaml"), load_scale("tiny"), read_reported(CONFIG_DIR / "reported.csv"))
+    plan = expand(
+        load_experiments(CONFIG_DIR / "experiments.yaml"),
+        load_scale("tiny"),
+        read_reported(CONFIG_DIR / "reported.csv"),
+    )
     layout = ResultsLayout()
     for spec in plan.evaluations.values():
         pretrain_id = RunFolder(spec.init).path.parent.name

@@ -51,15 +51,23 @@ def unique_run(tmp_path, prefix: str):
 
 
 def job_state(job_id: str) -> str:
-    return subprocess.run(["squeue", "--noheader", "--states=all", "--jobs", job_id, "--format=%T"],
-                          capture_output=True, text=True, timeout=30).stdout.strip()
+    return subprocess.run(
+        ["squeue", "--noheader", "--states=all", "--jobs", job_id, "--format=%T"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout.strip()
 
 
 def jobs_named(name: str, submitted_from=None) -> list[str]:
     """Every job SLURM still knows (pending, running, or ended within MinJobAge) with this name
     (and, if given, submitted from this folder)."""
-    listing = subprocess.run(["squeue", "--me", "--noheader", "--states=all", f"--name={name}", "--format=%i|%Z"],
-                             capture_output=True, text=True, timeout=30).stdout
+    listing = subprocess.run(
+        ["squeue", "--me", "--noheader", "--states=all", f"--name={name}", "--format=%i|%Z"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
     jobs = [line.split("|", 1) for line in listing.split()]
     return [job_id for job_id, folder in jobs if submitted_from is None or Path(folder) == Path(submitted_from)]
 
@@ -109,7 +117,9 @@ def test_requeued_mid_run_resumes_and_equals_an_uninterrupted_run(tmp_path):
     launcher = start_launcher(spec_path, run, "slurm", {"timeout_min": 10, "cpus_per_task": 1})
     reference = subprocess.Popen(  # the uninterrupted run, meanwhile, on the other core
         ["normae", "launch", "--spec", str(spec_path), "--out", str(tmp_path / "straight")],
-        env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     job_id = job_id_of(run)
 
@@ -138,9 +148,16 @@ def test_two_tasks_with_gloo_equal_one_process_with_the_same_global_batch(tmp_pa
     one = write_spec(tmp_path, tiny_spec(batch_size=32), "one.json")
     two = write_spec(tmp_path, tiny_spec(batch_size=16), "two.json")
     run = unique_run(tmp_path, "ddp")
-    launcher = start_launcher(two, run, "slurm", {"timeout_min": 10, "tasks_per_node": 2, "cpus_per_task": 1, "mem_gb": 4})
-    single = subprocess.run(["normae", "launch", "--spec", str(one), "--out", str(tmp_path / "single")],
-                            env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    launcher = start_launcher(
+        two, run, "slurm", {"timeout_min": 10, "tasks_per_node": 2, "cpus_per_task": 1, "mem_gb": 4}
+    )
+    single = subprocess.run(
+        ["normae", "launch", "--spec", str(one), "--out", str(tmp_path / "single")],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert single.returncode == 0, single.stderr
     status, _, output = finish(launcher)
     assert status == 0, output
@@ -158,8 +175,10 @@ def test_two_tasks_with_gloo_equal_one_process_with_the_same_global_batch(tmp_pa
             torch.testing.assert_close(ka, kb, rtol=0, atol=summary["lr"] * summary["optimizer_steps"], msg=key)
         else:
             torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
-    losses = [[json.loads(line)["loss"] for line in (folder / "metrics.jsonl").read_text().splitlines()]
-              for folder in (tmp_path / "single", run)]
+    losses = [
+        [json.loads(line)["loss"] for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        for folder in (tmp_path / "single", run)
+    ]
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
     job_id = json.loads((run / "job.json").read_text())["job_id"]
     assert (run / "slurm" / f"{job_id}_1_log.err").exists()  # the second task's own log
@@ -196,8 +215,10 @@ def test_requeue_limit_and_cancelled_job_fail_clearly(tmp_path):
     limited = unique_run(tmp_path, "limit")
     cancelled = unique_run(tmp_path, "cancel")
     resources = {"timeout_min": 10, "cpus_per_task": 1}
-    launchers = [start_launcher(spec_path, limited, "slurm", {**resources, "max_requeues": 0}),
-                 start_launcher(spec_path, cancelled, "slurm", resources)]
+    launchers = [
+        start_launcher(spec_path, limited, "slurm", {**resources, "max_requeues": 0}),
+        start_launcher(spec_path, cancelled, "slurm", resources),
+    ]
     limited_id, cancelled_id = job_id_of(limited), job_id_of(cancelled)
     wait_for_steps(limited, 3)
     subprocess.run(["scancel", "--signal=USR2", limited_id], check=True, timeout=30)
@@ -232,8 +253,13 @@ def reduced_targets(folder) -> list[str]:
 
     (All of Table 3, 8 runs, took 144 s on this 2-core machine under load: over a test's budget.)
     """
-    dry_run = subprocess.run(snakemake_command("--dry-run", "results/tables/table3.md"), cwd=folder,
-                             capture_output=True, text=True, timeout=300)
+    dry_run = subprocess.run(
+        snakemake_command("--dry-run", "results/tables/table3.md"),
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert dry_run.returncode == 0, dry_run.stdout + dry_run.stderr
     outs = set(re.findall(r"normae launch finetune .*?--out (results/runs/\S*vit_micro\S*)", dry_run.stdout))
     assert len(outs) == 2, dry_run.stdout
@@ -241,8 +267,15 @@ def reduced_targets(folder) -> list[str]:
 
 
 def start_snakemake(folder, targets) -> subprocess.Popen:
-    return subprocess.Popen(snakemake_command(*targets), cwd=folder, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return subprocess.Popen(
+        snakemake_command(*targets),
+        cwd=folder,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def assert_each_run_submitted_once(folder) -> list:

@@ -45,11 +45,29 @@ def test_a_missing_run_is_an_error_not_a_blank(tmp_path, tiny_plan):
 
 
 def test_gains_pair_rows_that_differ_only_in_the_nor_terms():
-    frame = pd.DataFrame([
-        {"method": "mae", "model": "vit_tiny", "mask_ratio": 0.75, "paper": 70.0, "ours": 20.0},
-        {"method": "nor_mae", "model": "vit_tiny", "mask_ratio": 0.75, "lam": 5e-5, "cnp": "paper", "paper": 73.0, "ours": 19.0},
-        {"method": "nor_mae", "model": "vit_small", "mask_ratio": 0.75, "lam": 5e-5, "cnp": "paper", "paper": 80.0, "ours": 25.0},
-    ])
+    frame = pd.DataFrame(
+        [
+            {"method": "mae", "model": "vit_tiny", "mask_ratio": 0.75, "paper": 70.0, "ours": 20.0},
+            {
+                "method": "nor_mae",
+                "model": "vit_tiny",
+                "mask_ratio": 0.75,
+                "lam": 5e-5,
+                "cnp": "paper",
+                "paper": 73.0,
+                "ours": 19.0,
+            },
+            {
+                "method": "nor_mae",
+                "model": "vit_small",
+                "mask_ratio": 0.75,
+                "lam": 5e-5,
+                "cnp": "paper",
+                "paper": 80.0,
+                "ours": 25.0,
+            },
+        ]
+    )
     for column in normae_plan.REPORTED_KEYS + ("cnp", "nor_variant", "pretrain_dataset", "pretrain_epochs"):
         if column not in frame:
             frame[column] = None

@@ -77,7 +77,7 @@ def test_sigterm_then_resume_equals_uninterrupted(tmp_path, monkeypatch, overrid
 
     with pytest.raises(FileExistsError, match="--resume"):
         stages.run_pretrain(spec, tmp_path / "stopped")
-    calls["n"] = -10**9
+    calls["n"] = -(10**9)
     stages.run_pretrain(spec, tmp_path / "stopped", resume=True)
     assert_same_run(tmp_path / "straight", tmp_path / "stopped")
 
@@ -96,7 +96,7 @@ def test_crash_resumes_from_last_epoch_checkpoint(tmp_path, monkeypatch):
     state = load_checkpoint(tmp_path / "crashed" / "checkpoint.pt")["loop"]
     assert (state["epoch"], state["batches_done"]) == (1, 0)
     assert len((tmp_path / "crashed" / "metrics.jsonl").read_text().splitlines()) > state["metrics_lines"]
-    calls["n"] = -10**9
+    calls["n"] = -(10**9)
     stages.run_pretrain(spec, tmp_path / "crashed", resume=True)
     assert_same_run(tmp_path / "straight", tmp_path / "crashed")
 
@@ -189,7 +189,7 @@ def test_timed_checkpoints_land_mid_epoch_and_resume_exactly(tmp_path, monkeypat
         stages.run_pretrain(spec, tmp_path / "crashed")
     state = load_checkpoint(tmp_path / "crashed" / "checkpoint.pt")["loop"]
     assert (state["epoch"], state["batches_done"]) == (0, 5)
-    calls["n"] = -10**9
+    calls["n"] = -(10**9)
     stages.run_pretrain(spec, tmp_path / "crashed", resume=True)
     assert_same_run(tmp_path / "straight", tmp_path / "crashed")
 
@@ -219,8 +219,12 @@ def test_keep_freed_memory_cuts_page_faults_of_repeated_large_allocations():
         "for _ in range(4): model(images).loss.backward()\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)\n"
     )
-    faults = {mode: int(subprocess.run([sys.executable, "-c", probe, mode], capture_output=True, text=True, check=True).stdout)
-              for mode in ("default", "keep")}
+    faults = {
+        mode: int(
+            subprocess.run([sys.executable, "-c", probe, mode], capture_output=True, text=True, check=True).stdout
+        )
+        for mode in ("default", "keep")
+    }
     assert faults["keep"] * 2 < faults["default"], faults
 
 
@@ -228,9 +232,16 @@ def test_keep_freed_memory_cuts_page_faults_of_repeated_large_allocations():
 def test_loop_state_round_trips_through_a_checkpoint(tmp_path):
     from normae.training.checkpoint import atomic_save
 
-    state = LoopState(epoch=2, batches_done=3, optimizer_steps=19, metrics_lines=21, epoch_sums={"loss": 1.5, "loss_nor": -3.0},
-                      epoch_count=3, train_seconds=4.25,
-                      history=[{"epoch": 1, "step": 8, "lr": 1e-3, "loss": 0.9}, {"epoch": 2, "step": 16, "lr": 5e-4, "loss": 0.7}])
+    state = LoopState(
+        epoch=2,
+        batches_done=3,
+        optimizer_steps=19,
+        metrics_lines=21,
+        epoch_sums={"loss": 1.5, "loss_nor": -3.0},
+        epoch_count=3,
+        train_seconds=4.25,
+        history=[{"epoch": 1, "step": 8, "lr": 1e-3, "loss": 0.9}, {"epoch": 2, "step": 16, "lr": 5e-4, "loss": 0.7}],
+    )
     atomic_save({"loop": state.to_dict()}, tmp_path / "checkpoint.pt")
     again = LoopState.from_dict(load_checkpoint(tmp_path / "checkpoint.pt")["loop"])
     assert again == state
@@ -281,7 +292,7 @@ def test_sigint_checkpoints_stops_and_resume_equals_uninterrupted(tmp_path, monk
     assert [record["epoch"] for record in state["history"]] == [1]
     assert not (tmp_path / "stopped" / "summary.json").exists()
 
-    calls["n"] = -10**9
+    calls["n"] = -(10**9)
     resumed = stages.run_pretrain(spec, tmp_path / "stopped", resume=True)
     assert_same_run(tmp_path / "straight", tmp_path / "stopped")
     # The resumed run knows the epoch it trained before the stop: its history is the whole run's.

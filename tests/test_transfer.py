@@ -201,7 +201,11 @@ def test_trainer_applies_lr_times_lr_scale(tmp_path):
         assert lr == pytest.approx(base_lr * scale, rel=1e-12)
     # Adam's first step moves each parameter by about lr (|g| >> eps): the groups' lrs are really used.
     for name in ("head.bias", "pos_embed", "blocks.1.norm1.bias", "fc_norm.bias"):
-        scale = next(g["lr_scale"] for g in optimizer.param_groups if any(p is dict(model.named_parameters())[name] for p in g["params"]))
+        scale = next(
+            g["lr_scale"]
+            for g in optimizer.param_groups
+            if any(p is dict(model.named_parameters())[name] for p in g["params"])
+        )
         moved = (dict(model.named_parameters())[name].detach() - before[name]).abs().flatten()
         assert moved.median().item() == pytest.approx(base_lr * scale, rel=0.02), name
 
@@ -215,7 +219,12 @@ def test_make_linear_probe_freezes_all_but_the_head():
     trainable = make_linear_probe(model)
     assert isinstance(model.head, nn.Sequential) and len(model.head) == 2
     norm, linear = model.head
-    assert isinstance(norm, nn.BatchNorm1d) and not norm.affine and norm.eps == 1e-6 and norm.num_features == MICRO.embed_dim
+    assert (
+        isinstance(norm, nn.BatchNorm1d)
+        and not norm.affine
+        and norm.eps == 1e-6
+        and norm.num_features == MICRO.embed_dim
+    )
     assert linear is head and linear.in_features == MICRO.embed_dim and linear.out_features == 10
     assert {id(p) for p in trainable} == {id(linear.weight), id(linear.bias)}
     assert [n for n, p in model.named_parameters() if p.requires_grad] == ["head.1.weight", "head.1.bias"]
@@ -239,19 +248,27 @@ def test_linear_probe_run_keeps_the_encoder_frozen(pretrained, pretrained_state,
 
     monkeypatch.setattr(transfer, "make_linear_probe", probe)
     monkeypatch.setattr(transfer, "optimizer_for", optimizer_for)
-    spec = lp_spec(init=str(pretrained), model="vit_tiny", patch_size=2, img_size=None, epochs=1, warmup_epochs=0, lr=0.5)
+    spec = lp_spec(
+        init=str(pretrained), model="vit_tiny", patch_size=2, img_size=None, epochs=1, warmup_epochs=0, lr=0.5
+    )
     summary = transfer.run_transfer(spec, tmp_path / "lp")
     assert (summary["model"], summary["patch_size"], summary["image_size"]) == ("vit_micro", 4, 16)
 
     model = captured["model"]
-    assert model.global_pool == "token" and isinstance(model.norm, nn.LayerNorm) and isinstance(model.fc_norm, nn.Identity)
+    assert (
+        model.global_pool == "token" and isinstance(model.norm, nn.LayerNorm) and isinstance(model.fc_norm, nn.Identity)
+    )
     saved = load_checkpoint(tmp_path / "lp" / "checkpoint.pt")["model"]
     encoder = encoder_part(pretrained_state)
     assert "norm.weight" in encoder and "blocks.3.mlp.fc2.weight" in encoder
     for key, value in encoder.items():
         assert torch.equal(saved[key], value), f"{key} changed during linear probing"
     assert set(saved) - set(encoder) == {
-        "head.0.running_mean", "head.0.running_var", "head.0.num_batches_tracked", "head.1.weight", "head.1.bias"
+        "head.0.running_mean",
+        "head.0.running_var",
+        "head.0.num_batches_tracked",
+        "head.1.weight",
+        "head.1.bias",
     }
     assert not torch.equal(saved["head.1.weight"], captured["head"]["1.weight"])
     assert not torch.equal(saved["head.1.bias"], captured["head"]["1.bias"])
@@ -288,9 +305,13 @@ def test_finetune_classifier_pools_patch_tokens_through_fc_norm(pretrained_state
     torch.manual_seed(0)
     model = build_classifier("vit_micro", 16, 4, 10).eval()
     load_encoder(model, pretrained_state)
-    assert model.global_pool == "avg" and isinstance(model.norm, nn.Identity) and isinstance(model.fc_norm, nn.LayerNorm)
+    assert (
+        model.global_pool == "avg" and isinstance(model.norm, nn.Identity) and isinstance(model.fc_norm, nn.LayerNorm)
+    )
     # The pre-trained final norm is not used: fc_norm starts fresh.
-    assert torch.equal(model.fc_norm.weight, torch.ones(MICRO.embed_dim)) and torch.equal(model.fc_norm.bias, torch.zeros(MICRO.embed_dim))
+    assert torch.equal(model.fc_norm.weight, torch.ones(MICRO.embed_dim)) and torch.equal(
+        model.fc_norm.bias, torch.zeros(MICRO.embed_dim)
+    )
     nn.init.normal_(model.head.weight, std=0.1)
     nn.init.normal_(model.fc_norm.weight, mean=1.0, std=0.2)
     images = torch.randn(3, 3, 16, 16)
@@ -306,8 +327,12 @@ def test_finetune_classifier_pools_patch_tokens_through_fc_norm(pretrained_state
 def test_linprobe_classifier_uses_cls_token_through_pretrained_norm(pretrained_state):
     model = build_classifier("vit_micro", 16, 4, 10, global_pool="token").eval()
     load_encoder(model, pretrained_state)
-    assert model.global_pool == "token" and isinstance(model.norm, nn.LayerNorm) and isinstance(model.fc_norm, nn.Identity)
-    assert torch.equal(model.norm.weight, pretrained_state["norm.weight"]) and torch.equal(model.norm.bias, pretrained_state["norm.bias"])
+    assert (
+        model.global_pool == "token" and isinstance(model.norm, nn.LayerNorm) and isinstance(model.fc_norm, nn.Identity)
+    )
+    assert torch.equal(model.norm.weight, pretrained_state["norm.weight"]) and torch.equal(
+        model.norm.bias, pretrained_state["norm.bias"]
+    )
     nn.init.normal_(model.head.weight, std=0.1)
     images = torch.randn(3, 3, 16, 16)
     with torch.no_grad():
@@ -315,16 +340,26 @@ def test_linprobe_classifier_uses_cls_token_through_pretrained_norm(pretrained_s
         x = torch.cat([model.cls_token.expand(3, -1, -1), x], dim=1) + model.pos_embed
         for block in model.blocks:
             x = block(x)
-        expected = model.head(F.layer_norm(x[:, 0], (MICRO.embed_dim,), pretrained_state["norm.weight"], pretrained_state["norm.bias"], 1e-6))
+        expected = model.head(
+            F.layer_norm(
+                x[:, 0], (MICRO.embed_dim,), pretrained_state["norm.weight"], pretrained_state["norm.bias"], 1e-6
+            )
+        )
         torch.testing.assert_close(model(images), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_run_transfer_builds_avg_pool_for_finetune_and_token_for_linprobe(tmp_path, monkeypatch):
     finetune = built(monkeypatch, tmp_path / "ft", ft_spec(init="none"))["model"]
-    assert finetune.global_pool == "avg" and isinstance(finetune.norm, nn.Identity) and isinstance(finetune.fc_norm, nn.LayerNorm)
+    assert (
+        finetune.global_pool == "avg"
+        and isinstance(finetune.norm, nn.Identity)
+        and isinstance(finetune.fc_norm, nn.LayerNorm)
+    )
     assert finetune.blocks[-1].drop_path1.drop_prob == pytest.approx(0.1)
     probe = built(monkeypatch, tmp_path / "lp", lp_spec(init="none"))["model"]
-    assert probe.global_pool == "token" and isinstance(probe.norm, nn.LayerNorm) and isinstance(probe.fc_norm, nn.Identity)
+    assert (
+        probe.global_pool == "token" and isinstance(probe.norm, nn.LayerNorm) and isinstance(probe.fc_norm, nn.Identity)
+    )
     assert isinstance(probe.head[0], nn.BatchNorm1d)
     assert all(isinstance(block.drop_path1, nn.Identity) for block in probe.blocks)
 
@@ -365,7 +400,7 @@ def test_classification_step_mixes_images_and_soft_targets():
     step = transfer.classification_step(criterion, mixup)
     np.random.seed(0)
     modes = set()
-    for trial in range(12):
+    for _ in range(12):
         images = torch.rand(6, 3, 8, 8) + 0.1
         labels = torch.tensor([0, 1, 2, 3, 4, 5])
         originals = images.clone()
@@ -378,7 +413,10 @@ def test_classification_step_mixes_images_and_soft_targets():
         assert torch.equal(seen["logits"], seen["images"].flatten(1)[:, :10])
         # Batch-mode pairing with the flipped batch: target = lam * s(y) + (1 - lam) * s(y flipped).
         lam = (targets[0, 0].item() - 0.01) / 0.9
-        smooth = lambda y: F.one_hot(y, 10).float() * 0.9 + 0.01
+
+        def smooth(y):
+            return F.one_hot(y, 10).float() * 0.9 + 0.01
+
         torch.testing.assert_close(targets, lam * smooth(labels) + (1 - lam) * smooth(labels.flip(0)))
         flipped, mixed = originals.flip(0), seen["images"]
         if torch.allclose(mixed, lam * originals + (1 - lam) * flipped, atol=1e-6):
@@ -454,7 +492,9 @@ def test_our_pretraining_checkpoint_loads(pretrained, pretrained_state):
     for key in block_keys + ["cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias"]:
         assert torch.equal(classifier[key], state[key]), key
     # encoder_source: our checkpoint's own spec decides model and patch size, not the caller's.
-    loaded, size, patch, img_size = transfer.encoder_source(FinetuneSpec(init=str(pretrained), model="vit_base", patch_size=16))
+    loaded, size, patch, img_size = transfer.encoder_source(
+        FinetuneSpec(init=str(pretrained), model="vit_base", patch_size=16)
+    )
     assert (size, patch, img_size) == ("vit_micro", 4, 16) and loaded.keys() == pretrained_state.keys()
 
 
@@ -465,7 +505,9 @@ def test_public_format_with_argparse_args_loads(tmp_path):
     torch.save({"model": mae.state_dict(), "args": argparse.Namespace(a=1), "epoch": 799}, path)
     state, spec = read_checkpoint(path)
     assert spec == {} and state.keys() == mae.state_dict().keys()
-    loaded, size, patch, img_size = transfer.encoder_source(FinetuneSpec(init=str(path), model="vit_micro", patch_size=4))
+    loaded, size, patch, img_size = transfer.encoder_source(
+        FinetuneSpec(init=str(path), model="vit_micro", patch_size=4)
+    )
     assert (size, patch, img_size) == ("vit_micro", 4, None)
     model = build_classifier(size, 16, patch, 10)
     load_encoder(model, loaded)
@@ -493,7 +535,12 @@ def test_checkpoint_loads_at_a_larger_image_size(pretrained_state):
     pos = model.pos_embed.detach()
     assert pos.shape == (1, 1 + 64, MICRO.embed_dim)
     assert torch.equal(pos[:, :1], pretrained_state["pos_embed"][:, :1])
-    torch.testing.assert_close(pretrained_state["pos_embed"][0, 1:].numpy(), sincos_at(np.arange(4.0), np.arange(4.0), 64).astype(np.float32), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        pretrained_state["pos_embed"][0, 1:].numpy(),
+        sincos_at(np.arange(4.0), np.arange(4.0), 64).astype(np.float32),
+        atol=1e-6,
+        rtol=0,
+    )
     # 8x8 grid over the same image: new token j sits at old coordinate j / 2 - 1 / 4.
     coordinates = np.arange(8) / 2 - 0.25
     ideal = sincos_at(coordinates, coordinates, 64).reshape(8, 8, 64)
@@ -595,12 +642,27 @@ def test_finetuned_state_dict_loads_into_timm(finetuned, tmp_path):
     path = tmp_path / "vit.pth"
     torch.save(state, path)
     timm_model = timm.create_model(
-        "vit_tiny_patch16_224", pretrained=False, num_classes=10, img_size=16, patch_size=4,
-        embed_dim=MICRO.embed_dim, depth=MICRO.depth, num_heads=MICRO.num_heads, global_pool="avg", checkpoint_path=str(path),
+        "vit_tiny_patch16_224",
+        pretrained=False,
+        num_classes=10,
+        img_size=16,
+        patch_size=4,
+        embed_dim=MICRO.embed_dim,
+        depth=MICRO.depth,
+        num_heads=MICRO.num_heads,
+        global_pool="avg",
+        checkpoint_path=str(path),
     ).eval()
     assert isinstance(timm_model, VisionTransformer)
-    plain = VisionTransformer(img_size=16, patch_size=4, num_classes=10, global_pool="avg", embed_dim=MICRO.embed_dim,
-                              depth=MICRO.depth, num_heads=MICRO.num_heads)
+    plain = VisionTransformer(
+        img_size=16,
+        patch_size=4,
+        num_classes=10,
+        global_pool="avg",
+        embed_dim=MICRO.embed_dim,
+        depth=MICRO.depth,
+        num_heads=MICRO.num_heads,
+    )
     plain.load_state_dict(state, strict=True)
     ours = build_classifier("vit_micro", 16, 4, 10)
     ours.load_state_dict(state, strict=True)
@@ -676,8 +738,18 @@ def test_finetune_with_mixup_is_reproducible_from_its_seed(pretrained, tmp_path)
 def test_transfer_summary_and_metrics(finetuned):
     summary = json.loads((finetuned / "summary.json").read_text())
     info = CLASSIFICATION_SETS["generated"]
-    for key in ("top1", "top5", "best_top1", "best_epoch", "last_epoch", "train_images", "eval_images",
-                "train_split", "eval_split", "stand_in_for"):
+    for key in (
+        "top1",
+        "top5",
+        "best_top1",
+        "best_epoch",
+        "last_epoch",
+        "train_images",
+        "eval_images",
+        "train_split",
+        "eval_split",
+        "stand_in_for",
+    ):
         assert key in summary, key
     assert summary["stage"] == "finetune" and summary["last_epoch"] == 2
     assert summary["train_images"] == 16 and summary["eval_images"] == 500
@@ -700,7 +772,9 @@ def test_transfer_summary_and_metrics(finetuned):
     model = build_classifier("vit_micro", 16, 4, 10)
     model.load_state_dict(load_checkpoint(finetuned / "checkpoint.pt")["model"])
     model.eval()
-    dataset = build_classification_dataset("generated", None, "eval", eval_transform(16, info.mean, info.std, crop_pct=1.0))
+    dataset = build_classification_dataset(
+        "generated", None, "eval", eval_transform(16, info.mean, info.std, crop_pct=1.0)
+    )
     correct = top5 = 0
     with torch.no_grad():
         for start in range(0, len(dataset), 256):

@@ -49,15 +49,30 @@ def micro_workdir(tmp_path: Path) -> Path:
 
 
 def snakemake(workdir: Path, *args: str, env=None, check=True, **popen) -> subprocess.CompletedProcess:
-    command = [SNAKEMAKE, "-s", str(SNAKEFILE), "-d", str(workdir), "--workflow-profile", "none", "--cores", "2",
-               "--rerun-incomplete", *args]
+    command = [
+        SNAKEMAKE,
+        "-s",
+        str(SNAKEFILE),
+        "-d",
+        str(workdir),
+        "--workflow-profile",
+        "none",
+        "--cores",
+        "2",
+        "--rerun-incomplete",
+        *args,
+    ]
     return subprocess.run(command, capture_output=True, text=True, env=env, check=check, **popen)
 
 
 @pytest.fixture
 def workflow_env(fashion_mnist_root):
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "NORMAE_FASHION_MNIST": str(fashion_mnist_root),
-            "OMP_NUM_THREADS": "1"}
+    return {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "NORMAE_FASHION_MNIST": str(fashion_mnist_root),
+        "OMP_NUM_THREADS": "1",
+    }
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -68,12 +83,17 @@ def job_counts(output: str) -> dict[str, int]:
 
 def micro_plan(workdir: Path) -> normae_plan.Plan:
     config = workdir / "config"
-    return normae_plan.expand(normae_plan.load_experiments(config / "experiments.yaml"),
-                              normae_plan.load_scale("micro", config), normae_plan.read_reported(config / "reported.csv"))
+    return normae_plan.expand(
+        normae_plan.load_experiments(config / "experiments.yaml"),
+        normae_plan.load_scale("micro", config),
+        normae_plan.read_reported(config / "reported.csv"),
+    )
 
 
 def test_lint_is_clean():
-    result = subprocess.run([SNAKEMAKE, "--lint", "-s", str(SNAKEFILE), "-d", str(REPO)], capture_output=True, text=True)
+    result = subprocess.run(
+        [SNAKEMAKE, "--lint", "-s", str(SNAKEFILE), "-d", str(REPO)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Lints for" not in result.stdout + result.stderr
 
@@ -81,7 +101,9 @@ def test_lint_is_clean():
 def test_paper_scale_dry_run_plans_every_run_without_data(tmp_path):
     workdir = tmp_path / "work"
     shutil.copytree(REPO / "config", workdir / "config")
-    result = snakemake(workdir, "-n", "--config", "scale=paper", env={**os.environ, "NORMAE_FASHION_MNIST": str(tmp_path)})
+    result = snakemake(
+        workdir, "-n", "--config", "scale=paper", env={**os.environ, "NORMAE_FASHION_MNIST": str(tmp_path)}
+    )
     counts = job_counts(result.stdout)
     paper = normae_plan.expand(normae_plan.load_experiments(), normae_plan.load_scale("paper"))
     assert counts["train_run"] == len(paper.pretrain) + len(paper.evaluations)
@@ -97,8 +119,9 @@ def test_each_seed_adds_a_run_pair(tmp_path):
     assert three["train_run"] == 3 * one["train_run"] == 3 * 12
 
 
-@pytest.mark.parametrize("override, named", [("scael=tiny", "scael"), ("launcher=cloud", "cloud"),
-                                             ("seeds=[0,0]", "unique")])
+@pytest.mark.parametrize(
+    "override, named", [("scael=tiny", "scael"), ("launcher=cloud", "cloud"), ("seeds=[0,0]", "unique")]
+)
 def test_schema_rejects_a_wrong_config(tmp_path, override, named):
     workdir = tmp_path / "work"
     shutil.copytree(REPO / "config", workdir / "config")
@@ -138,7 +161,9 @@ def test_reduced_dag_runs_end_to_end_once(tmp_path, workflow_env):
 
     # Table 5 shares its lambda-5e-5 ViT-Tiny MAE and NoR-MAE runs with Table 6: only the rest is planned.
     table5 = plan.tables["T5"]
-    shared = (table5.pretrain_ids() | table5.eval_ids()) & (plan.tables["T6"].pretrain_ids() | plan.tables["T6"].eval_ids())
+    shared = (table5.pretrain_ids() | table5.eval_ids()) & (
+        plan.tables["T6"].pretrain_ids() | plan.tables["T6"].eval_ids()
+    )
     assert len(shared) == 4
     dry = snakemake(workdir, "-n", "results/tables/table5.md", "--config", "scale=micro", env=workflow_env)
     new_runs = len(table5.pretrain_ids() | table5.eval_ids()) - len(shared)
@@ -152,10 +177,23 @@ def test_a_killed_run_is_not_taken_as_finished(tmp_path, workflow_env):
     (long_run,) = [run_id for run_id, spec in plan.pretrain.items() if spec.epochs == 40 and spec.method == "mae"]
     run_dir = workdir / "results/runs" / long_run
     target = f"results/runs/{long_run}/summary.json"
-    command = [SNAKEMAKE, "-s", str(SNAKEFILE), "-d", str(workdir), "--workflow-profile", "none", "--cores", "1",
-               target, "--config", "scale=micro"]
-    job = subprocess.Popen(command, env=workflow_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           start_new_session=True)
+    command = [
+        SNAKEMAKE,
+        "-s",
+        str(SNAKEFILE),
+        "-d",
+        str(workdir),
+        "--workflow-profile",
+        "none",
+        "--cores",
+        "1",
+        target,
+        "--config",
+        "scale=micro",
+    ]
+    job = subprocess.Popen(
+        command, env=workflow_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.time() + 120
     while not (run_dir / "metrics.jsonl").exists():
         assert job.poll() is None and time.time() < deadline, "the run never started"

@@ -81,7 +81,9 @@ def run_bench(
     amp = resolve_amp(amp, device)
     methods = {}
     for method in ("mae", "nor_mae"):
-        spec = PretrainSpec(model=model, img_size=img_size, patch_size=patch_size, method=method, lam=lam, cnp=cnp, amp=amp, seed=seed)
+        spec = PretrainSpec(
+            model=model, img_size=img_size, patch_size=patch_size, method=method, lam=lam, cnp=cnp, amp=amp, seed=seed
+        )
         torch.manual_seed(seed)
         net = build_mae_from_spec(spec, img_size).to(device)
         methods[method] = (net, torch.optim.AdamW(net.parameters(), lr=1e-4, betas=(0.9, 0.95)))

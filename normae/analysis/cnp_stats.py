@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from normae.errors import ConfigError
 from normae.core.cnp import closest_neighbor_index
+from normae.errors import ConfigError
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 HISTOGRAM_EDGES = np.linspace(-1.0, 1.0, 101)
@@ -70,8 +70,16 @@ def summarize_cosines(cosines: np.ndarray) -> dict:
     }
 
 
-def cnp_similarity_stats(source: str, count: int, img_size: int, patch_size: int, pixels: str = "raw",
-                         wrap: bool = True, root=None, seed: int = 0) -> dict:
+def cnp_similarity_stats(
+    source: str,
+    count: int,
+    img_size: int,
+    patch_size: int,
+    pixels: str = "raw",
+    wrap: bool = True,
+    root=None,
+    seed: int = 0,
+) -> dict:
     """Figure 3's statistics for ``count`` images of ``source`` at ``img_size`` px and ``patch_size``."""
     from normae.data.analysis_images import analysis_images, pixel_stats
 

@@ -35,7 +35,9 @@ def load_pretrained_mae(run: str | Path):
     run = Path(run)
     spec = RunFolder(run).read_spec()
     if spec.get("stage", "pretrain") != "pretrain":
-        raise ConfigError(f"{run} is a {spec['stage']} run; the PCA needs a pre-training run (encoder and its embedding)")
+        raise ConfigError(
+            f"{run} is a {spec['stage']} run; the PCA needs a pre-training run (encoder and its embedding)"
+        )
     state, _ = read_checkpoint(run)
     img_size = spec["img_size"] or DATASETS[spec["dataset"]].img_size
     model = build_mae_from_spec(PretrainSpec.from_dict(spec), img_size)
@@ -74,7 +76,10 @@ def mean_pairwise_cosine(unit: np.ndarray) -> float:
 
 
 def project(visible: np.ndarray, cnp: np.ndarray) -> tuple[np.ndarray, dict]:
-    """Joint 2-D PCA of L2-normalised (M, D) visible and CNP features: coordinates (2M, 2), visible rows first, and scores."""
+    """Joint 2-D PCA of L2-normalised (M, D) visible and CNP features.
+
+    Returns the coordinates (2M, 2), visible rows first, and the scores.
+    """
     from sklearn.decomposition import PCA
     from sklearn.metrics import silhouette_score
 
@@ -95,14 +100,18 @@ def project(visible: np.ndarray, cnp: np.ndarray) -> tuple[np.ndarray, dict]:
 
 SCORE_MEANINGS = {
     "explained_variance_ratio": "share of the variance of the joint, normalised features on PC1 and PC2",
-    "mean_cosine_visible_to_its_cnp": "mean cosine between a visible patch's feature and its own CNP's feature (full dimension)",
+    "mean_cosine_visible_to_its_cnp": (
+        "mean cosine between a visible patch's feature and its own CNP's feature (full dimension)"
+    ),
     "mean_pairwise_cosine_cnp": "mean cosine between the features of different CNPs: lower = CNPs told apart better",
     "mean_pairwise_cosine_visible": "the same among visible patches",
     "silhouette_visible_vs_cnp_2d": "silhouette of the visible / CNP split in the 2-D projection (1: apart, 0: mixed)",
 }
 
 
-def run_pca(run: str | Path, count: int, out: str | Path, dataset: str | None = None, data_root=None, seed: int = 0) -> dict:
+def run_pca(
+    run: str | Path, count: int, out: str | Path, dataset: str | None = None, data_root=None, seed: int = 0
+) -> dict:
     """Write ``out`` (.npz: coordinates and labels) and the same name with .json (scores and what was measured)."""
     from normae.data.analysis_images import analysis_images, pixel_stats
 
@@ -140,9 +149,13 @@ def run_pca(run: str | Path, count: int, out: str | Path, dataset: str | None = 
         "visible_per_image": kept,
         "mask_ratio": spec["mask_ratio"],
         "seed": seed,
-        "npz": {"coords": "(2M, 2) PCA coordinates, visible rows first", "kind": "0 visible, 1 CNP",
-                "image": "image number", "position": "the visible token's index (for both rows of a pair)",
-                "token": "the token the row encodes: the visible token, or its closest neighbour"},
+        "npz": {
+            "coords": "(2M, 2) PCA coordinates, visible rows first",
+            "kind": "0 visible, 1 CNP",
+            "image": "image number",
+            "position": "the visible token's index (for both rows of a pair)",
+            "token": "the token the row encodes: the visible token, or its closest neighbour",
+        },
         **scores,
         "meanings": SCORE_MEANINGS,
     }

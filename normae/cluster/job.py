@@ -89,10 +89,14 @@ class StageJob(submitit.helpers.Checkpointable):
         except TrainingInterrupted as stop:
             self.end_attempt(job, stop)
         summary = RunFolder(self.out).summary_path
-        return {"run_dir": self.out, "rank": job.global_rank, "summary": summary.read_text() if job.global_rank == 0 else None}
+        return {
+            "run_dir": self.out,
+            "rank": job.global_rank,
+            "summary": summary.read_text() if job.global_rank == 0 else None,
+        }
 
     def end_attempt(self, job, stop) -> None:
-        """After a stop with the checkpoint on disk: requeue (time limit, preemption notice) or leave it to the cluster."""
+        """After a stop with the checkpoint on disk: requeue (time limit, preemption) or leave it to the cluster."""
         print(f"[normae] {stop}", file=sys.stderr, flush=True)
         if stop.signal in (signal.SIGTERM, signal.SIGINT):
             raise SystemExit(128 + stop.signal)  # 143 after SIGTERM, 130 after SIGINT

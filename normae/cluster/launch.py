@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Literal, get_args
 
-from normae.errors import ConfigError
 from normae.cluster.resources import RESOURCE_DEFAULTS
+from normae.errors import ConfigError
 from normae.paths import RunFolder
 from normae.spec import load_spec
 from normae.stages import run_here, summary_line
@@ -81,7 +81,9 @@ def resources_json(text: str) -> dict:
     except json.JSONDecodeError as error:
         raise argparse.ArgumentTypeError(f"--slurm is not JSON: {error}") from None
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("--slurm must be a JSON object, e.g. '{\"partition\": \"gpu\", \"gpus_per_node\": 8}'")
+        raise argparse.ArgumentTypeError(
+            '--slurm must be a JSON object, e.g. \'{"partition": "gpu", "gpus_per_node": 8}\''
+        )
     return value
 
 
@@ -89,10 +91,15 @@ def add_launch_options(parser) -> None:
     parser.add_argument("--spec", required=True, help="JSON spec file (its stage field says which stage runs)")
     parser.add_argument("--out", required=True, help="run folder (resumed from its checkpoint if present)")
     parser.add_argument(
-        "--launcher", default="inprocess", choices=LAUNCHERS,
+        "--launcher",
+        default="inprocess",
+        choices=LAUNCHERS,
         help="where the run executes: here, a submitit job on this machine, or a SLURM job",
     )
     parser.add_argument(
-        "--slurm", type=resources_json, default=None, metavar="JSON",
+        "--slurm",
+        type=resources_json,
+        default=None,
+        metavar="JSON",
         help="the job's resources (local/slurm) as a JSON object; keys: " + ", ".join(RESOURCE_DEFAULTS),
     )

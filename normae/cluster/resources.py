@@ -6,9 +6,11 @@ keys; a test keeps the two equal.
 
 from __future__ import annotations
 
+from typing import Any
+
 from normae.errors import ConfigError
 
-RESOURCE_DEFAULTS = {
+RESOURCE_DEFAULTS: dict[str, Any] = {
     "partition": None,
     "account": None,
     "qos": None,

@@ -16,13 +16,13 @@ is pending or running waits for that job; a run with ``summary.json`` is never s
 from __future__ import annotations
 
 import fcntl
-import json
 import shutil
 import subprocess
 import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import submitit
 from submitit.core.utils import UncompletedJobError
@@ -36,9 +36,16 @@ from normae.paths import RunFolder, atomic_write_text
 POLL_MAX_S = 300
 # squeue states of a job that is not over, as the states submitit's watcher knows as "not done".
 ALIVE_STATES = {
-    "CONFIGURING": "RUNNING", "RESIZING": "RUNNING", "SIGNALING": "RUNNING", "STAGE_OUT": "RUNNING",
-    "SUSPENDED": "RUNNING", "STOPPED": "RUNNING", "REQUEUE_HOLD": "PENDING", "REQUEUE_FED": "PENDING",
-    "RESV_DEL_HOLD": "PENDING", "SPECIAL_EXIT": "PENDING",
+    "CONFIGURING": "RUNNING",
+    "RESIZING": "RUNNING",
+    "SIGNALING": "RUNNING",
+    "STAGE_OUT": "RUNNING",
+    "SUSPENDED": "RUNNING",
+    "STOPPED": "RUNNING",
+    "REQUEUE_HOLD": "PENDING",
+    "REQUEUE_FED": "PENDING",
+    "RESV_DEL_HOLD": "PENDING",
+    "SPECIAL_EXIT": "PENDING",
 }
 
 
@@ -158,9 +165,9 @@ def executor_for(launcher: str, folder: Path, resources: dict, job_name: str):
         return executor
     if shutil.which("sbatch") is None:
         raise LaunchError("launcher 'slurm' needs sbatch on PATH: run on a SLURM login node, or use --launcher local")
-    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=resources["max_requeues"])
-    executor.job_class = QueuedSlurmJob
-    parameters = {
+    slurm = submitit.SlurmExecutor(folder=folder, max_num_timeout=resources["max_requeues"])
+    slurm.job_class = QueuedSlurmJob
+    parameters: dict[str, Any] = {
         "job_name": job_name,
         "nodes": resources["nodes"],
         "ntasks_per_node": resources["tasks_per_node"],
@@ -175,8 +182,8 @@ def executor_for(launcher: str, folder: Path, resources: dict, job_name: str):
     for key in ("partition", "account", "qos", "cpus_per_task", "constraint"):
         if resources[key] is not None:
             parameters[key] = resources[key]
-    executor.update_parameters(**parameters)
-    return executor
+    slurm.update_parameters(**parameters)
+    return slurm
 
 
 def first_task(job):
@@ -203,23 +210,32 @@ def submit_or_attach(job_function, spec_path: Path, folder: RunFolder, launcher:
                 print(f"[normae] {folder.path}: re-attached to {record['launcher']} job {job.job_id}", file=sys.stderr)
                 return job
             if restore_summary(job, folder):
-                print(f"[normae] {folder.path}: job {job.job_id} had finished; summary.json restored from its result",
-                      file=sys.stderr)
+                print(
+                    f"[normae] {folder.path}: job {job.job_id} had finished; summary.json restored from its result",
+                    file=sys.stderr,
+                )
                 return None
-            print(f"[normae] {folder.path}: job {job.job_id} ended without summary.json (logs: {log_paths(job)}); "
-                  "submitting a new one, which resumes from the checkpoint", file=sys.stderr)
+            print(
+                f"[normae] {folder.path}: job {job.job_id} ended without summary.json (logs: {log_paths(job)}); "
+                "submitting a new one, which resumes from the checkpoint",
+                file=sys.stderr,
+            )
         executor = executor_for(launcher, submitit_dir, resources, job_name=f"normae-{folder.name}")
         job = executor.submit(job_function)
-        folder.write_job_record({
-            "launcher": launcher,
-            "job_id": job.job_id,
-            "tasks": num_tasks(resources),
-            "spec": str(spec_path),
-            "submitted": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "resources": resources,
-            "submissions": record["submissions"] + [job.job_id],
-        })
-        print(f"[normae] {folder.path}: submitted {launcher} job {job.job_id} (logs: {log_paths(job)})", file=sys.stderr)
+        folder.write_job_record(
+            {
+                "launcher": launcher,
+                "job_id": job.job_id,
+                "tasks": num_tasks(resources),
+                "spec": str(spec_path),
+                "submitted": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "resources": resources,
+                "submissions": record["submissions"] + [job.job_id],
+            }
+        )
+        print(
+            f"[normae] {folder.path}: submitted {launcher} job {job.job_id} (logs: {log_paths(job)})", file=sys.stderr
+        )
         return job
 
 

@@ -18,15 +18,17 @@ import torch.nn as nn
 from timm.layers import resample_abs_pos_embed, resample_patch_embed, trunc_normal_
 from timm.models.vision_transformer import VisionTransformer
 
+from normae.core.model import MODEL_SIZES
 from normae.errors import CheckpointError, ConfigError
 from normae.paths import RunFolder
-from normae.core.model import MODEL_SIZES
 
 # Keys of an MAE / NoR-MAE pre-training state dict that are not part of the encoder.
 DECODER_PREFIXES = ("decoder_", "mask_token")
 
 
-def build_classifier(size: str, img_size: int, patch_size: int, num_classes: int, drop_path: float = 0.0, global_pool: str = "avg") -> VisionTransformer:
+def build_classifier(
+    size: str, img_size: int, patch_size: int, num_classes: int, drop_path: float = 0.0, global_pool: str = "avg"
+) -> VisionTransformer:
     if size not in MODEL_SIZES:
         raise ConfigError(f"unknown model size {size!r}; choose one of {sorted(MODEL_SIZES)}")
     shape = MODEL_SIZES[size]
@@ -62,8 +64,8 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict]:
             content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise CheckpointError(
-            f"cannot read checkpoint {path} ({type(error).__name__}: {str(error).splitlines()[0]}); expected a file written "
-            "by torch.save holding {'model': state_dict} with MAE parameter names"
+            f"cannot read checkpoint {path} ({type(error).__name__}: {str(error).splitlines()[0]}); "
+            "expected a file written by torch.save holding {'model': state_dict} with MAE parameter names"
         ) from error
     state = content.get("model", content) if isinstance(content, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -81,7 +83,8 @@ def encoder_weights(state: dict, model: VisionTransformer) -> dict:
     expected_dim = model.pos_embed.shape[-1]
     if weights["pos_embed"].shape[-1] != expected_dim:
         raise CheckpointError(
-            f"the checkpoint's encoder is {weights['pos_embed'].shape[-1]} wide but the model is {expected_dim}: pick the matching --model"
+            f"the checkpoint's encoder is {weights['pos_embed'].shape[-1]} wide but the model is {expected_dim}: "
+            "pick the matching --model"
         )
     kernel = model.patch_embed.proj.weight.shape[-2:]
     if weights["patch_embed.proj.weight"].shape[-2:] != kernel:
@@ -101,7 +104,8 @@ def load_encoder(model: VisionTransformer, state: dict) -> None:
     missing = [k for k in result.missing_keys if not k.startswith(("head.", "fc_norm."))]
     if missing or result.unexpected_keys:
         raise CheckpointError(
-            f"the checkpoint does not fit the {type(model).__name__}: missing {missing[:6]}, unexpected {result.unexpected_keys[:6]}"
+            f"the checkpoint does not fit the {type(model).__name__}: missing {missing[:6]}, "
+            f"unexpected {result.unexpected_keys[:6]}"
         )
 
 
@@ -121,12 +125,16 @@ def make_linear_probe(model: VisionTransformer) -> list[nn.Parameter]:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset, batch_size: int, device: torch.device, amp_dtype=None, num_workers: int = 0) -> dict:
+def evaluate(
+    model: nn.Module, dataset, batch_size: int, device: torch.device, amp_dtype=None, num_workers: int = 0
+) -> dict:
     """Top-1 / top-5 accuracy (%) over the whole set; with DDP each rank takes every world_size-th image."""
     distributed = dist.is_available() and dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     indices = list(range(rank, len(dataset), world))
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=batch_size, num_workers=num_workers)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(dataset, indices), batch_size=batch_size, num_workers=num_workers
+    )
     was_training = model.training
     model.eval()
     counts = torch.zeros(3, dtype=torch.float64, device=device)
@@ -136,7 +144,9 @@ def evaluate(model: nn.Module, dataset, batch_size: int, device: torch.device, a
             logits = model(images)
         top5 = logits.float().topk(min(5, logits.shape[-1]), dim=-1).indices
         hits = top5 == targets[:, None]
-        counts += torch.stack([hits[:, 0].sum(), hits.any(dim=-1).sum(), torch.tensor(len(targets), device=device)]).double()
+        counts += torch.stack(
+            [hits[:, 0].sum(), hits.any(dim=-1).sum(), torch.tensor(len(targets), device=device)]
+        ).double()
     if distributed:
         dist.all_reduce(counts)
     model.train(was_training)

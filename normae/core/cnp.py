@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
 from normae.errors import ConfigError
 
 CNP_MODES = ("paper", "authors_code", "random")
@@ -99,7 +100,9 @@ def check_authors_code_grid(grid: tuple[int, int]) -> None:
 
 
 @torch.no_grad()
-def authors_code_source_index(tokens: torch.Tensor, grid: tuple[int, int], positions: torch.Tensor | None = None) -> torch.Tensor:
+def authors_code_source_index(
+    tokens: torch.Tensor, grid: tuple[int, int], positions: torch.Tensor | None = None
+) -> torch.Tensor:
     """(N, L) index of the token the authors' public code copies into the second branch.
 
     Their code lists each token's 8 torus neighbours sorted by index, finds the slot ``s`` of the
@@ -117,7 +120,11 @@ def authors_code_source_index(tokens: torch.Tensor, grid: tuple[int, int], posit
 
 
 def random_other_index(
-    batch: int, length: int, device=None, generator: torch.Generator | None = None, positions: torch.Tensor | None = None
+    batch: int,
+    length: int,
+    device=None,
+    generator: torch.Generator | None = None,
+    positions: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(N, L) index of a uniformly random token other than the position itself (or (N, P) for ``positions``)."""
     if length < 2:
@@ -129,7 +136,11 @@ def random_other_index(
 
 
 def cnp_source_index(
-    tokens: torch.Tensor, grid: tuple[int, int], mode: str = "paper", wrap: bool = True, positions: torch.Tensor | None = None
+    tokens: torch.Tensor,
+    grid: tuple[int, int],
+    mode: str = "paper",
+    wrap: bool = True,
+    positions: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(N, L) the token whose embedding stands in for each position in the CNP branch.
 

@@ -13,6 +13,7 @@ standardised over their last axis, sum_i z_ki = 0 and the off-diagonal sum equal
 from __future__ import annotations
 
 import torch
+
 from normae.errors import ConfigError
 
 NOR_VARIANTS = ("offdiag", "diag", "token")
@@ -25,7 +26,9 @@ def standardize_tokens(z: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return (z - mean) / (var + eps) ** 0.5
 
 
-def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, norm_pix: bool = True) -> torch.Tensor:
+def reconstruction_loss(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, norm_pix: bool = True
+) -> torch.Tensor:
     """MSE on the removed patches only. ``pred``/``target`` (N, L, P), ``mask`` (N, L) with 1 = removed."""
     if norm_pix:
         target = standardize_tokens(target)

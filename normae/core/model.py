@@ -17,9 +17,9 @@ import torch.nn as nn
 from timm.layers import PatchEmbed, to_2tuple
 from timm.models.vision_transformer import Block
 
-from normae.errors import ConfigError
 from normae.core.cnp import CNP_MODES, check_authors_code_grid, cnp_source_index
 from normae.core.losses import NOR_VARIANTS, nor_loss, reconstruction_loss
+from normae.errors import ConfigError
 
 METHODS = ("mae", "nor_mae")
 
@@ -128,7 +128,9 @@ class MaskedAutoencoderViT(nn.Module):
         img_size = to_2tuple(img_size)
         if img_size[0] % patch_size or img_size[1] % patch_size:
             divisors = [p for p in range(1, min(img_size) + 1) if img_size[0] % p == 0 and img_size[1] % p == 0]
-            raise ConfigError(f"patch size {patch_size} does not divide image size {img_size}; patch sizes that do: {divisors}")
+            raise ConfigError(
+                f"patch size {patch_size} does not divide image size {img_size}; patch sizes that do: {divisors}"
+            )
         if method not in METHODS:
             raise ConfigError(f"unknown method {method!r}; choose one of {METHODS}")
         if nor_variant not in NOR_VARIANTS:
@@ -152,7 +154,9 @@ class MaskedAutoencoderViT(nn.Module):
         self.grid = self.patch_embed.grid_size
         if method == "nor_mae" and cnp == "authors_code":
             if not cnp_wrap:
-                raise ConfigError("cnp='authors_code' always uses the torus border, as the public code does: keep cnp_wrap=True")
+                raise ConfigError(
+                    "cnp='authors_code' always uses the torus border, as the public code does: keep cnp_wrap=True"
+                )
             check_authors_code_grid(self.grid)
         num_patches = self.patch_embed.num_patches
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
@@ -201,7 +205,10 @@ class MaskedAutoencoderViT(nn.Module):
 
     def group_matcher(self, coarse=False):
         """Layer groups for timm's layer-wise lr decay: stem, then one group per encoder block."""
-        return {"stem": r"^cls_token|^pos_embed|^patch_embed", "blocks": [(r"^blocks\.(\d+)", None), (r"^norm", (99999,))]}
+        return {
+            "stem": r"^cls_token|^pos_embed|^patch_embed",
+            "blocks": [(r"^blocks\.(\d+)", None), (r"^norm", (99999,))],
+        }
 
     def encoder_state_dict(self) -> dict:
         """The encoder's weights under timm ``VisionTransformer`` names (no decoder, no head)."""

@@ -11,7 +11,6 @@ import numpy as np
 import torch
 from torchvision import transforms
 
-from normae.errors import ConfigError, DataNotFoundError
 from normae.data.registry import ANALYSIS_SOURCES, DATASETS, GENERATED_PRETRAIN_SAMPLES
 from normae.data.sources import (
     FashionMNIST,
@@ -20,6 +19,7 @@ from normae.data.sources import (
     find_fashion_mnist,
     imagenet1k,
 )
+from normae.errors import ConfigError, DataNotFoundError
 
 SOURCES = ANALYSIS_SOURCES  # normae.data.registry.AnalysisSource
 
@@ -40,7 +40,8 @@ def sklearn_sample_crops(img_size: int) -> torch.Tensor:
         rows, cols = photo.shape[0] // img_size, photo.shape[1] // img_size
         if rows == 0 or cols == 0:
             raise ConfigError(
-                f"img_size {img_size} is larger than a sample photograph ({photo.shape[0]} x {photo.shape[1]})")
+                f"img_size {img_size} is larger than a sample photograph ({photo.shape[0]} x {photo.shape[1]})"
+            )
         tiles = photo[: rows * img_size, : cols * img_size].reshape(rows, img_size, cols, img_size, 3)
         crops.append(tiles.transpose(0, 2, 4, 1, 3).reshape(rows * cols, 3, img_size, img_size))
     return torch.from_numpy(np.concatenate(crops)).float() / 255
@@ -49,16 +50,21 @@ def sklearn_sample_crops(img_size: int) -> torch.Tensor:
 def _dataset(source: str, img_size: int, root, split: str):
     """The source as a torch data set of (tensor in [0, 1], label) with a deterministic resize + centre crop."""
     native = DATASETS[source].img_size
-    steps = [] if source == "generated" or (source == "fashion_mnist" and img_size == native) else [
-        transforms.Resize(img_size, interpolation=transforms.InterpolationMode.BICUBIC),
-        transforms.CenterCrop(img_size),
-    ]
+    steps = (
+        []
+        if source == "generated" or (source == "fashion_mnist" and img_size == native)
+        else [
+            transforms.Resize(img_size, interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.CenterCrop(img_size),
+        ]
+    )
     transform = transforms.Compose([*steps, transforms.ToTensor()])
     if source == "fashion_mnist":
         return FashionMNIST(find_fashion_mnist(root), "train" if split == "train" else "test", transform)
     if source == "generated":
-        return GeneratedImages(GENERATED_PRETRAIN_SAMPLES, img_size, seed=0 if split == "train" else 1,
-                               transform=transform)
+        return GeneratedImages(
+            GENERATED_PRETRAIN_SAMPLES, img_size, seed=0 if split == "train" else 1, transform=transform
+        )
     if root is None:
         raise DataNotFoundError(f"{source} needs --data-root, the ImageNet-1K folder")
     folder_split = "train" if split == "train" else "val"
@@ -66,8 +72,9 @@ def _dataset(source: str, img_size: int, root, split: str):
     return build(root, folder_split, transform)
 
 
-def analysis_images(source: str, count: int, img_size: int, root=None, split: str = "eval",
-                    seed: int = 0) -> torch.Tensor:
+def analysis_images(
+    source: str, count: int, img_size: int, root=None, split: str = "eval", seed: int = 0
+) -> torch.Tensor:
     """``count`` images of ``source`` (a seeded choice without repetition), (count, 3, img_size, img_size) in [0, 1].
 
     ``split`` is ``train`` or ``eval`` (the set's evaluation split); sklearn_samples has no split.

@@ -2,6 +2,7 @@
 
 Their facts (classes, input size, statistics, split names) are normae.data.registry.CLASSIFICATION_SETS.
 """
+
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,6 @@ from PIL import Image
 from torch.utils.data import ConcatDataset, Dataset, Subset
 from torchvision import datasets, transforms
 
-from normae.errors import ConfigError, DataNotFoundError
 from normae.data.registry import (
     CALTECH101_EVAL_PER_CLASS,
     CALTECH101_TRAIN_PER_CLASS,
@@ -20,7 +20,6 @@ from normae.data.registry import (
 )
 from normae.data.sources import (
     IMAGENET_HELP,
-    DataNotFoundError,
     FashionMNIST,
     GeneratedImages,
     GrayImageArray,
@@ -28,6 +27,7 @@ from normae.data.sources import (
     find_fashion_mnist,
     imagenet1k,
 )
+from normae.errors import ConfigError, DataNotFoundError
 
 _LAYOUTS = {
     "cifar10": "<root>/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
@@ -56,8 +56,9 @@ def _flowers102(root, train, transform, download):
 
 
 def _pets(root, train, transform, download):
-    return datasets.OxfordIIITPet(root, "trainval" if train else "test", target_types="category",
-                                  transform=transform, download=download)
+    return datasets.OxfordIIITPet(
+        root, "trainval" if train else "test", target_types="category", transform=transform, download=download
+    )
 
 
 def _dtd(root, train, transform, download):
@@ -71,8 +72,9 @@ def _food101(root, train, transform, download):
 
 
 def _aircraft(root, train, transform, download):
-    return datasets.FGVCAircraft(root, "trainval" if train else "test", annotation_level="variant",
-                                 transform=transform, download=download)
+    return datasets.FGVCAircraft(
+        root, "trainval" if train else "test", annotation_level="variant", transform=transform, download=download
+    )
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -115,7 +117,7 @@ def caltech101_split(labels, split) -> list[int]:
         if split == "train":
             chosen.extend(members[:CALTECH101_TRAIN_PER_CLASS])
         else:
-            chosen.extend(members[CALTECH101_TRAIN_PER_CLASS:CALTECH101_TRAIN_PER_CLASS + CALTECH101_EVAL_PER_CLASS])
+            chosen.extend(members[CALTECH101_TRAIN_PER_CLASS : CALTECH101_TRAIN_PER_CLASS + CALTECH101_EVAL_PER_CLASS])
     return sorted(int(index) for index in chosen)
 
 
@@ -130,8 +132,9 @@ class Digits(GrayImageArray):
         from sklearn.model_selection import train_test_split
 
         digits = load_digits()
-        train, test = train_test_split(np.arange(len(digits.target)), test_size=DIGITS_TEST_FRACTION,
-                                       random_state=0, stratify=digits.target)
+        train, test = train_test_split(
+            np.arange(len(digits.target)), test_size=DIGITS_TEST_FRACTION, random_state=0, stratify=digits.target
+        )
         indices = train if split == "train" else test
         self.images = (digits.images[indices] * (255 / 16)).round().astype(np.uint8)  # pixels are 0..16
         self.targets = digits.target[indices].tolist()
@@ -168,8 +171,13 @@ def build_classification_dataset(name, root, split, transform, download=False) -
     if name == "digits":
         return Digits("train" if train else "test", transform)
     info = CLASSIFICATION_SETS[name]
-    return GeneratedImages(GENERATED_TRAIN_SIZE if train else GENERATED_EVAL_SIZE, info.img_size,
-                           info.num_classes, seed=0 if train else 1, transform=transform)
+    return GeneratedImages(
+        GENERATED_TRAIN_SIZE if train else GENERATED_EVAL_SIZE,
+        info.img_size,
+        info.num_classes,
+        seed=0 if train else 1,
+        transform=transform,
+    )
 
 
 def _load_torchvision(name, root, train, transform, download):

@@ -1,4 +1,5 @@
 """Fetch Fashion-MNIST into the project data cache, preferring Debian's dataset-fashion-mnist package."""
+
 import os
 import shutil
 import subprocess
@@ -71,7 +72,8 @@ def verify_fashion_mnist(folder) -> None:
         if images.shape != (count, 28, 28) or labels.shape != (count,):
             raise data.CorruptDataError(
                 f"{folder}: expected {count} images of 28x28 with as many labels for {prefix}, "
-                f"found images {images.shape} and labels {labels.shape}")
+                f"found images {images.shape} and labels {labels.shape}"
+            )
         if labels.min() < 0 or labels.max() > 9:
             raise data.CorruptDataError(f"{folder}: {prefix} labels outside 0..9")
 
@@ -110,7 +112,8 @@ def fetch_fashion_mnist(dest="data/fashion-mnist", allow_download=False) -> Path
                 "Could not fetch Fashion-MNIST. Tried:\n" + "\n".join(failures) + "\n"
                 f"Install the Debian package (`apt-get install {DEBIAN_PACKAGE}`), allow the download from "
                 f"the internet (`normae fetch-data fashion-mnist --download`), or set "
-                f"{data.FASHION_MNIST_ENV} to a folder holding the four IDX files.")
+                f"{data.FASHION_MNIST_ENV} to a folder holding the four IDX files."
+            )
         verify_fashion_mnist(staging)
         if dest.exists():
             for name in GZ_FILES:

@@ -1,11 +1,10 @@
 """The pre-training sets (normae.data.registry.PRETRAIN_DATASETS) with MAE's augmentation."""
+
 from torch.utils.data import Dataset
 
-from normae.errors import ConfigError, DataNotFoundError
 from normae.data.registry import DATASETS, GENERATED_PRETRAIN_SAMPLES, PRETRAIN_DATASETS
 from normae.data.sources import (
     IMAGENET_HELP,
-    DataNotFoundError,
     FashionMNIST,
     GeneratedImages,
     ImageNet100,
@@ -13,10 +12,12 @@ from normae.data.sources import (
     imagenet1k,
 )
 from normae.data.transforms import pretrain_transform
+from normae.errors import ConfigError, DataNotFoundError
 
 
-def build_pretrain_dataset(name, root=None, img_size=None, split="train",
-                           generated_samples=GENERATED_PRETRAIN_SAMPLES) -> Dataset:
+def build_pretrain_dataset(
+    name, root=None, img_size=None, split="train", generated_samples=GENERATED_PRETRAIN_SAMPLES
+) -> Dataset:
     """A data set with the MAE pre-training augmentation; img_size=None keeps the set's native size."""
     if name not in PRETRAIN_DATASETS:
         raise ConfigError(f"unknown data set {name!r}; known: {', '.join(PRETRAIN_DATASETS)}")
@@ -26,8 +27,9 @@ def build_pretrain_dataset(name, root=None, img_size=None, split="train",
     if name == "fashion_mnist":
         return FashionMNIST(find_fashion_mnist(root), split, transform)
     if name == "generated":
-        return GeneratedImages(generated_samples, img_size, info.num_classes,
-                               seed=0 if split == "train" else 1, transform=transform)
+        return GeneratedImages(
+            generated_samples, img_size, info.num_classes, seed=0 if split == "train" else 1, transform=transform
+        )
     if root is None:
         raise DataNotFoundError(f"{name} needs root, the ImageNet-1K folder.\n{IMAGENET_HELP}")
     if name == "imagenet100":

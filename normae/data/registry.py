@@ -15,8 +15,20 @@ from typing import Literal, get_args
 
 PretrainDataset = Literal["fashion_mnist", "imagenet1k", "imagenet100", "generated"]
 ClassificationDataset = Literal[
-    "imagenet1k", "imagenet100", "cifar10", "cifar100", "flowers102", "pets", "dtd", "food101", "aircraft",
-    "caltech101", "fashion_mnist", "digits", "fashion_mnist_subset5", "generated",
+    "imagenet1k",
+    "imagenet100",
+    "cifar10",
+    "cifar100",
+    "flowers102",
+    "pets",
+    "dtd",
+    "food101",
+    "aircraft",
+    "caltech101",
+    "fashion_mnist",
+    "digits",
+    "fashion_mnist_subset5",
+    "generated",
 ]
 # sklearn_samples: scikit-learn's two bundled photographs, cut into crops; an analysis source only.
 AnalysisSource = Literal["fashion_mnist", "generated", "sklearn_samples", "imagenet1k", "imagenet100"]
@@ -67,23 +79,64 @@ class DatasetFacts:
     @property
     def roles(self) -> frozenset[str]:
         """Which of pretrain, classification, analysis this set serves."""
-        members = {"pretrain": PRETRAIN_DATASETS, "classification": CLASSIFICATION_DATASETS,
-                   "analysis": ANALYSIS_SOURCES}
+        members = {
+            "pretrain": PRETRAIN_DATASETS,
+            "classification": CLASSIFICATION_DATASETS,
+            "analysis": ANALYSIS_SOURCES,
+        }
         return frozenset(role for role, names in members.items() if self.name in names)
 
 
-def _photos(name, num_classes, train_images, eval_images, train_split_name, eval_split_name, source,
-            native_size=None, short_name=None):
+def _photos(
+    name,
+    num_classes,
+    train_images,
+    eval_images,
+    train_split_name,
+    eval_split_name,
+    source,
+    native_size=None,
+    short_name=None,
+):
     """A set of photographs, fine-tuned at 224 px with the ImageNet statistics."""
-    return DatasetFacts(name, short_name or name, num_classes, 224, native_size, IMAGENET_MEAN, IMAGENET_STD, 0.875,
-                        train_images, eval_images, train_split_name, eval_split_name, source)
+    return DatasetFacts(
+        name,
+        short_name or name,
+        num_classes,
+        224,
+        native_size,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        0.875,
+        train_images,
+        eval_images,
+        train_split_name,
+        eval_split_name,
+        source,
+    )
 
 
 _FACTS = (
-    _photos("imagenet1k", 1000, 1_281_167, 50_000, "train", "val",
-            "normae.data.sources.imagenet1k (ImageFolder)", short_name="in1k"),
-    _photos("imagenet100", 100, 126_689, 5_000, "train", "val",
-            "normae.data.sources.ImageNet100 (ImageFolder)", short_name="in100"),
+    _photos(
+        "imagenet1k",
+        1000,
+        1_281_167,
+        50_000,
+        "train",
+        "val",
+        "normae.data.sources.imagenet1k (ImageFolder)",
+        short_name="in1k",
+    ),
+    _photos(
+        "imagenet100",
+        100,
+        126_689,
+        5_000,
+        "train",
+        "val",
+        "normae.data.sources.ImageNet100 (ImageFolder)",
+        short_name="in100",
+    ),
     _photos("cifar10", 10, 50_000, 10_000, "train", "test", "torchvision CIFAR10", native_size=32),
     _photos("cifar100", 100, 50_000, 10_000, "train", "test", "torchvision CIFAR100", native_size=32),
     _photos("flowers102", 102, 2_040, 6_149, "train+val", "test", "torchvision Flowers102"),
@@ -93,32 +146,101 @@ _FACTS = (
     _photos("aircraft", 100, 6_667, 3_333, "trainval", "test", "torchvision FGVCAircraft (variant)"),
     # Our split of the 8,677 images of the 101 classes: 30 per class train, the rest (at most 50
     # per class) evaluate; 2,945 is sum(min(50, n - 30)) over the published class sizes n.
-    _photos("caltech101", 101, 101 * CALTECH101_TRAIN_PER_CLASS, 2_945,
-            f"{CALTECH101_TRAIN_PER_CLASS} images per class (numpy default_rng(0))",
-            f"the other images, at most {CALTECH101_EVAL_PER_CLASS} per class (numpy default_rng(0))",
-            "torchvision Caltech101 (category), own split"),
-    DatasetFacts("fashion_mnist", "fmnist", 10, 28, 28, FASHION_MNIST_MEAN, FASHION_MNIST_STD, 1.0,
-                 60_000, 10_000, "train", "test", "normae.data.sources.FashionMNIST"),
+    _photos(
+        "caltech101",
+        101,
+        101 * CALTECH101_TRAIN_PER_CLASS,
+        2_945,
+        f"{CALTECH101_TRAIN_PER_CLASS} images per class (numpy default_rng(0))",
+        f"the other images, at most {CALTECH101_EVAL_PER_CLASS} per class (numpy default_rng(0))",
+        "torchvision Caltech101 (category), own split",
+    ),
+    DatasetFacts(
+        "fashion_mnist",
+        "fmnist",
+        10,
+        28,
+        28,
+        FASHION_MNIST_MEAN,
+        FASHION_MNIST_STD,
+        1.0,
+        60_000,
+        10_000,
+        "train",
+        "test",
+        "normae.data.sources.FashionMNIST",
+    ),
     # The 8x8 digits (1,797 images) are upsampled to the 28-pixel input of the Fashion-MNIST models.
     # Pixel statistics measured on the digits training split.
-    DatasetFacts("digits", "digits", 10, 28, 8, (0.305, 0.305, 0.305), (0.376, 0.376, 0.376), 1.0,
-                 1_347, 450, "train (75%, stratified, random_state=0)", "test (25%, stratified, random_state=0)",
-                 "scikit-learn load_digits", stand_in_for="cifar10"),
+    DatasetFacts(
+        "digits",
+        "digits",
+        10,
+        28,
+        8,
+        (0.305, 0.305, 0.305),
+        (0.376, 0.376, 0.376),
+        1.0,
+        1_347,
+        450,
+        "train (75%, stratified, random_state=0)",
+        "test (25%, stratified, random_state=0)",
+        "scikit-learn load_digits",
+        stand_in_for="cifar10",
+    ),
     # T-shirt/top, Trouser, Pullover, Dress and Coat: look-alike classes of one kind of object,
     # as Pets' breeds are; a far easier task than Pets all the same.
-    DatasetFacts("fashion_mnist_subset5", "fashion_mnist_subset5", 5, 28, 28, FASHION_MNIST_MEAN, FASHION_MNIST_STD,
-                 1.0, 30_000, 5_000, "train, labels 0-4", "test, labels 0-4",
-                 "normae.data.sources.FashionMNIST, classes 0-4", stand_in_for="pets"),
+    DatasetFacts(
+        "fashion_mnist_subset5",
+        "fashion_mnist_subset5",
+        5,
+        28,
+        28,
+        FASHION_MNIST_MEAN,
+        FASHION_MNIST_STD,
+        1.0,
+        30_000,
+        5_000,
+        "train, labels 0-4",
+        "test, labels 0-4",
+        "normae.data.sources.FashionMNIST, classes 0-4",
+        stand_in_for="pets",
+    ),
     # Pixel statistics measured on GeneratedImages. Its counts are the classification splits'
     # (pre-training draws GENERATED_PRETRAIN_SAMPLES per split).
-    DatasetFacts("generated", "gen", 10, 32, 32, (0.5, 0.5, 0.5), (0.23, 0.23, 0.23), 1.0,
-                 GENERATED_TRAIN_SIZE, GENERATED_EVAL_SIZE,
-                 f"seed 0, {GENERATED_TRAIN_SIZE} images", f"seed 1, {GENERATED_EVAL_SIZE} images",
-                 "normae.data.sources.GeneratedImages", stand_in_for="flowers102"),
+    DatasetFacts(
+        "generated",
+        "gen",
+        10,
+        32,
+        32,
+        (0.5, 0.5, 0.5),
+        (0.23, 0.23, 0.23),
+        1.0,
+        GENERATED_TRAIN_SIZE,
+        GENERATED_EVAL_SIZE,
+        f"seed 0, {GENERATED_TRAIN_SIZE} images",
+        f"seed 1, {GENERATED_EVAL_SIZE} images",
+        "normae.data.sources.GeneratedImages",
+        stand_in_for="flowers102",
+    ),
     # china.jpg and flower.jpg (427 x 640), cut into non-overlapping crops at their own resolution;
     # models see them with the ImageNet statistics.
-    DatasetFacts("sklearn_samples", "sklearn_samples", None, None, None, IMAGENET_MEAN, IMAGENET_STD, None,
-                 None, None, None, None, "scikit-learn load_sample_images (two photographs)"),
+    DatasetFacts(
+        "sklearn_samples",
+        "sklearn_samples",
+        None,
+        None,
+        None,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        None,
+        None,
+        None,
+        None,
+        None,
+        "scikit-learn load_sample_images (two photographs)",
+    ),
 )
 
 DATASETS: dict[str, DatasetFacts] = {facts.name: facts for facts in _FACTS}

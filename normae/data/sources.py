@@ -3,6 +3,7 @@
 Their facts (sizes, classes, pixel statistics) are in normae.data.registry; the augmented
 pre-training sets are built by normae.data.pretrain, the classification sets by normae.data.classification.
 """
+
 import gzip
 import math
 import os
@@ -98,8 +99,7 @@ class GrayImageArray(Dataset):
 class FashionMNIST(GrayImageArray):
     """Fashion-MNIST from its four IDX files; images come out as RGB (gray repeated) PIL images."""
 
-    classes = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-               "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+    classes = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
     def __init__(self, root, split="train", transform=None):
         prefixes = {"train": "train", "test": "t10k"}
@@ -115,7 +115,8 @@ class FashionMNIST(GrayImageArray):
         if self.images.ndim != 3 or labels.shape != (len(self.images),):
             raise CorruptDataError(
                 f"{images_path} holds images of shape {self.images.shape} but {labels_path} "
-                f"holds labels of shape {labels.shape}")
+                f"holds labels of shape {labels.shape}"
+            )
         self.targets = labels.astype(int).tolist()
 
 
@@ -182,7 +183,8 @@ class ImageNet100(datasets.ImageFolder):
         if missing:
             raise DataNotFoundError(
                 f"{directory} lacks {len(missing)} of the {len(self.wnids)} ImageNet-100 classes, "
-                f"e.g. {', '.join(missing[:5])}.\n{IMAGENET_HELP}")
+                f"e.g. {', '.join(missing[:5])}.\n{IMAGENET_HELP}"
+            )
         return self.wnids, {wnid: label for label, wnid in enumerate(self.wnids)}
 
 
@@ -214,16 +216,15 @@ class GeneratedImages(Dataset):
         return image, label
 
     def _draw(self, label, rng) -> np.ndarray:
-        y, x = np.mgrid[0:self.img_size, 0:self.img_size] / self.img_size
+        y, x = np.mgrid[0 : self.img_size, 0 : self.img_size] / self.img_size
         angle = np.pi * (label + rng.uniform(-0.2, 0.2)) / len(self.classes)
         cycles = rng.uniform(1.0, 2.5)
         phase = 2 * np.pi * cycles * (x * np.cos(angle) + y * np.sin(angle)) + rng.uniform(0, 2 * np.pi)
         stripes = (0.5 + 0.5 * np.sin(phase))[..., None]
         center_y, center_x = rng.uniform(0.2, 0.8, size=2)
         radius = rng.uniform(0.1, 0.25)
-        blob = np.exp(-((x - center_x) ** 2 + (y - center_y) ** 2) / (2 * radius ** 2))[..., None]
+        blob = np.exp(-((x - center_x) ** 2 + (y - center_y) ** 2) / (2 * radius**2))[..., None]
         dark, light, blob_color = rng.uniform(0, 1, size=(3, 3))
         image = stripes * light + (1 - stripes) * dark
         image = (1 - blob) * image + blob * blob_color + rng.normal(0, 0.02, image.shape)
         return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
-

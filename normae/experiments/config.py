@@ -61,8 +61,9 @@ def _validator(schema_name: str):
 
     path = SCHEMA_DIR / schema_name
     if not path.exists():
-        raise ConfigError(f"schema {path} not found: normae reads config/ and workflow/schemas/ "
-                          f"from its source checkout")
+        raise ConfigError(
+            f"schema {path} not found: normae reads config/ and workflow/schemas/ from its source checkout"
+        )
     schema = yaml.safe_load(path.read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema)
@@ -86,25 +87,27 @@ def _load_checked(path: str | Path, schema_name: str) -> dict:
     except yaml.YAMLError as error:
         raise ConfigError(f"{_shown(path)}: not valid YAML: {error}") from None
     validator = _validator(schema_name)
-    error = best_match(validator.iter_errors(data))
-    if error is None:
+    problem = best_match(validator.iter_errors(data))
+    if problem is None:
         return data
-    where = [str(part) for part in error.absolute_path]
-    message = error.message
-    if error.validator == "additionalProperties":  # name the unexpected key in the path, and what is allowed
-        allowed = sorted(error.schema.get("properties", {}), key=str)
-        unexpected = [key for key in error.instance if key not in allowed]
+    where = [str(part) for part in problem.absolute_path]
+    message = problem.message
+    if problem.validator == "additionalProperties":  # name the unexpected key in the path, and what is allowed
+        allowed = sorted(problem.schema.get("properties", {}), key=str)
+        unexpected = [key for key in problem.instance if key not in allowed]
         if len(unexpected) == 1:
             where.append(str(unexpected[0]))
         if allowed:
             message += f"; allowed: {', '.join(map(str, allowed))}"
-    elif "propertyNames" in error.relative_schema_path and error.validator == "enum":  # a key outside a fixed set
-        where.append(str(error.instance))
-        message = f"{error.instance!r} is not allowed here; allowed: {', '.join(map(str, error.validator_value))}"
-        if "description" in error.schema:
-            message += f"; {error.schema['description']}"
-    elif error.validator == "type" and isinstance(error.instance, str) and _YAML_STRING_FLOAT.match(error.instance):
-        message += f" (YAML 1.1 reads {error.instance} as a string: write it with a dot, e.g. 5.0e-5)"
+    elif "propertyNames" in problem.relative_schema_path and problem.validator == "enum":  # a key outside a fixed set
+        where.append(str(problem.instance))
+        message = f"{problem.instance!r} is not allowed here; allowed: {', '.join(map(str, problem.validator_value))}"
+        if "description" in problem.schema:
+            message += f"; {problem.schema['description']}"
+    elif (
+        problem.validator == "type" and isinstance(problem.instance, str) and _YAML_STRING_FLOAT.match(problem.instance)
+    ):
+        message += f" (YAML 1.1 reads {problem.instance} as a string: write it with a dot, e.g. 5.0e-5)"
     raise ConfigError(f"{_shown(path)}: {'.'.join(where) or '(top level)'}: {message}")
 
 
@@ -114,6 +117,7 @@ def as_list(value) -> list:
 
 # ---------------------------------------------------------------- experiments.yaml
 
+
 def load_experiments(path: str | Path = CONFIG_DIR / "experiments.yaml") -> dict:
     """The tables of experiments.yaml, each normalised to a list of grids and a list of evaluations."""
     data = _load_checked(path, "experiments.schema.yaml")
@@ -121,8 +125,13 @@ def load_experiments(path: str | Path = CONFIG_DIR / "experiments.yaml") -> dict
     tables = {}
     for name, table in data["tables"].items():
         if "measure" in table:
-            tables[name] = {"file": table["file"], "title": table["title"], "measure": table["measure"],
-                            "grids": [], "evaluate": []}
+            tables[name] = {
+                "file": table["file"],
+                "title": table["title"],
+                "measure": table["measure"],
+                "grids": [],
+                "evaluate": [],
+            }
             continue
         grid = {**base, **table.get("pretrain", {})}
         variants = table.get("variants", [])
@@ -131,13 +140,24 @@ def load_experiments(path: str | Path = CONFIG_DIR / "experiments.yaml") -> dict
             missing = [term for term in REQUIRED_PRETRAIN_TERMS if term not in point]
             if missing:
                 where = f"tables.{name}" + (f".variants.{index}" if variants else "")
-                sources = ("none of defaults.pretrain, the table's pretrain and this variant" if variants
-                           else "neither defaults.pretrain nor the table's pretrain")
-                raise ConfigError(f"{_shown(Path(path))}: {where}: no value for the pretrain term(s) "
-                                  f"{', '.join(missing)} (set in {sources})")
-        tables[name] = {"file": table["file"], "sweep": table.get("sweep"), "title": table["title"], "measure": None,
-                        "grids": grids, "evaluate": as_list(table["evaluate"]),
-                        "cnp_modes": table.get("cnp_modes", ["paper"])}
+                sources = (
+                    "none of defaults.pretrain, the table's pretrain and this variant"
+                    if variants
+                    else "neither defaults.pretrain nor the table's pretrain"
+                )
+                raise ConfigError(
+                    f"{_shown(Path(path))}: {where}: no value for the pretrain term(s) "
+                    f"{', '.join(missing)} (set in {sources})"
+                )
+        tables[name] = {
+            "file": table["file"],
+            "sweep": table.get("sweep"),
+            "title": table["title"],
+            "measure": None,
+            "grids": grids,
+            "evaluate": as_list(table["evaluate"]),
+            "cnp_modes": table.get("cnp_modes", ["paper"]),
+        }
     return tables
 
 
@@ -167,6 +187,7 @@ def grid_points(grid: dict, cnp_modes: list[str]) -> list[dict]:
 
 
 # ---------------------------------------------------------------- scales
+
 
 @dataclass
 class Scale:
@@ -202,8 +223,8 @@ def load_scale(name: str, config_dir: str | Path = CONFIG_DIR) -> Scale:
         known = sorted(p.stem for p in path.parent.glob("*.yaml"))
         raise ConfigError(f"unknown scale {name!r}; known: {known}")
     data = _load_checked(path, "scale.schema.yaml")
-    not_run = {}
-    mappings = {}
+    not_run: dict[tuple[str, object], str] = {}
+    mappings: dict[str, dict] = {}
     for kind in ("datasets", "models", "patch_sizes", "pretrain_epochs"):
         mappings[kind] = {}
         for paper_value, value in data[kind].items():
@@ -211,9 +232,18 @@ def load_scale(name: str, config_dir: str | Path = CONFIG_DIR) -> Scale:
                 not_run[(kind, paper_value)] = value["not_run"]
                 value = None
             mappings[kind][paper_value] = value
-    return Scale(name=name, description=data["description"], **mappings, pretrain=data["pretrain"],
-                 finetune=data["finetune"], linprobe=data["linprobe"], throughput=data["throughput"],
-                 not_run=not_run, cnp_modes=tuple(data.get("cnp_modes", CNP_MODES)), analysis=data["analysis"])
+    return Scale(
+        name=name,
+        description=data["description"],
+        **mappings,
+        pretrain=data["pretrain"],
+        finetune=data["finetune"],
+        linprobe=data["linprobe"],
+        throughput=data["throughput"],
+        not_run=not_run,
+        cnp_modes=tuple(data.get("cnp_modes", CNP_MODES)),
+        analysis=data["analysis"],
+    )
 
 
 def scale_spec_fields(spec_class) -> set[str]:

@@ -8,12 +8,9 @@ processes plan too.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from normae.errors import ConfigError
-from normae.data.registry import DATASETS
 from normae.experiments.config import (  # noqa: F401 (load_experiments, load_scale, read_reported: the plan's inputs)
     ANALYSES,
     CONFIG_DIR,
@@ -32,11 +29,21 @@ from normae.experiments.config import (  # noqa: F401 (load_experiments, load_sc
 from normae.paths import ResultsLayout
 from normae.spec import FinetuneSpec, LinprobeSpec, PretrainSpec
 
-REPORTED_KEYS = ("model", "pretrain_dataset", "method", "pretrain_epochs", "patch_size", "mask_ratio",
-                 "lam", "eval_dataset", "eval")
+REPORTED_KEYS = (
+    "model",
+    "pretrain_dataset",
+    "method",
+    "pretrain_epochs",
+    "patch_size",
+    "mask_ratio",
+    "lam",
+    "eval_dataset",
+    "eval",
+)
 
 
 # ---------------------------------------------------------------- the plan
+
 
 @dataclass
 class Row:
@@ -89,21 +96,40 @@ class Plan:
             return self.pretrain[run_id]
         if run_id in self.evaluations:
             return self.evaluations[run_id]
-        raise ConfigError(f"run {run_id} is not in the plan of scale {self.scale.name} "
-                         f"(see `normae plan --scale {self.scale.name}`)")
+        raise ConfigError(
+            f"run {run_id} is not in the plan of scale {self.scale.name} (see `normae plan --scale {self.scale.name}`)"
+        )
 
 
 def _reported_key(row: dict) -> tuple:
     def number(text):
         return float(text) if text not in ("", None) else None
-    return (row["model"], row["pretrain_dataset"], row["method"], int(row["pretrain_epochs"]),
-            int(row["patch_size"]), number(row["mask_ratio"]), number(row["lam"]) or 0.0,
-            row["eval_dataset"], row["eval"])
+
+    return (
+        row["model"],
+        row["pretrain_dataset"],
+        row["method"],
+        int(row["pretrain_epochs"]),
+        int(row["patch_size"]),
+        number(row["mask_ratio"]),
+        number(row["lam"]) or 0.0,
+        row["eval_dataset"],
+        row["eval"],
+    )
 
 
 def _point_key(point: dict, protocol: str, eval_dataset: str) -> tuple:
-    return (point["model"], point["dataset"], point["method"], point["epochs"], point["patch_size"],
-            float(point["mask_ratio"]), float(point.get("lam", 0.0)), eval_dataset, protocol)
+    return (
+        point["model"],
+        point["dataset"],
+        point["method"],
+        point["epochs"],
+        point["patch_size"],
+        float(point["mask_ratio"]),
+        float(point.get("lam", 0.0)),
+        eval_dataset,
+        protocol,
+    )
 
 
 def _terms(point: dict, protocol: str, eval_dataset: str) -> dict:
@@ -130,16 +156,25 @@ class _Planner:
 
     def pretrain_spec(self, point: dict, seed: int = 0) -> tuple[PretrainSpec | None, str | None]:
         mapped = {}
-        for kind, term in (("models", "model"), ("datasets", "dataset"), ("patch_sizes", "patch_size"),
-                           ("pretrain_epochs", "epochs")):
+        for kind, term in (
+            ("models", "model"),
+            ("datasets", "dataset"),
+            ("patch_sizes", "patch_size"),
+            ("pretrain_epochs", "epochs"),
+        ):
             mapped[term], reason = self.scale.map(kind, point[term])
             if reason:
                 return None, f"{term} {point[term]}: {reason}"
         extra = {k: point[k] for k in ("lam", "cnp", "nor_variant") if k in point}
         if point["method"] == "mae":
             extra["lam"] = 0.0
-        spec = PretrainSpec(**mapped, method=point["method"], mask_ratio=point["mask_ratio"],
-                            **extra, **{"seed": seed, **self.scale.pretrain})
+        spec = PretrainSpec(
+            **mapped,
+            method=point["method"],
+            mask_ratio=point["mask_ratio"],
+            **extra,
+            **{"seed": seed, **self.scale.pretrain},
+        )
         return spec, None
 
     def row(self, table: str, point: dict, protocol: str, eval_dataset: str) -> Row:
@@ -156,22 +191,30 @@ class _Planner:
         row = Row(table, terms, "analysis" if protocol in ANALYSES else "run")
         for seed in self.seeds:
             spec, _ = self.pretrain_spec(point, seed)
+            assert spec is not None  # the point maps at this scale: checked above
             pretrain_id = self._add(self.pretrain, spec)
             row.pretrain_ids.append(pretrain_id)
             if protocol in ANALYSES:
                 continue
             overrides = self.scale.finetune if protocol == "finetune" else self.scale.linprobe
-            evaluation = EVAL_SPECS[protocol](init=str(ResultsLayout().run(pretrain_id).checkpoint_path), dataset=eval_set,
-                                              model=spec.model, patch_size=spec.patch_size,
-                                              **{"seed": seed, **overrides})
+            evaluation = EVAL_SPECS[protocol](
+                init=str(ResultsLayout().run(pretrain_id).checkpoint_path),
+                dataset=eval_set,
+                model=spec.model,
+                patch_size=spec.patch_size,
+                **{"seed": seed, **overrides},
+            )
             row.eval_ids.append(self._add(self.evaluations, evaluation))
         return row
 
 
-def expand(experiments: dict, scale: Scale, reported: list[dict] | None = None, seeds: list[int] = (0,)) -> Plan:
-    """Every table's grid at this scale and seeds, linked to the paper's rows; a reported row no grid covers is an error."""
+def expand(experiments: dict, scale: Scale, reported: list[dict] | None = None, seeds: list[int] | None = None) -> Plan:
+    """Every table's grid at this scale and seeds, linked to the paper's rows.
+
+    A reported row that no grid covers is an error.
+    """
     reported = read_reported() if reported is None else reported
-    seeds = list(seeds)
+    seeds = [0] if seeds is None else list(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds must be a non-empty list of distinct integers, got {seeds}")
     planner = _Planner(scale, seeds)
@@ -183,8 +226,9 @@ def expand(experiments: dict, scale: Scale, reported: list[dict] | None = None, 
         else:
             rows = _grid_rows(name, table, paper_rows, planner)
         mapping = _measure_mapping(table["measure"], scale) if table["measure"] else _mapping(rows, scale)
-        tables[name] = TablePlan(name, table["file"], table["title"], mapping, rows, table["measure"],
-                                 table.get("sweep"))
+        tables[name] = TablePlan(
+            name, table["file"], table["title"], mapping, rows, table["measure"], table.get("sweep")
+        )
     unknown = sorted({r["table"] for r in reported} - set(experiments))
     if unknown:
         raise ConfigError(f"reported.csv has tables {unknown} that experiments.yaml does not declare")
@@ -192,7 +236,7 @@ def expand(experiments: dict, scale: Scale, reported: list[dict] | None = None, 
 
 
 def _grid_rows(name: str, table: dict, paper_rows: list[dict], planner: _Planner) -> list[Row]:
-    by_key = {}
+    by_key: dict[tuple, list[dict]] = {}
     for paper_row in paper_rows:
         by_key.setdefault(_reported_key(paper_row), []).append(paper_row)
     rows, matched = [], set()
@@ -202,9 +246,13 @@ def _grid_rows(name: str, table: dict, paper_rows: list[dict], planner: _Planner
             for entry in table["evaluate"]:
                 for eval_dataset in as_list(entry["dataset"]):
                     if doubled_out:
-                        row = Row(name, _terms(point, entry["protocol"], eval_dataset), "not_run",
-                                  reason=f"cnp {point['cnp']}: this scale runs the table's NoR-MAE rows with "
-                                  f"cnp {' / '.join(planner.scale.cnp_modes)} only (the ablation table compares modes)")
+                        row = Row(
+                            name,
+                            _terms(point, entry["protocol"], eval_dataset),
+                            "not_run",
+                            reason=f"cnp {point['cnp']}: this scale runs the table's NoR-MAE rows with "
+                            f"cnp {' / '.join(planner.scale.cnp_modes)} only (the ablation table compares modes)",
+                        )
                     else:
                         row = planner.row(name, point, entry["protocol"], eval_dataset)
                     key = _point_key(point, entry["protocol"], eval_dataset)
@@ -213,12 +261,20 @@ def _grid_rows(name: str, table: dict, paper_rows: list[dict], planner: _Planner
                         row.paper_value, row.metric = float(by_key[key][0]["value"]), by_key[key][0]["metric"]
                     if row not in rows:
                         rows.append(row)
-    for key, paper_row in ((k, r[0]) for k, r in by_key.items() if k not in matched):
+    for paper_row in (rows_of_key[0] for key, rows_of_key in by_key.items() if key not in matched):
         if paper_row["ran_by_paper"] != "no":
             raise ConfigError(f"{name}: reported.csv row {dict(paper_row)} matches no grid point in experiments.yaml")
         terms = {k: paper_row[k] for k in REPORTED_KEYS}
-        rows.append(Row(name, terms, "cited", float(paper_row["value"]), paper_row["metric"],
-                        reason=f"cited by the paper ({paper_row['note']}), not run"))
+        rows.append(
+            Row(
+                name,
+                terms,
+                "cited",
+                float(paper_row["value"]),
+                paper_row["metric"],
+                reason=f"cited by the paper ({paper_row['note']}), not run",
+            )
+        )
     return rows
 
 
@@ -235,11 +291,15 @@ def _measure_mapping(measure: str, scale: Scale) -> list[str]:
     """What a measurement table measured at this scale (its rows keep the paper's terms)."""
     if measure == "cost":
         cost = scale.analysis["cost"]
-        return [f"normae bench {cost['model']} at {cost['img_size']} px, patch {cost['patch_size']}, "
-                f"batch {cost['batch_size']}, {cost['steps']} steps per method"]
-    return [f"{source}: {settings['images']} images at {settings['img_size']} px, patch {settings['patch_size']}"
-            + (f", {settings['pixels']} pixels" if "pixels" in settings else "")
-            for source, settings in scale.analysis["cnp_similarity"].items()]
+        return [
+            f"normae bench {cost['model']} at {cost['img_size']} px, patch {cost['patch_size']}, "
+            f"batch {cost['batch_size']}, {cost['steps']} steps per method"
+        ]
+    return [
+        f"{source}: {settings['images']} images at {settings['img_size']} px, patch {settings['patch_size']}"
+        + (f", {settings['pixels']} pixels" if "pixels" in settings else "")
+        for source, settings in scale.analysis["cnp_similarity"].items()
+    ]
 
 
 def _mapping(rows: list[Row], scale: Scale) -> list[str]:
@@ -248,106 +308,20 @@ def _mapping(rows: list[Row], scale: Scale) -> list[str]:
     img = scale.pretrain.get("img_size", PAPER_IMG_SIZE)
     if img != PAPER_IMG_SIZE:
         lines.append(f"image size {PAPER_IMG_SIZE} px -> {img} px")
-    for kind, terms in (("models", ("model",)), ("datasets", ("pretrain_dataset", "eval_dataset")),
-                        ("patch_sizes", ("patch_size",)), ("pretrain_epochs", ("pretrain_epochs",))):
+    for kind, terms in (
+        ("models", ("model",)),
+        ("datasets", ("pretrain_dataset", "eval_dataset")),
+        ("patch_sizes", ("patch_size",)),
+        ("pretrain_epochs", ("pretrain_epochs",)),
+    ):
         used = {row.terms[t] for row in rows for t in terms if t in row.terms and row.status != "cited"}
-        changed = [f"{value} -> {'not run' if mapped is None else mapped}"
-                   for value, mapped in getattr(scale, kind).items() if value in used and mapped != value]
+        changed = [
+            f"{value} -> {'not run' if mapped is None else mapped}"
+            for value, mapped in getattr(scale, kind).items()
+            if value in used and mapped != value
+        ]
         if changed:
             lines.append(f"{kind.replace('_', ' ')} " + ", ".join(changed))
     if any(row.eval_ids for row in rows) and scale.finetune.get("epochs") != PAPER_FINETUNE_EPOCHS:
         lines.append(f"fine-tuning epochs {PAPER_FINETUNE_EPOCHS} -> {scale.finetune.get('epochs')}")
     return lines
-
-
-# ---------------------------------------------------------------- summary
-
-def _hours(images: int, throughput: float) -> float:
-    return images / throughput / 3600
-
-
-def _train_images(spec) -> int:
-    """Training images per epoch: the set's train split (normae.data.registry), capped by the scale's train_samples."""
-    total = DATASETS[spec.dataset].train_images
-    return min(total, spec.train_samples or total)
-
-
-def pretrain_hours(spec: PretrainSpec, scale: Scale) -> float:
-    """epochs x images / throughput, scaled by the token count relative to the paper's patch 16 at this scale."""
-    images = _train_images(spec)
-    reference_patch = scale.patch_sizes[16]
-    token_factor = (reference_patch / spec.patch_size) ** 2
-    return _hours(spec.epochs * images, scale.throughput["pretrain"][spec.model]) * token_factor
-
-
-def eval_hours(spec, scale: Scale) -> float:
-    images = _train_images(spec)
-    token_factor = (scale.patch_sizes[16] / spec.patch_size) ** 2
-    return _hours(spec.epochs * images, scale.throughput["finetune"][spec.model]) * token_factor
-
-
-def summarize(plan: Plan) -> str:
-    scale = plan.scale
-    users = {}
-    for table in plan.tables.values():
-        for run_id in table.pretrain_ids() | table.eval_ids():
-            users.setdefault(run_id, set()).add(table.name)
-    lines = [f"scale {scale.name}: {scale.description}",
-             f"{len(plan.pretrain)} pre-training runs, {len(plan.evaluations)} evaluation runs in all", ""]
-    for table in plan.tables.values():
-        lines.append(f"{table.name}: {table.title}")
-        lines.append("  at this scale: " + ("; ".join(table.mapping) or "the paper's settings"))
-        pretrain, evals = table.pretrain_ids(), table.eval_ids()
-        shared = sorted(run_id for run_id in pretrain | evals if len(users[run_id]) > 1)
-        lines.append(f"  {len(pretrain)} pre-training runs, {len(evals)} evaluation runs, "
-                     f"{len(shared)} of them shared with other tables")
-        counts = {}
-        for row in table.rows:
-            counts[row.status] = counts.get(row.status, 0) + 1
-        lines.append("  rows: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
-        for row in table.rows:
-            if row.status in ("not_implemented", "not_run"):
-                lines.append(f"    {row.status}: {_describe(row.terms)}: {row.reason}")
-        hours = sum(pretrain_hours(plan.pretrain[i], scale) for i in pretrain)
-        hours += sum(eval_hours(plan.evaluations[i], scale) for i in evals)
-        lines.append(f"  estimate: {hours:.1f} device-hours for its runs (shared runs counted in each table)")
-        lines.append("")
-    total = sum(pretrain_hours(s, scale) for s in plan.pretrain.values())
-    total += sum(eval_hours(s, scale) for s in plan.evaluations.values())
-    lines.append(f"total estimate: {total:.1f} device-hours, each run counted once; from the throughput "
-                 f"configured in config/scales/{scale.name}.yaml (its comment says whether it was measured), "
-                 "MAE's for both methods; start-up time per run not included")
-    return "\n".join(lines)
-
-
-def _describe(terms: dict) -> str:
-    return " ".join(f"{k}={v}" for k, v in terms.items())
-
-
-def add_plan_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scale", default="tiny", help="config/scales/<NAME>.yaml (default: tiny)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds, a run pair each (default: 0)")
-    parser.add_argument("--config-dir", default=str(CONFIG_DIR),
-                        help="folder holding experiments.yaml, reported.csv and scales/ (default: the repository's)")
-
-
-def plan_from_args(args: argparse.Namespace) -> Plan:
-    config_dir = Path(args.config_dir)
-    return expand(load_experiments(config_dir / "experiments.yaml"), load_scale(args.scale, config_dir),
-                  read_reported(config_dir / "reported.csv"), seeds=args.seeds)
-
-
-def print_plan(args: argparse.Namespace) -> int:
-    """`normae plan --scale NAME`: what each table needs at that scale."""
-    print(summarize(plan_from_args(args)))
-    return 0
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="normae plan", description=print_plan.__doc__)
-    add_plan_options(parser)
-    return print_plan(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

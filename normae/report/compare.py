@@ -11,13 +11,25 @@ from normae.report.run_folder import read_metrics, read_spec, read_summary
 
 # Per-epoch quantities worth comparing, in this order, where a run logged them.
 CURVE_COLUMNS = ("loss", "loss_rec", "loss_nor", "top1", "top5")
-SUMMARY_FIELDS = ("epochs", "optimizer_steps", "images_seen", "best_top1", "best_epoch", "step_time_median_s", "images_per_second")
+SUMMARY_FIELDS = (
+    "epochs",
+    "optimizer_steps",
+    "images_seen",
+    "best_top1",
+    "best_epoch",
+    "step_time_median_s",
+    "images_per_second",
+)
 MISSING = "-"
 
 
 def spec_diff(a: dict, b: dict) -> dict[str, tuple]:
     """{field: (value in a, value in b)} for the fields whose values differ; a field one spec lacks shows as MISSING."""
-    return {key: (a.get(key, MISSING), b.get(key, MISSING)) for key in sorted(set(a) | set(b)) if a.get(key, MISSING) != b.get(key, MISSING)}
+    return {
+        key: (a.get(key, MISSING), b.get(key, MISSING))
+        for key in sorted(set(a) | set(b))
+        if a.get(key, MISSING) != b.get(key, MISSING)
+    }
 
 
 def final_metrics(run: str | Path) -> dict:
@@ -82,7 +94,8 @@ def compare_text(run_a: str | Path, run_b: str | Path) -> str:
 
 
 def compare_plot(run_a: str | Path, run_b: str | Path, out: str | Path) -> Path:
-    """One panel per logged quantity: losses per optimiser step (epoch means where no steps were logged), top-1 per epoch."""
+    """One panel per logged quantity: losses per optimiser step (epoch means where no steps were logged),
+    top-1 per epoch."""
     import matplotlib
 
     matplotlib.use("Agg")

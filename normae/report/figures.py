@@ -19,7 +19,17 @@ from normae.experiments.config import SWEEP_TERMS as SWEEP_AXES
 from normae.report.run_folder import read_metrics, read_spec, variant_label
 
 # Columns that can tell two lines of a sweep table apart.
-LINE_COLUMNS = ("model", "method", "cnp", "nor_variant", "pretrain_dataset", "eval_dataset", "eval", "metric", *SWEEP_AXES)
+LINE_COLUMNS = (
+    "model",
+    "method",
+    "cnp",
+    "nor_variant",
+    "pretrain_dataset",
+    "eval_dataset",
+    "eval",
+    "metric",
+    *SWEEP_AXES,
+)
 
 
 def _pyplot():
@@ -41,7 +51,8 @@ def _save(fig, out: str | Path) -> Path:
 
 
 def cnp_similarity_figure(stats_files: list[str | Path], out: str | Path) -> Path:
-    """Histograms (share of patches per bin) of each stats file, our mean/min/max and the paper's 0.83 / 0.07 / 0.999."""
+    """Histograms (share of patches per bin) of each stats file, with our mean / min / max and the paper's
+    0.83 / 0.07 / 0.999."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.8))
     paper = {}
@@ -49,21 +60,33 @@ def cnp_similarity_figure(stats_files: list[str | Path], out: str | Path) -> Pat
         stats = json.loads(Path(path).read_text())
         m = stats["measured"]
         edges, counts = np.array(stats["histogram"]["edges"]), np.array(stats["histogram"]["counts"])
-        label = (f"{m['source']}, {m['images']} images, {m['img_size']} px, patch {m['patch_size']}, {m['pixels']} pixels: "
-                 f"mean {stats['mean']:.3f}, min {stats['min']:.3f}, max {stats['max']:.3f}")
+        label = (
+            f"{m['source']}, {m['images']} images, {m['img_size']} px, patch {m['patch_size']}, {m['pixels']} pixels: "
+            f"mean {stats['mean']:.3f}, min {stats['min']:.3f}, max {stats['max']:.3f}"
+        )
         line = ax.stairs(counts / counts.sum(), edges, label=label, linewidth=1.5)
         ax.axvline(stats["mean"], color=line.get_edgecolor(), linewidth=1, linestyle=":")
         paper = stats["paper"]
     for name, value in paper.items():
         ax.axvline(value, color="black", linestyle="--", linewidth=1)
-        ax.annotate(f"paper {name} {value:g}", (value, 1.0), xycoords=("data", "axes fraction"),
-                    rotation=90, va="top", ha="right", fontsize=8)
+        ax.annotate(
+            f"paper {name} {value:g}",
+            (value, 1.0),
+            xycoords=("data", "axes fraction"),
+            rotation=90,
+            va="top",
+            ha="right",
+            fontsize=8,
+        )
     lowest = min(json.loads(Path(p).read_text())["min"] for p in stats_files)
     ax.set_xlim(min(0.0, lowest) - 0.02, 1.02)
     ax.set_xlabel("cosine similarity of a patch with its closest neighbour patch (3x3 window)")
     ax.set_ylabel("share of patches")
-    ax.set_title("Figure 3: patch vs closest-neighbour cosine (paper: ImageNet-1K, 4096 images)\n"
-                 "dashed black: paper's mean / min / max; dotted: our means", fontsize=10)
+    ax.set_title(
+        "Figure 3: patch vs closest-neighbour cosine (paper: ImageNet-1K, 4096 images)\n"
+        "dashed black: paper's mean / min / max; dotted: our means",
+        fontsize=10,
+    )
     ax.legend(fontsize=7, loc="upper left")
     return _save(fig, out)
 
@@ -81,9 +104,12 @@ def pca_figure(npz_files: list[str | Path], out: str | Path, labels: list[str] |
         ax.scatter(*coords[kind == 0].T, s=4, c="red", alpha=0.5, label="visible patches", linewidths=0)
         ax.scatter(*coords[kind == 1].T, s=4, c="blue", alpha=0.5, label="closest neighbour patches", linewidths=0)
         label = labels[i] if labels else info["label"]
-        ax.set_title(f"{label}\n{info['dataset']}, {info['images']} images x {info['visible_per_image']} visible\n"
-                     f"CNP pairwise cos {info['mean_pairwise_cosine_cnp']:.3f}, "
-                     f"silhouette {info['silhouette_visible_vs_cnp_2d']:.3f}", fontsize=9)
+        ax.set_title(
+            f"{label}\n{info['dataset']}, {info['images']} images x {info['visible_per_image']} visible\n"
+            f"CNP pairwise cos {info['mean_pairwise_cosine_cnp']:.3f}, "
+            f"silhouette {info['silhouette_visible_vs_cnp_2d']:.3f}",
+            fontsize=9,
+        )
         variance = info["explained_variance_ratio"]
         ax.set_xlabel(f"PC1 ({variance[0]:.0%})")
         ax.set_ylabel(f"PC2 ({variance[1]:.0%})")
@@ -103,7 +129,9 @@ def variants_figure(pretrain_runs: list[str | Path], finetune_runs: list[str | P
     """Figure 6: pre-training reconstruction loss and NoR term per step, fine-tuning top-1 per epoch, a line per run."""
     plt = _pyplot()
     panels = [("loss_rec", "pre-training reconstruction loss"), ("loss_nor", "pre-training NoR term (before lambda)")]
-    fig, axes = plt.subplots(1, len(panels) + bool(finetune_runs), figsize=(5 * (len(panels) + bool(finetune_runs)), 4.2))
+    fig, axes = plt.subplots(
+        1, len(panels) + bool(finetune_runs), figsize=(5 * (len(panels) + bool(finetune_runs)), 4.2)
+    )
     for ax, (column, title) in zip(axes, panels):
         for run in pretrain_runs:
             curve = _curve(run, "step", column)
@@ -123,24 +151,32 @@ def variants_figure(pretrain_runs: list[str | Path], finetune_runs: list[str | P
         ax.set_ylabel("top-1 %")
         ax.set_title("fine-tuning top-1 on the evaluation split", fontsize=10)
         ax.legend(fontsize=8)
-    fig.suptitle("Figure 6: relation penalties of the NoR loss (offdiag / diag / token); our runs, "
-                 f"{describe_scale(pretrain_runs)}", fontsize=11)
+    fig.suptitle(
+        "Figure 6: relation penalties of the NoR loss (offdiag / diag / token); our runs, "
+        f"{describe_scale(pretrain_runs)}",
+        fontsize=11,
+    )
     return _save(fig, out)
 
 
 def describe_scale(runs) -> str:
     """A few words on the runs' scale for a title: model, patch, data set, images, epochs."""
     specs = [read_spec(run) for run in runs]
-    described = {f"{s.get('model')} p{s.get('patch_size')} on {s.get('dataset')}"
-                 f"{'' if s.get('train_samples') is None else ' (' + str(s['train_samples']) + ' images)'}, "
-                 f"{s.get('epochs')} epochs" for s in specs}
+    described = {
+        f"{s.get('model')} p{s.get('patch_size')} on {s.get('dataset')}"
+        f"{'' if s.get('train_samples') is None else ' (' + str(s['train_samples']) + ' images)'}, "
+        f"{s.get('epochs')} epochs"
+        for s in specs
+    }
     return "; ".join(sorted(described))
 
 
 def _line_name(row: pd.Series, columns: list[str]) -> str:
     """The values that tell this line apart (settings that do not apply, e.g. an MAE row's CNP mode, left out)."""
     shown = [c for c in columns if pd.notna(row[c])]
-    return ", ".join(f"{row[c]}" if c in ("model", "method", "eval_dataset", "metric") else f"{c} {row[c]}" for c in shown)
+    return ", ".join(
+        f"{row[c]}" if c in ("model", "method", "eval_dataset", "metric") else f"{c} {row[c]}" for c in shown
+    )
 
 
 def sweep_figure(table_csv: str | Path, x: str, out: str | Path) -> Path:
@@ -173,12 +209,26 @@ def sweep_figure(table_csv: str | Path, x: str, out: str | Path) -> Path:
             if points.empty:
                 continue
             if len(points) == 1 and xs.nunique() > 1:
-                ax.axhline(points[column].iloc[0], color=colour, linestyle=style, linewidth=1,
-                           label=f"{who}: {name} ({x} {points[x].iloc[0]:g})")
+                ax.axhline(
+                    points[column].iloc[0],
+                    color=colour,
+                    linestyle=style,
+                    linewidth=1,
+                    label=f"{who}: {name} ({x} {points[x].iloc[0]:g})",
+                )
                 continue
             error = points["ours_std"] if column == "ours" and "ours_std" in points else None
-            ax.errorbar(points[x].astype(float), points[column], yerr=error, color=colour, linestyle=style,
-                        marker="o" if who == "paper" else "s", markersize=4, capsize=2, label=f"{who}: {name}")
+            ax.errorbar(
+                points[x].astype(float),
+                points[column],
+                yerr=error,
+                color=colour,
+                linestyle=style,
+                marker="o" if who == "paper" else "s",
+                markersize=4,
+                capsize=2,
+                label=f"{who}: {name}",
+            )
     if x == "lam" and (xs > 0).any():
         paper_ax.set_xscale("symlog", linthresh=float(xs[xs > 0].min()))
     first = table.iloc[0]
@@ -187,8 +237,11 @@ def sweep_figure(table_csv: str | Path, x: str, out: str | Path) -> Path:
     paper_ax.set_xlabel(x)
     paper_ax.set_ylabel(f"paper {metric} (dashed)")
     ours_ax.set_ylabel(f"ours {metric} (solid)")
-    paper_ax.set_title(f"{first['table']}: {metric} against {x}; paper (left axis) vs ours (right axis)"
-                       + (f"\nours at scale: {scale}" if scale else ""), fontsize=10)
+    paper_ax.set_title(
+        f"{first['table']}: {metric} against {x}; paper (left axis) vs ours (right axis)"
+        + (f"\nours at scale: {scale}" if scale else ""),
+        fontsize=10,
+    )
     handles = [h for ax in (paper_ax, ours_ax) for h in ax.get_legend_handles_labels()[0]]
     names = [n for ax in (paper_ax, ours_ax) for n in ax.get_legend_handles_labels()[1]]
     paper_ax.legend(handles, names, fontsize=7, loc="best")

@@ -40,5 +40,7 @@ def variant_label(run: str | Path) -> str:
     if spec is None:
         return Path(run).name
     if spec.get("method") == "nor_mae":
-        return f"nor_mae {spec['nor_variant']}" + (f" ({spec['cnp']} CNP)" if spec.get("cnp", "paper") != "paper" else "")
+        return f"nor_mae {spec['nor_variant']}" + (
+            f" ({spec['cnp']} CNP)" if spec.get("cnp", "paper") != "paper" else ""
+        )
     return str(spec.get("method", Path(run).name))

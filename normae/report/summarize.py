@@ -29,7 +29,11 @@ def summary_table(runs: list[str | Path]) -> str:
     rows = []
     for run in runs:
         summary = RunFolder(run).require_summary()
-        values = {**summary["final"], "best_top1": summary.get("best_top1"), "step_s": summary.get("step_time_median_s")}
+        values = {
+            **summary["final"],
+            "best_top1": summary.get("best_top1"),
+            "step_s": summary.get("step_time_median_s"),
+        }
         row = {"run": Path(run).name, "what": describe_method(summary), "epochs": str(summary["epochs"])}
         for column in SUMMARY_COLUMNS:
             value = values.get(column)

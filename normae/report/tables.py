@@ -6,7 +6,6 @@ plan names for that row; a row whose run is missing is an error, never a blank t
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from pathlib import Path
@@ -17,12 +16,26 @@ from normae.errors import MissingResultError
 from normae.experiments.plan import Plan, TablePlan
 from normae.paths import ResultsLayout, read_json
 
-TERM_COLUMNS = ("model", "pretrain_dataset", "method", "cnp", "nor_variant", "pretrain_epochs", "patch_size",
-                "mask_ratio", "lam", "eval_dataset", "eval")
+TERM_COLUMNS = (
+    "model",
+    "pretrain_dataset",
+    "method",
+    "cnp",
+    "nor_variant",
+    "pretrain_epochs",
+    "patch_size",
+    "mask_ratio",
+    "lam",
+    "eval_dataset",
+    "eval",
+)
 # Which field of a measurement file holds each metric reported.csv names.
 MEASURED_FIELDS = {
-    "mean_cosine": "mean", "min_cosine": "min", "max_cosine": "max",
-    "memory_overhead_vs_mae": "nor_over_mae_memory", "time_overhead_vs_mae": "nor_over_mae_time",
+    "mean_cosine": "mean",
+    "min_cosine": "min",
+    "max_cosine": "max",
+    "memory_overhead_vs_mae": "nor_over_mae_memory",
+    "time_overhead_vs_mae": "nor_over_mae_time",
 }
 # Terms that make a NoR-MAE row differ from the MAE row it is compared with.
 NOR_ONLY_TERMS = ("method", "lam", "cnp", "nor_variant")
@@ -60,23 +73,37 @@ def row_records(table: TablePlan, plan: Plan, layout: ResultsLayout) -> list[dic
     """One record per table row (measurements: one per source measured), ours read from finished runs."""
     records = []
     for index, row in enumerate(table.rows):
-        base = {"table": table.name, "row": index, "status": row.status,
-                **{column: row.terms.get(column) for column in TERM_COLUMNS},
-                "metric": row.metric or "top1", "paper": row.paper_value, "ours": None, "ours_std": None,
-                "seeds": None, "source": None, "pretrain_ids": " ".join(row.pretrain_ids),
-                "eval_ids": " ".join(row.eval_ids), "reason": row.reason}
+        base = {
+            "table": table.name,
+            "row": index,
+            "status": row.status,
+            **{column: row.terms.get(column) for column in TERM_COLUMNS},
+            "metric": row.metric or "top1",
+            "paper": row.paper_value,
+            "ours": None,
+            "ours_std": None,
+            "seeds": None,
+            "source": None,
+            "pretrain_ids": " ".join(row.pretrain_ids),
+            "eval_ids": " ".join(row.eval_ids),
+            "reason": row.reason,
+        }
         if row.status == "run":
-            values = [run_metric(layout, run_id, base["metric"]) for run_id in row.eval_ids]
+            values = [run_metric(layout, run_id, str(base["metric"])) for run_id in row.eval_ids]
             base["ours"], base["ours_std"] = _mean_and_spread(values)
             base["seeds"] = len(values)
         elif row.status == "analysis":
-            values = [result_value(read_result(layout.pca(run_id)), "mean_pairwise_cosine_cnp", layout.pca(run_id))
-                      for run_id in row.pretrain_ids]
+            values = [
+                result_value(read_result(layout.pca(run_id)), "mean_pairwise_cosine_cnp", layout.pca(run_id))
+                for run_id in row.pretrain_ids
+            ]
             base["metric"] = "cnp_pairwise_cosine"
             base["ours"], base["ours_std"] = _mean_and_spread(values)
             base["seeds"] = len(values)
-            base["reason"] = (f"mean cosine between the encoder features of different CNPs (lower: CNPs told apart); "
-                              f"scatter in figures/{table.file}_pca.png")
+            base["reason"] = (
+                f"mean cosine between the encoder features of different CNPs (lower: CNPs told apart); "
+                f"scatter in figures/{table.file}_pca.png"
+            )
         elif row.status == "measure":
             records += _measured_records(base, table, plan, layout)
             continue
@@ -88,7 +115,9 @@ def _measured_records(base: dict, table: TablePlan, plan: Plan, layout: ResultsL
     field = MEASURED_FIELDS[base["metric"]]
     if table.measure == "cost":
         measured = read_result(layout.cost())
-        setting = f"normae bench {measured.get('model')} {measured.get('img_size')} px patch {measured.get('patch_size')}"
+        setting = (
+            f"normae bench {measured.get('model')} {measured.get('img_size')} px patch {measured.get('patch_size')}"
+        )
         return [{**base, "ours": result_value(measured, field, layout.cost()), "source": setting}]
     records = []
     for source in plan.scale.analysis["cnp_similarity"]:
@@ -121,7 +150,7 @@ def table_frame(table: TablePlan, plan: Plan, root: str | Path = ".") -> pd.Data
     for column in ("paper", "ours", "ours_std"):
         frame[column] = pd.to_numeric(frame[column])
     frame = add_gains(frame)
-    frame.insert(frame.columns.get_loc("ours") + 1, "scale", plan.scale.name)
+    frame.insert(list(frame.columns).index("ours") + 1, "scale", plan.scale.name)
     return frame
 
 
@@ -133,8 +162,10 @@ def gain_summary(frame: pd.DataFrame) -> str:
     if pairs.empty:
         return "No NoR-MAE row here has both a paper and an own MAE counterpart to compare gains."
     reproduced = int(pairs["sign_reproduced"].sum())
-    return (f"NoR-MAE minus MAE: paper {pairs['gain_paper'].mean():+.2f} on average over {len(pairs)} pairs, "
-            f"ours {pairs['gain_ours'].mean():+.2f}; the sign of the gain is reproduced in {reproduced} of {len(pairs)}.")
+    return (
+        f"NoR-MAE minus MAE: paper {pairs['gain_paper'].mean():+.2f} on average over {len(pairs)} pairs, "
+        f"ours {pairs['gain_ours'].mean():+.2f}; the sign of the gain is reproduced in {reproduced} of {len(pairs)}."
+    )
 
 
 def header_lines(table: TablePlan, plan: Plan) -> list[str]:
@@ -142,8 +173,10 @@ def header_lines(table: TablePlan, plan: Plan) -> list[str]:
     lines = [table.title, f"Scale: {scale.name} ({scale.description}); seeds {plan.seeds}."]
     lines.append("At this scale: " + ("; ".join(table.mapping) or "the paper's settings") + ".")
     if scale.name != "paper":
-        lines.append(f"Our numbers were measured at the {scale.name} scale, not the paper's: they are not "
-                     "expected to match the paper's values; compare signs and orderings, not magnitudes.")
+        lines.append(
+            f"Our numbers were measured at the {scale.name} scale, not the paper's: they are not "
+            "expected to match the paper's values; compare signs and orderings, not magnitudes."
+        )
     return lines
 
 
@@ -151,8 +184,10 @@ def _display(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """The columns a reader scans, numbers rounded, ours as mean ± spread; settings shared by every
     row are moved out of the table into one line."""
     shown = frame.drop(columns=["table", "row", "pretrain_ids", "eval_ids", "ours_std", "seeds", "scale"])
-    shown["ours"] = [("" if pd.isna(m) else f"{m:.4g}") + ("" if pd.isna(s) else f" ± {s:.2g}")
-                     for m, s in zip(frame["ours"], frame["ours_std"])]
+    shown["ours"] = [
+        ("" if pd.isna(m) else f"{m:.4g}") + ("" if pd.isna(s) else f" ± {s:.2g}")
+        for m, s in zip(frame["ours"], frame["ours_std"])
+    ]
     for column in ("paper", "delta", "gain_paper", "gain_ours"):
         shown[column] = [("" if pd.isna(v) else f"{v:.4g}") for v in frame[column]]
     shown = shown.replace("", None).dropna(axis=1, how="all").astype(object).fillna("")
@@ -188,10 +223,19 @@ def all_runs_frame(plan: Plan, root: str | Path = ".") -> pd.DataFrame:
     for run_id, spec in [*plan.pretrain.items(), *plan.evaluations.items()]:
         summary = run_summary(layout, run_id)
         final = {f"final_{k}": v for k, v in summary.get("final", {}).items()}
-        records.append({"run_id": run_id, "stage": spec.stage, "scale": plan.scale.name,
-                        "tables": " ".join(users.get(run_id, [])), **spec.to_dict(), **final,
-                        "best_top1": summary.get("best_top1"), "epochs_run": summary.get("epochs"),
-                        "step_time_median_s": summary.get("step_time_median_s"),
-                        "wall_seconds": summary.get("wall_seconds_this_session"),
-                        "run_dir": str(layout.run(run_id).path)})
+        records.append(
+            {
+                "run_id": run_id,
+                "stage": spec.stage,
+                "scale": plan.scale.name,
+                "tables": " ".join(users.get(run_id, [])),
+                **spec.to_dict(),
+                **final,
+                "best_top1": summary.get("best_top1"),
+                "epochs_run": summary.get("epochs"),
+                "step_time_median_s": summary.get("step_time_median_s"),
+                "wall_seconds": summary.get("wall_seconds_this_session"),
+                "run_dir": str(layout.run(run_id).path),
+            }
+        )
     return pd.DataFrame.from_records(records)

@@ -17,15 +17,22 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import Lars, param_groups_layer_decay
 from torchvision import transforms
 
-from normae.errors import ConfigError
 from normae.core.classifier import build_classifier, evaluate, load_encoder, make_linear_probe, read_checkpoint
 from normae.data.classification import build_classification_dataset, targets_of
 from normae.data.registry import CLASSIFICATION_SETS
 from normae.data.transforms import eval_transform
+from normae.errors import ConfigError
 from normae.spec import DownstreamSpec, FinetuneSpec, LinprobeSpec
 from normae.stages.common import finish_run_folder, fixed_subset, loop_config, open_run_folder, start_run_folder
 from normae.training.loop import Trainer
-from normae.training.runtime import amp_dtype, environment_facts, resolve_amp, seed_everything, setup_distributed, wrap_ddp
+from normae.training.runtime import (
+    amp_dtype,
+    environment_facts,
+    resolve_amp,
+    seed_everything,
+    setup_distributed,
+    wrap_ddp,
+)
 from normae.training.signals import StopSignals
 
 
@@ -87,7 +94,9 @@ def optimizer_for(spec: DownstreamSpec, model: nn.Module, lr: float):
     return torch.optim.AdamW(groups, lr=lr)
 
 
-def run_transfer(spec: DownstreamSpec, run_dir: str | Path, resume: bool = False, signals: StopSignals | None = None) -> dict:
+def run_transfer(
+    spec: DownstreamSpec, run_dir: str | Path, resume: bool = False, signals: StopSignals | None = None
+) -> dict:
     """Fine-tune (``FinetuneSpec``) or linear-probe (``LinprobeSpec``) into ``run_dir``.
 
     ``signals``: which signals checkpoint and which stop the run (default ``StopSignals()``).
@@ -104,18 +113,29 @@ def run_transfer(spec: DownstreamSpec, run_dir: str | Path, resume: bool = False
     start_run_folder(folder, spec, rank)
     seed_everything(spec.seed)
     train_set = fixed_subset(
-        build_classification_dataset(spec.dataset, spec.data_root, "train", train_transform(spec, img_size, info.mean, info.std), spec.download),
+        build_classification_dataset(
+            spec.dataset, spec.data_root, "train", train_transform(spec, img_size, info.mean, info.std), spec.download
+        ),
         spec.train_samples,
     )
     eval_set = fixed_subset(
         build_classification_dataset(
-            spec.dataset, spec.data_root, "eval", eval_transform(img_size, info.mean, info.std, crop_pct=1.0 if img_size < 64 else 0.875), spec.download
+            spec.dataset,
+            spec.data_root,
+            "eval",
+            eval_transform(img_size, info.mean, info.std, crop_pct=1.0 if img_size < 64 else 0.875),
+            spec.download,
         ),
         spec.eval_samples,
     )
     finetune = isinstance(spec, FinetuneSpec)
     model = build_classifier(
-        size, img_size, patch_size, info.num_classes, drop_path=spec.drop_path if finetune else 0.0, global_pool="avg" if finetune else "token"
+        size,
+        img_size,
+        patch_size,
+        info.num_classes,
+        drop_path=spec.drop_path if finetune else 0.0,
+        global_pool="avg" if finetune else "token",
     )
     if state is not None:
         load_encoder(model, state)
@@ -128,7 +148,12 @@ def run_transfer(spec: DownstreamSpec, run_dir: str | Path, resume: bool = False
     optimizer = optimizer_for(spec, model, cfg.lr)
     mixup = None
     if finetune and (spec.mixup > 0 or spec.cutmix > 0):
-        mixup = Mixup(mixup_alpha=spec.mixup, cutmix_alpha=spec.cutmix, label_smoothing=spec.smoothing, num_classes=info.num_classes)
+        mixup = Mixup(
+            mixup_alpha=spec.mixup,
+            cutmix_alpha=spec.cutmix,
+            label_smoothing=spec.smoothing,
+            num_classes=info.num_classes,
+        )
         criterion = SoftTargetCrossEntropy()
     elif finetune and spec.smoothing > 0:
         criterion = LabelSmoothingCrossEntropy(spec.smoothing)
@@ -140,36 +165,48 @@ def run_transfer(spec: DownstreamSpec, run_dir: str | Path, resume: bool = False
         return evaluate(model, eval_set, spec.eval_batch_size, device, amp_dtype(amp), num_workers=spec.num_workers)
 
     trainer = Trainer(
-        wrapped, train_set, cfg, folder.path, classification_step(criterion, mixup), optimizer, device, spec=spec.to_dict(),
-        epoch_end=evaluate_epoch, signals=signals,
+        wrapped,
+        train_set,
+        cfg,
+        folder.path,
+        classification_step(criterion, mixup),
+        optimizer,
+        device,
+        spec=spec.to_dict(),
+        epoch_end=evaluate_epoch,
+        signals=signals,
     )
     started = time.time()
     results = trainer.fit(resume=resume)
     # The first epoch with the highest top-1, from the epoch records the loop kept (also across a resume).
     best = max(results["history"], key=lambda record: record["top1"]) if results["history"] else {}
     train_targets = targets_of(train_set)
-    return finish_run_folder(folder, rank, {
-        "run_id": spec.run_id(),
-        "stage": spec.stage,
-        "spec": spec.to_dict(),
-        **results,
-        "top1": results["final"].get("top1"),
-        "top5": results["final"].get("top5"),
-        "best_top1": best.get("top1"),
-        "best_epoch": best.get("epoch"),
-        "last_epoch": results["epochs"],
-        "init": spec.init,
-        "model": size,
-        "patch_size": patch_size,
-        "image_size": img_size,
-        "train_split": info.train_split_name,
-        "eval_split": info.eval_split_name,
-        "train_images": len(train_set),
-        "eval_images": len(eval_set),
-        "train_classes_present": len(set(train_targets)),
-        "stand_in_for": info.stand_in_for,
-        "lr": cfg.lr,
-        "amp": amp,
-        **environment_facts(device),
-        "wall_seconds_this_session": time.time() - started,
-    })
+    return finish_run_folder(
+        folder,
+        rank,
+        {
+            "run_id": spec.run_id(),
+            "stage": spec.stage,
+            "spec": spec.to_dict(),
+            **results,
+            "top1": results["final"].get("top1"),
+            "top5": results["final"].get("top5"),
+            "best_top1": best.get("top1"),
+            "best_epoch": best.get("epoch"),
+            "last_epoch": results["epochs"],
+            "init": spec.init,
+            "model": size,
+            "patch_size": patch_size,
+            "image_size": img_size,
+            "train_split": info.train_split_name,
+            "eval_split": info.eval_split_name,
+            "train_images": len(train_set),
+            "eval_images": len(eval_set),
+            "train_classes_present": len(set(train_targets)),
+            "stand_in_for": info.stand_in_for,
+            "lr": cfg.lr,
+            "amp": amp,
+            **environment_facts(device),
+            "wall_seconds_this_session": time.time() - started,
+        },
+    )

@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -32,38 +31,13 @@ from normae.paths import RunFolder
 from normae.training.checkpoint import atomic_save, capture_rng_state, load_checkpoint, restore_rng_state
 from normae.training.runtime import autocast
 from normae.training.sampling import SeededSamples, epoch_indices
+from normae.training.schedule import LoopConfig, learning_rate
 from normae.training.signals import NonFiniteLossError, StopSignals, TrainingInterrupted
 from normae.training.state import LoopState
 
 __all__ = ["LoopConfig", "NonFiniteLossError", "SeededSamples", "Trainer", "TrainingInterrupted", "learning_rate"]
 
 TIMER_FLAG = "timer"  # the flag rank 0 raises when --checkpoint-minutes have passed
-
-
-@dataclass
-class LoopConfig:
-    epochs: int
-    batch_size: int
-    lr: float
-    accum_iter: int = 1
-    min_lr: float = 0.0
-    warmup_epochs: float = 0.0
-    weight_decay: float = 0.05
-    betas: tuple[float, float] = (0.9, 0.95)
-    amp: str = "none"
-    clip_grad: float | None = None
-    checkpoint_minutes: float = 0.0
-    num_workers: int = 0
-    seed: int = 0
-    log_every: int = 20
-
-
-def learning_rate(epoch: float, cfg: LoopConfig) -> float:
-    """Linear warm-up, then half-cycle cosine to ``min_lr``; ``epoch`` is fractional."""
-    if epoch < cfg.warmup_epochs:
-        return cfg.lr * epoch / cfg.warmup_epochs
-    progress = (epoch - cfg.warmup_epochs) / max(cfg.epochs - cfg.warmup_epochs, 1e-12)
-    return cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -85,10 +59,26 @@ class Trainer:
     """
 
     def __init__(
-        self, model, dataset, cfg: LoopConfig, run_dir, step_fn: Callable, optimizer, device, noise_length=None, spec=None,
-        epoch_end=None, signals: StopSignals | None = None,
+        self,
+        model,
+        dataset,
+        cfg: LoopConfig,
+        run_dir,
+        step_fn: Callable,
+        optimizer,
+        device,
+        noise_length=None,
+        spec=None,
+        epoch_end=None,
+        signals: StopSignals | None = None,
     ):
-        self.model, self.cfg, self.step_fn, self.optimizer, self.device = model, cfg, step_fn, optimizer, torch.device(device)
+        self.model, self.cfg, self.step_fn, self.optimizer, self.device = (
+            model,
+            cfg,
+            step_fn,
+            optimizer,
+            torch.device(device),
+        )
         self.epoch_end = epoch_end
         self.signals = signals if signals is not None else StopSignals()
         self.samples = SeededSamples(dataset, cfg.seed, noise_length)
@@ -104,8 +94,9 @@ class Trainer:
         self.steps_per_epoch = per_rank // (cfg.batch_size * cfg.accum_iter)
         if self.steps_per_epoch < 1:
             raise ValueError(
-                f"{len(dataset)} images cannot fill one step of {cfg.batch_size} x {cfg.accum_iter} x {self.world_size} "
-                "(batch x accumulation x processes): lower the batch size or use more data"
+                f"{len(dataset)} images cannot fill one step of "
+                f"{cfg.batch_size} x {cfg.accum_iter} x {self.world_size} (batch x accumulation x processes): "
+                "lower the batch size or use more data"
             )
         self.state = LoopState()
         self.step_times: list[float] = []
@@ -142,12 +133,14 @@ class Trainer:
             return
         if not resume:
             raise RunFolderError(
-                f"{self.checkpoint_path} exists: pass --resume to continue that run, or delete the run folder to start over"
+                f"{self.checkpoint_path} exists: pass --resume to continue that run, "
+                "or delete the run folder to start over"
             )
         state = load_checkpoint(self.checkpoint_path)
         if "loop" not in state:
             raise CheckpointError(
-                f"{self.checkpoint_path} was written by an older normae (no 'loop' state) and cannot be resumed exactly: "
+                f"{self.checkpoint_path} was written by an older normae (no 'loop' state) "
+                "and cannot be resumed exactly: "
                 "delete the run folder to start the run afresh"
             )
         unwrap(self.model).load_state_dict(state["model"])
@@ -192,7 +185,9 @@ class Trainer:
                 signal.signal(sig, handler)
 
     # ---- the loop ------------------------------------------------------------------------
-    def reduce(self, metrics: dict[str, torch.Tensor], flags: dict[str, bool]) -> tuple[dict[str, float], dict[str, bool]]:
+    def reduce(
+        self, metrics: dict[str, torch.Tensor], flags: dict[str, bool]
+    ) -> tuple[dict[str, float], dict[str, bool]]:
         """Each metric's mean over processes, and for each flag whether any process raised it.
 
         One all-reduce for both: the metrics and the flags travel in one tensor and come back by name.
@@ -254,14 +249,21 @@ class Trainer:
             with sync:
                 with autocast(cfg.amp, self.device):
                     loss, metrics = self.step_fn(model, batch)
-                due = cfg.checkpoint_minutes > 0 and time.monotonic() - self.last_checkpoint_time >= cfg.checkpoint_minutes * 60
+                due = (
+                    cfg.checkpoint_minutes > 0
+                    and time.monotonic() - self.last_checkpoint_time >= cfg.checkpoint_minutes * 60
+                )
                 received = set(self.pending_signals)
-                flags = {TIMER_FLAG: due and self.rank == 0, **{sig.name: sig in received for sig in self.signals.handled}}
+                flags = {
+                    TIMER_FLAG: due and self.rank == 0,
+                    **{sig.name: sig in received for sig in self.signals.handled},
+                }
                 record, raised = self.reduce({"loss": loss, **metrics}, flags)
                 if not all(math.isfinite(v) for v in record.values()):
                     raise NonFiniteLossError(
-                        f"non-finite loss at {self.where()}: {record}. The last good checkpoint ({self.checkpoint_path}) is kept; "
-                        "lower the learning rate, set --clip-grad, or use bf16 instead of fp16, then rerun with --resume"
+                        f"non-finite loss at {self.where()}: {record}. "
+                        f"The last good checkpoint ({self.checkpoint_path}) is kept; lower the learning rate, "
+                        "set --clip-grad, or use bf16 instead of fp16, then rerun with --resume"
                     )
                 self.scaler.scale(loss / cfg.accum_iter).backward()
             state.add_batch(record)
@@ -279,7 +281,9 @@ class Trainer:
             state.train_seconds += elapsed
             step_start = time.perf_counter()
             if state.optimizer_steps % cfg.log_every == 0:
-                self.write_metrics({"kind": "step", "epoch": state.epoch + 1, "step": state.optimizer_steps, "lr": lr, **record})
+                self.write_metrics(
+                    {"kind": "step", "epoch": state.epoch + 1, "step": state.optimizer_steps, "lr": lr, **record}
+                )
             progress(record, lr)
             seen = {sig for sig in self.signals.handled if raised[sig.name]}  # by any process
             if raised[TIMER_FLAG] or seen:
@@ -328,7 +332,10 @@ class Trainer:
 
         def report(record, lr):
             if self.state.optimizer_steps % self.cfg.log_every == 0:
-                self.log(f"{label} step {self.state.optimizer_steps} lr {lr:.3e} " + " ".join(f"{k}={v:.4g}" for k, v in record.items()))
+                self.log(
+                    f"{label} step {self.state.optimizer_steps} lr {lr:.3e} "
+                    + " ".join(f"{k}={v:.4g}" for k, v in record.items())
+                )
 
         return report
 

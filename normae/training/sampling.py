@@ -40,6 +40,8 @@ class SeededSamples(Dataset):
 
 def epoch_indices(length: int, epoch: int, seed: int, rank: int, world_size: int) -> list[int]:
     """This process's sample order for one epoch (DistributedSampler's, also for one process)."""
-    sampler = DistributedSampler(range(length), num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True)
+    sampler = DistributedSampler(
+        range(length), num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
+    )
     sampler.set_epoch(epoch)
     return list(sampler)

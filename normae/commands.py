@@ -1,0 +1,176 @@
+"""What each ``normae`` command does, as thin functions of the parsed arguments (torch-free when loaded).
+
+Each imports the modules it needs when it runs, so a command that plans, tabulates or submits a job
+never loads torch. The parser is in ``normae.cli``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from normae.cluster.launch import launch
+from normae.errors import ConfigError
+from normae.paths import ResultsLayout, atomic_write_json, atomic_write_text
+from normae.stages import run_here
+
+
+def spec_from_args(args: argparse.Namespace):
+    """The spec file (if any) overlaid with every option given on the command line."""
+    base = load_spec_file(args.spec) if args.spec else {}
+    for field in dataclasses.fields(args.spec_cls):
+        value = getattr(args, field.name)
+        if value is not None:
+            base[field.name] = value
+    return args.spec_cls.from_dict(base)
+
+
+def load_spec_file(path: str) -> dict:
+    from normae.paths import read_json
+
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} holds no spec (a JSON object)")
+    return data
+
+
+def run_stage(args) -> int:
+    """Run a stage from the command line (``--spec`` and options); a stopped or failed run says how to continue."""
+    spec = spec_from_args(args)
+    out = Path(args.out) if args.out else ResultsLayout().run(spec.run_id()).path
+    return run_here(spec, out, resume=args.resume)
+
+
+def cmd_launch(args) -> int:
+    return launch(args.spec, args.out, launcher=args.launcher, resources=args.slurm, threads=args.threads)
+
+
+def cmd_bench(args) -> int:
+    from normae.analysis.bench import run_bench
+
+    result = run_bench(
+        model=args.model,
+        img_size=args.img_size,
+        patch_size=args.patch_size,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        warmup=args.warmup,
+        lam=args.lam,
+        cnp=args.cnp,
+        amp=args.amp,
+        device=args.device,
+    )
+    print(json.dumps(result))
+    if args.out:
+        atomic_write_json(args.out, result)
+    return 0
+
+
+def cmd_summarize(args) -> int:
+    from normae.report.summarize import summary_table
+
+    print(summary_table(args.runs))
+    return 0
+
+
+def cmd_tables(args) -> int:
+    from normae.experiments.summary import plan_from_args
+    from normae.report.tables import table_frame, write_table
+
+    plan = plan_from_args(args)
+    tables = {table.file: table for table in plan.tables.values()}
+    names = args.tables or list(tables)
+    unknown = sorted(set(names) - set(tables))
+    if unknown:
+        raise ConfigError(f"unknown table(s) {unknown}; known: {', '.join(tables)}")
+    for name in names:
+        for path in write_table(table_frame(tables[name], plan, args.root), tables[name], plan, args.out):
+            print(f"[normae] wrote {path}", file=sys.stderr)
+    return 0
+
+
+def cmd_all_runs(args) -> int:
+    from normae.experiments.summary import plan_from_args
+    from normae.report.tables import all_runs_frame
+
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    all_runs_frame(plan_from_args(args), args.root).to_csv(args.out, index=False)
+    print(f"[normae] wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_spec(args) -> int:
+    from normae.experiments.summary import plan_from_args
+
+    atomic_write_text(Path(args.out), plan_from_args(args).spec(args.run).to_json())
+    return 0
+
+
+def cmd_fetch_data(args) -> int:
+    from normae.data.fetch import fetch_fashion_mnist
+
+    folder = fetch_fashion_mnist(args.dest, allow_download=args.download)
+    print(f"[normae] Fashion-MNIST is in {folder}")
+    return 0
+
+
+def cmd_cnp_stats(args) -> int:
+    from normae.analysis.cnp_stats import cnp_similarity_stats
+
+    stats = cnp_similarity_stats(
+        args.source,
+        args.images,
+        args.img_size,
+        args.patch_size,
+        pixels=args.pixels,
+        wrap=args.wrap,
+        root=args.data_root,
+        seed=args.seed,
+    )
+    out = Path(args.out)
+    atomic_write_json(out, stats)
+    print(
+        f"[normae] {args.source}: CNP cosine mean {stats['mean']:.4f}, min {stats['min']:.4f}, max {stats['max']:.4f} "
+        f"over {stats['patches'] - stats['undefined_patches']} patches -> {out}"
+    )
+    return 0
+
+
+def cmd_pca(args) -> int:
+    from normae.analysis.pca import run_pca
+
+    summary = run_pca(args.run, args.images, args.out, dataset=args.dataset, data_root=args.data_root, seed=args.seed)
+    print(
+        f"[normae] {summary['label']}: CNP pairwise cosine {summary['mean_pairwise_cosine_cnp']:.4f}, "
+        f"visible-to-CNP cosine {summary['mean_cosine_visible_to_its_cnp']:.4f} -> {args.out}"
+    )
+    return 0
+
+
+def cmd_figure(args) -> int:
+    from normae.report import figures
+
+    if args.kind == "cnp-similarity":
+        out = figures.cnp_similarity_figure(args.inputs, args.out)
+    elif args.kind == "pca":
+        out = figures.pca_figure(args.inputs, args.out, labels=args.labels)
+    elif args.kind == "variants":
+        out = figures.variants_figure(args.inputs, args.finetune or [], args.out)
+    else:
+        if len(args.inputs) != 1 or args.x is None:
+            raise ConfigError("figure sweep takes one table CSV and --x")
+        out = figures.sweep_figure(args.inputs[0], args.x, args.out)
+    print(f"[normae] wrote {out}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from normae.report.compare import compare_plot, compare_text
+
+    print(compare_text(args.run_a, args.run_b), end="")
+    if args.plot:
+        print(f"[normae] wrote {compare_plot(args.run_a, args.run_b, args.plot)}")
+    return 0

@@ -1,0 +1,110 @@
+"""``normae plan``: what a plan needs, per table (runs, shared runs, rows not run and why), and its
+device-hour estimate; the plan's command-line options (torch-free)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from normae.data.registry import DATASETS
+from normae.errors import ConfigError
+from normae.experiments.config import CONFIG_DIR, Scale, load_experiments, load_scale, read_reported
+from normae.experiments.plan import Plan, expand
+from normae.spec import PretrainSpec
+
+
+def _hours(images: int, throughput: float) -> float:
+    return images / throughput / 3600
+
+
+def _train_images(spec) -> int:
+    """Training images per epoch: the set's train split (normae.data.registry), capped by the scale's train_samples."""
+    total = DATASETS[spec.dataset].train_images
+    if total is None:
+        raise ConfigError(f"normae.data.registry has no train split size for {spec.dataset}: the estimate needs one")
+    return min(total, spec.train_samples or total)
+
+
+def pretrain_hours(spec: PretrainSpec, scale: Scale) -> float:
+    """epochs x images / throughput, scaled by the token count relative to the paper's patch 16 at this scale."""
+    images = _train_images(spec)
+    reference_patch = scale.patch_sizes[16]
+    token_factor = (reference_patch / spec.patch_size) ** 2
+    return _hours(spec.epochs * images, scale.throughput["pretrain"][spec.model]) * token_factor
+
+
+def eval_hours(spec, scale: Scale) -> float:
+    images = _train_images(spec)
+    token_factor = (scale.patch_sizes[16] / spec.patch_size) ** 2
+    return _hours(spec.epochs * images, scale.throughput["finetune"][spec.model]) * token_factor
+
+
+def summarize(plan: Plan) -> str:
+    scale = plan.scale
+    users: dict[str, set[str]] = {}
+    for table in plan.tables.values():
+        for run_id in table.pretrain_ids() | table.eval_ids():
+            users.setdefault(run_id, set()).add(table.name)
+    lines = [
+        f"scale {scale.name}: {scale.description}",
+        f"{len(plan.pretrain)} pre-training runs, {len(plan.evaluations)} evaluation runs in all",
+        "",
+    ]
+    for table in plan.tables.values():
+        lines.append(f"{table.name}: {table.title}")
+        lines.append("  at this scale: " + ("; ".join(table.mapping) or "the paper's settings"))
+        pretrain, evals = table.pretrain_ids(), table.eval_ids()
+        shared = sorted(run_id for run_id in pretrain | evals if len(users[run_id]) > 1)
+        lines.append(
+            f"  {len(pretrain)} pre-training runs, {len(evals)} evaluation runs, "
+            f"{len(shared)} of them shared with other tables"
+        )
+        counts: dict[str, int] = {}
+        for row in table.rows:
+            counts[row.status] = counts.get(row.status, 0) + 1
+        lines.append("  rows: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+        for row in table.rows:
+            if row.status in ("not_implemented", "not_run"):
+                lines.append(f"    {row.status}: {_describe(row.terms)}: {row.reason}")
+        hours = sum(pretrain_hours(plan.pretrain[i], scale) for i in pretrain)
+        hours += sum(eval_hours(plan.evaluations[i], scale) for i in evals)
+        lines.append(f"  estimate: {hours:.1f} device-hours for its runs (shared runs counted in each table)")
+        lines.append("")
+    total = sum(pretrain_hours(s, scale) for s in plan.pretrain.values())
+    total += sum(eval_hours(s, scale) for s in plan.evaluations.values())
+    lines.append(
+        f"total estimate: {total:.1f} device-hours, each run counted once; from the throughput "
+        f"configured in config/scales/{scale.name}.yaml (its comment says whether it was measured), "
+        "MAE's for both methods; start-up time per run not included"
+    )
+    return "\n".join(lines)
+
+
+def _describe(terms: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in terms.items())
+
+
+def add_plan_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scale", default="tiny", help="config/scales/<NAME>.yaml (default: tiny)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds, a run pair each (default: 0)")
+    parser.add_argument(
+        "--config-dir",
+        default=str(CONFIG_DIR),
+        help="folder holding experiments.yaml, reported.csv and scales/ (default: the repository's)",
+    )
+
+
+def plan_from_args(args: argparse.Namespace) -> Plan:
+    config_dir = Path(args.config_dir)
+    return expand(
+        load_experiments(config_dir / "experiments.yaml"),
+        load_scale(args.scale, config_dir),
+        read_reported(config_dir / "reported.csv"),
+        seeds=args.seeds,
+    )
+
+
+def print_plan(args: argparse.Namespace) -> int:
+    """`normae plan --scale NAME`: what each table needs at that scale."""
+    print(summarize(plan_from_args(args)))
+    return 0

@@ -1,0 +1,32 @@
+"""The loop's settings and its learning-rate schedule (MAE's: per-iteration linear warm-up, then half-cycle cosine)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass
+class LoopConfig:
+    epochs: int
+    batch_size: int
+    lr: float
+    accum_iter: int = 1
+    min_lr: float = 0.0
+    warmup_epochs: float = 0.0
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    amp: str = "none"
+    clip_grad: float | None = None
+    checkpoint_minutes: float = 0.0
+    num_workers: int = 0
+    seed: int = 0
+    log_every: int = 20
+
+
+def learning_rate(epoch: float, cfg: LoopConfig) -> float:
+    """Linear warm-up, then half-cycle cosine to ``min_lr``; ``epoch`` is fractional."""
+    if epoch < cfg.warmup_epochs:
+        return cfg.lr * epoch / cfg.warmup_epochs
+    progress = (epoch - cfg.warmup_epochs) / max(cfg.epochs - cfg.warmup_epochs, 1e-12)
+    return cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
