@@ -97,22 +97,8 @@ sys.exit(status)
 
 def tiny_spec(**overrides) -> PretrainSpec:
     """The tiny pre-training the launcher tests submit (8 optimiser steps of vit_micro)."""
-    settings = dict(
-        dataset="generated",
-        train_samples=128,
-        model="vit_micro",
-        img_size=28,
-        patch_size=4,
-        method="mae",
-        epochs=2,
-        warmup_epochs=1,
-        batch_size=32,
-        blr=1e-3,
-        num_workers=0,
-        checkpoint_minutes=0,
-        log_every=1,
-    )
-    return PretrainSpec(**{**settings, **overrides})
+    settings = dict(train_samples=128, img_size=28, method="mae", batch_size=32)
+    return small_spec(**{**settings, **overrides})
 
 
 def job_env() -> dict:

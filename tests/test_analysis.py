@@ -10,8 +10,9 @@ from normae.analysis.cnp_stats import cnp_cosines, summarize_cosines
 from normae.analysis.pca import load_pretrained_mae
 from normae.cli import main
 from normae.data.analysis_images import analysis_images, pixel_stats, sklearn_sample_crops
-from normae.spec import PretrainSpec
 from normae.stages import pretrain as stages
+
+from helpers import small_spec
 
 OFFSETS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
 
@@ -128,20 +129,13 @@ def test_cnp_stats_command_writes_the_measurement(tmp_path):
 
 @pytest.fixture(scope="module")
 def pretrained_run(tmp_path_factory, fashion_mnist_root):
-    spec = PretrainSpec(
+    spec = small_spec(
         dataset="fashion_mnist",
         data_root=str(fashion_mnist_root),
-        train_samples=64,
-        model="vit_micro",
-        patch_size=4,
-        method="nor_mae",
+        img_size=None,
         epochs=1,
         warmup_epochs=0,
         batch_size=32,
-        blr=1e-3,
-        num_workers=0,
-        checkpoint_minutes=0,
-        log_every=1,
     )
     run = tmp_path_factory.mktemp("runs") / "pre"
     stages.run_pretrain(spec, run)

@@ -13,22 +13,11 @@ from pathlib import Path
 import pandas as pd
 
 from normae.errors import MissingResultError
-from normae.experiments.plan import Plan, TablePlan
+from normae.experiments.plan import REPORTED_KEYS, Plan, TablePlan
 from normae.paths import ResultsLayout, read_json
 
-TERM_COLUMNS = (
-    "model",
-    "pretrain_dataset",
-    "method",
-    "cnp",
-    "nor_variant",
-    "pretrain_epochs",
-    "patch_size",
-    "mask_ratio",
-    "lam",
-    "eval_dataset",
-    "eval",
-)
+# reported.csv's terms, with the two that only NoR-MAE rows have after the method.
+TERM_COLUMNS = (*REPORTED_KEYS[:3], "cnp", "nor_variant", *REPORTED_KEYS[3:])
 # Which field of a measurement file holds each metric reported.csv names.
 MEASURED_FIELDS = {
     "mean_cosine": "mean",
