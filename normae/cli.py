@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import os
 import sys
 import typing
@@ -298,6 +299,16 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # `normae plan | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as error:  # a full disk anywhere else (a training run names its file and checkpoint itself)
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" writing {error.filename}" if error.filename else ""
+        print(
+            f"normae {args.command}: error: the disk is full ({error.strerror}){where}: files written before "
+            "are kept; free some space and run the same command again",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":

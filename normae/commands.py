@@ -12,9 +12,10 @@ import json
 import sys
 from pathlib import Path
 
+from normae.atomic import atomic_write_json, atomic_write_text
 from normae.cluster.launch import launch
 from normae.errors import ConfigError
-from normae.paths import ResultsLayout, atomic_write_json, atomic_write_text
+from normae.paths import ResultsLayout
 from normae.stages import run_here
 
 
@@ -29,7 +30,7 @@ def spec_from_args(args: argparse.Namespace):
 
 
 def load_spec_file(path: str) -> dict:
-    from normae.paths import read_json
+    from normae.atomic import read_json
 
     data = read_json(path)
     if not isinstance(data, dict):

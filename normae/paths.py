@@ -4,19 +4,25 @@ Torch-free: the planner, the launcher, the tables and the workflow's ``.smk`` fi
 through this module, so a file name is spelled here and nowhere else.
 
 A run folder holds ``spec.json`` (written first), ``checkpoint.pt`` and ``metrics.jsonl`` (during
-the run) and ``summary.json`` (written last and atomically): a folder without a summary is not
-finished, and a folder that holds one spec never runs another.
+the run) and ``summary.json`` (written last and atomically): a folder without a readable summary is
+not finished, and a folder that holds one spec never runs another. While a process trains in it, the
+folder's lock file is locked (``RunFolder.training_lock``): a second process is refused.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
-import tempfile
+import re
+import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from normae.atomic import atomic_write_json, atomic_write_text, read_json, temporary_files
 from normae.errors import MissingResultError, RunFolderError
 
 RUNS_DIR = "results/runs"
@@ -25,51 +31,9 @@ TABLES_DIR = "results/tables"
 LOGS_DIR = "results/logs"
 FIGURES_DIR = "figures"
 ALL_RUNS_CSV = "results/all_runs.csv"
-
-
-# ---- files that are either whole or absent ---------------------------------------------------------
-def atomic_replace(path: str | Path, write) -> None:
-    """Write through ``write(file_object)`` into a temporary file beside ``path``, then rename.
-
-    A killed process leaves either the old file or the new one, never half of one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_replace(Path(path), lambda handle: handle.write(text.encode()))
-
-
-def atomic_write_json(path: str | Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
-
-
-def read_json(path: str | Path, missing: str | None = None) -> Any:
-    """A JSON file's content; a missing file raises ``MissingResultError`` (with ``missing`` as the hint),
-    an unreadable one names the file."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise MissingResultError(f"{path} does not exist" + (f": {missing}" if missing else "")) from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise MissingResultError(f"{path} is not valid JSON ({error}): delete it and rerun what writes it") from None
+# A job id as it may appear in a file name: SLURM's ``123`` or ``123_4`` (array task), or the pid
+# that submitit's local launcher uses. Anything else read from job.json never reaches a path.
+JOB_ID = re.compile(r"[0-9]+(_[0-9]+)?")
 
 
 # ---- one run --------------------------------------------------------------------------------------
@@ -86,6 +50,10 @@ class RunFolder:
     JOB_RECORD = "job.json"
     SUBMITIT_DIR = "slurm"
     LAUNCH_LOG = "launch.log"
+    TRAINING_LOCK = ".training.lock"  # locked by the one process that trains here (rank 0)
+    LAUNCH_LOCK = ".launch.lock"  # in SUBMITIT_DIR: one launcher at a time decides on a submission
+    CORRUPT_SUMMARY = "summary.json.corrupt"  # an unreadable summary.json, set aside so the run resumes
+    JOB_SUMMARY = "{job_id}_summary.json"  # in SUBMITIT_DIR: the copy of summary.json a job's rank 0 writes
 
     def __init__(self, path: str | Path):
         object.__setattr__(self, "path", Path(path))
@@ -118,13 +86,71 @@ class RunFolder:
     def submitit_dir(self) -> Path:
         return self.path / self.SUBMITIT_DIR
 
+    @property
+    def training_lock_path(self) -> Path:
+        return self.path / self.TRAINING_LOCK
+
+    @property
+    def launch_lock_path(self) -> Path:
+        return self.submitit_dir / self.LAUNCH_LOCK
+
+    @property
+    def corrupt_summary_path(self) -> Path:
+        return self.path / self.CORRUPT_SUMMARY
+
+    def job_summary_path(self, job_id: str) -> Path:
+        """Where the job ``job_id`` (checked against ``JOB_ID``) keeps its copy of summary.json."""
+        return self.submitit_dir / self.JOB_SUMMARY.format(job_id=checked_job_id(job_id, self.submitit_dir))
+
+    # -- one process trains here at a time
+    @contextmanager
+    def training_lock(self) -> Iterator[None]:
+        """Hold the folder's lock while training in it; a folder another process holds is a ``RunFolderError``.
+
+        An ``fcntl.flock`` on ``.training.lock``: the kernel drops it when the process ends, however it
+        ends (kill -9 included), so a stale lock never blocks a resume. It is not re-entrant: a second
+        ``training_lock`` of the same folder, even in the same process, is refused.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        with self.training_lock_path.open("a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise RunFolderError(
+                    f"{self.path} is in use: {holder} is training in it (it holds {self.training_lock_path}); "
+                    "wait for it to end, or choose another output folder"
+                ) from None
+            try:
+                handle.seek(0)
+                handle.truncate()
+                handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+                handle.flush()
+                yield
+            finally:
+                handle.seek(0)
+                handle.truncate()
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     # -- spec
     def read_spec(self) -> dict:
         """spec.json as a dict; a folder without one is not a run folder."""
-        return read_json(self.spec_path, f"{self.path} is not a run folder")
+        spec = read_json(self.spec_path, f"{self.path} is not a run folder")
+        if not isinstance(spec, dict):
+            raise MissingResultError(f"{self.spec_path} holds no spec (a JSON object): {self.path} is not a run folder")
+        return spec
 
     def check_spec(self, spec) -> None:
-        """Refuse a folder that holds a different spec than ``spec`` (a ``normae.spec`` object)."""
+        """Refuse a folder that holds a different spec than ``spec`` (a ``normae.spec`` object), and a
+        path that cannot be a folder (it, or a folder above it, is a file)."""
+        for place in (self.path, *self.path.parents):
+            if place.exists():
+                if not place.is_dir():
+                    raise RunFolderError(
+                        f"{place} is a file, so {self.path} cannot be a run folder: choose another output folder"
+                    )
+                break
         if not self.spec_path.exists():
             return
         try:
@@ -144,7 +170,24 @@ class RunFolder:
 
     # -- summary
     def is_finished(self) -> bool:
-        return self.summary_path.exists()
+        """Whether summary.json holds a summary (a corrupt one is no sign of a finished run)."""
+        return self.finished_summary() is not None
+
+    def finished_summary(self, set_aside: bool = False) -> dict | None:
+        """summary.json's summary; None while the run is unfinished, and also for a summary.json that is
+        no summary (corrupt, not JSON, not an object): ``set_aside`` then moves it to
+        ``summary.json.corrupt``, with a line on stderr, so that the run resumes and writes a new one."""
+        try:
+            return self.read_summary()
+        except MissingResultError as error:
+            if not set_aside:
+                return None
+            try:
+                os.replace(self.summary_path, self.corrupt_summary_path)
+            except FileNotFoundError:  # another process set it aside first
+                return None
+            print(f"[normae] {error}; moved it to {self.corrupt_summary_path}, the run goes on", file=sys.stderr)
+            return None
 
     def read_summary(self) -> dict | None:
         """summary.json, or None for a run that has not finished; a corrupt one names its file."""
@@ -166,27 +209,85 @@ class RunFolder:
     def write_summary(self, summary: dict) -> None:
         atomic_write_json(self.summary_path, summary)
 
+    # -- what killed writes leave
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete the temporary files that killed atomic writes of checkpoint.pt, metrics.jsonl and
+        summary.json left here (``.<name>.<random>.tmp``, nothing else); returns them.
+
+        Call it only while holding the folder for training (no other process writes these files then).
+        """
+        written = (self.CHECKPOINT, self.METRICS, self.SUMMARY)
+        stale = [tmp for name in written for tmp in temporary_files(self.path / name)]
+        for tmp in stale:
+            tmp.unlink(missing_ok=True)
+        return stale
+
     # -- metrics
     def read_metrics(self, kind: str | None = None) -> list[dict]:
         """The lines of metrics.jsonl (only those of ``kind``, "step" or "epoch", if given)."""
         if not self.metrics_path.exists():
             raise MissingResultError(f"{self.metrics_path} does not exist: {self.path} has not logged anything")
         records = []
-        for number, line in enumerate(self.metrics_path.read_text().splitlines(), start=1):
+        try:
+            text = self.metrics_path.read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            raise MissingResultError(f"cannot read {self.metrics_path}: {error}") from None
+        for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError as error:
                 raise MissingResultError(f"{self.metrics_path}, line {number}: not valid JSON ({error})") from None
+            if not isinstance(record, dict):
+                raise MissingResultError(f"{self.metrics_path}, line {number}: not a metrics record (a JSON object)")
+            records.append(record)
         return [record for record in records if kind is None or record.get("kind") == kind]
+
+    # -- a job's copy of its summary (the launcher restores summary.json from it, never from a pickle)
+    def write_job_summary(self, job_id: str, summary: dict) -> None:
+        atomic_write_json(self.job_summary_path(job_id), summary)
+
+    def read_job_summary(self, job_id: str) -> dict | None:
+        """The summary the job ``job_id`` left in ``slurm/<job id>_summary.json``; None if none (or unreadable)."""
+        path = self.job_summary_path(job_id)
+        if not path.exists():
+            return None
+        try:
+            summary = read_json(path)
+        except MissingResultError:
+            return None
+        return summary if isinstance(summary, dict) else None
 
     # -- the launcher's record of its jobs
     def read_job_record(self) -> dict | None:
-        return read_json(self.job_record_path) if self.job_record_path.exists() else None
+        """job.json, checked: its job id is a job id (it goes into paths) and its task count a count."""
+        if not self.job_record_path.exists():
+            return None
+        record = read_json(self.job_record_path)
+        if not isinstance(record, dict) or not isinstance(record.get("submissions", []), list):
+            raise RunFolderError(f"{self.job_record_path} is no job record: delete it and launch again")
+        if "job_id" in record:
+            record["job_id"] = checked_job_id(record["job_id"], self.job_record_path)
+            tasks = record.get("tasks")
+            if record.get("launcher") not in ("local", "slurm") or not (
+                isinstance(tasks, int) and not isinstance(tasks, bool) and 0 < tasks <= 100_000
+            ):
+                raise RunFolderError(
+                    f"{self.job_record_path}: launcher {record.get('launcher')!r} and tasks {tasks!r} are no job's; "
+                    "delete it and launch again"
+                )
+        return record
 
     def write_job_record(self, record: dict) -> None:
         atomic_write_json(self.job_record_path, record)
+
+
+def checked_job_id(job_id: object, where: str | Path) -> str:
+    """``job_id`` if it is a job id (``JOB_ID``: digits, optionally ``_digits``), else a ``RunFolderError``."""
+    if not isinstance(job_id, (str, int)) or isinstance(job_id, bool) or not JOB_ID.fullmatch(str(job_id)):
+        raise RunFolderError(f"{where}: job id {job_id!r} is not a job id (digits, or digits_digits)")
+    return str(job_id)
 
 
 # ---- the results tree -------------------------------------------------------------------------------

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
 
-from normae.data.registry import short_name
+from normae.data.registry import CLASSIFICATION_DATASETS, PRETRAIN_DATASETS, short_name
 from normae.errors import ConfigError
 from normae.paths import RunFolder
+from normae.spec_checks import at_least, common_problems, masking_problems, type_problems, within
 
 Method = Literal["mae", "nor_mae"]
 CnpMode = Literal["paper", "authors_code", "random"]
@@ -47,7 +48,7 @@ class SpecBase:
     cosmetic_fields = frozenset({"num_workers", "checkpoint_minutes", "log_every", "data_root", "download"})
 
     def __post_init__(self):
-        problems = self.problems()
+        problems = type_problems(self) or self.problems()  # types first: the value checks compare numbers
         if problems:
             raise ConfigError(f"invalid {self.stage} spec: " + "; ".join(problems))
 
@@ -86,21 +87,6 @@ class SpecBase:
 
     def to_json(self) -> str:
         return json.dumps({"stage": self.stage, **self.to_dict()}, indent=2, sort_keys=True) + "\n"
-
-
-def common_problems(spec) -> list[str]:
-    """Checks on the optimisation fields every stage has."""
-    problems = []
-    if spec.amp not in AMP_MODES:
-        problems.append(f"amp must be auto, bf16, fp16 or none, got {spec.amp!r}")
-    if spec.img_size is not None and spec.img_size % spec.patch_size:
-        problems.append(f"patch_size {spec.patch_size} does not divide img_size {spec.img_size}")
-    for name in ("epochs", "batch_size", "accum_iter", "patch_size", "log_every"):
-        if getattr(spec, name) < 1:
-            problems.append(f"{name} must be at least 1, got {getattr(spec, name)}")
-    if spec.warmup_epochs < 0 or spec.warmup_epochs > spec.epochs:
-        problems.append(f"warmup_epochs must be within [0, epochs], got {spec.warmup_epochs}")
-    return problems
 
 
 @dataclass
@@ -151,8 +137,10 @@ class PretrainSpec(SpecBase):
         for name, allowed in (("method", METHODS), ("nor_variant", NOR_VARIANTS), ("cnp", CNP_MODES)):
             if getattr(self, name) not in allowed:
                 problems.append(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        if not 0 <= self.mask_ratio < 1:
-            problems.append(f"mask_ratio must be in [0, 1), got {self.mask_ratio}")
+        if self.dataset not in PRETRAIN_DATASETS:
+            problems.append(f"dataset must be one of {', '.join(PRETRAIN_DATASETS)}, got {self.dataset!r}")
+        problems += at_least(self, 0, "lam")
+        problems += masking_problems(self)
         return problems
 
     def run_id(self) -> str:
@@ -211,7 +199,13 @@ class DownstreamSpec(SpecBase):
     eval_batch_size: int = option(256, "images per evaluation batch")
 
     def problems(self) -> list[str]:
-        return common_problems(self)
+        problems = common_problems(self)
+        if self.dataset not in CLASSIFICATION_DATASETS:
+            problems.append(f"dataset must be one of {', '.join(CLASSIFICATION_DATASETS)}, got {self.dataset!r}")
+        if not self.init:
+            problems.append("init must be a checkpoint, a run folder or 'none', got an empty string")
+        problems += at_least(self, 1, "eval_samples", "eval_batch_size")
+        return problems
 
     def init_name(self) -> str:
         """'scratch', the pre-training run folder's name, or the checkpoint file's stem."""
@@ -242,7 +236,11 @@ class FinetuneSpec(DownstreamSpec):
     smoothing: float = option(0.1, "label smoothing")
 
     def problems(self) -> list[str]:
-        problems = common_problems(self)
+        problems = super().problems()
+        if not 0 < self.layer_decay <= 1:
+            problems.append(f"layer_decay must be in (0, 1], got {self.layer_decay}")
+        problems += within(self, "drop_path", 0, 1) + within(self, "smoothing", 0, 1)
+        problems += within(self, "reprob", 0, 1, closed=True) + at_least(self, 0, "mixup", "cutmix")
         if (self.mixup > 0 or self.cutmix > 0) and self.batch_size % 2:
             problems.append(f"mixup / cutmix pair up images: batch_size must be even, got {self.batch_size}")
         return problems

@@ -13,8 +13,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "normae"
 # Modules that must load without torch, timm, torchvision or the numpy stack (pandas, scipy, sklearn, matplotlib).
 TORCH_FREE = (
     "normae.cli",
+    "normae.commands",
     "normae.spec",
+    "normae.spec_checks",
     "normae.paths",
+    "normae.atomic",
+    "normae.experiments.summary",
     "normae.errors",
     "normae.data",
     "normae.data.registry",
@@ -92,7 +96,7 @@ def test_every_sub_package_says_what_it_holds_and_may_import():
 
 def test_no_module_is_a_grab_bag():
     sizes = {name: len(path.read_text().splitlines()) for name, path in MODULES.items()}
-    assert {name: lines for name, lines in sizes.items() if lines > 400} == {}
+    assert {name: lines for name, lines in sizes.items() if lines > 375} == {}
 
 
 def loaded_after_import(module: str) -> list[str]:

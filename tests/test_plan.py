@@ -10,7 +10,7 @@ import yaml
 
 from normae.errors import ConfigError
 from normae.experiments import config, plan
-from normae.spec import FinetuneSpec, LinprobeSpec, PretrainSpec
+from normae.spec import NOR_VARIANTS, FinetuneSpec, LinprobeSpec, PretrainSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config"
@@ -296,7 +296,7 @@ def test_schema_vocabularies_are_the_python_constants():
     experiments, scale = _schema("experiments.schema.yaml"), _schema("scale.schema.yaml")
     assert experiments["$defs"]["method"]["enum"] == list(config.METHODS)
     assert experiments["$defs"]["cnp_mode"]["enum"] == list(config.CNP_MODES)
-    assert experiments["$defs"]["nor_variant"]["enum"] == list(config.NOR_VARIANTS)
+    assert experiments["$defs"]["nor_variant"]["enum"] == list(NOR_VARIANTS)
     assert experiments["$defs"]["protocol"]["enum"] == list(config.PROTOCOLS)
     assert experiments["$defs"]["measure"]["enum"] == list(config.MEASUREMENTS)
     assert experiments["$defs"]["sweep"]["enum"] == list(SWEEP_AXES)
@@ -319,7 +319,7 @@ def test_python_vocabularies_agree_with_each_other_and_the_spec():
             PretrainSpec(method=method)
     for cnp in config.CNP_MODES:
         PretrainSpec(cnp=cnp)
-    for variant in config.NOR_VARIANTS:
+    for variant in NOR_VARIANTS:
         PretrainSpec(nor_variant=variant)
 
 

@@ -144,6 +144,39 @@ def test_requeued_mid_run_resumes_and_equals_an_uninterrupted_run(tmp_path):
     assert report["heavy"] == [] and report["max_rss_mb"] < 100, report
 
 
+def test_a_job_with_dataloader_workers_requeued_mid_run_equals_an_uninterrupted_run(tmp_path):
+    """``scontrol requeue`` sends SIGTERM to every process of the job, the two DataLoader workers
+    included (issue 11, fault 2). The workers ignore it, the main process checkpoints, and the
+    requeued job resumes to the same weights and metrics as a run never interrupted."""
+    spec = tiny_spec(train_samples=512, epochs=4, warmup_epochs=1, num_workers=2)  # 64 steps
+    spec_path = write_spec(tmp_path, spec)
+    run = unique_run(tmp_path, "workers")
+    launcher = start_launcher(spec_path, run, "slurm", {"timeout_min": 10, "cpus_per_task": 1})
+    job_id = job_id_of(run)
+    wait_for_steps(run, 6)
+    subprocess.run(["scontrol", "requeue", job_id], check=True, timeout=30)
+    start_requeued_job_now(job_id)
+    stopped_at = load_checkpoint(run / "checkpoint.pt")["loop"]["optimizer_steps"]
+    assert 6 <= stopped_at < 64
+    reference = subprocess.run(  # the uninterrupted run, with the same workers and threads, while the job goes on
+        ["normae", "launch", "--spec", str(spec_path), "--out", str(tmp_path / "straight"), "--threads", "1"],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert reference.returncode == 0, reference.stderr
+
+    status, report, output = finish(launcher, timeout=600)
+    assert status == 0, output
+    assert_same_run(tmp_path / "straight", run)
+    log = (run / "slurm" / f"{job_id}_0_log.err").read_text()
+    assert "checkpoint written (SIGTERM)" in log and log.count("resumed from") == 1, log
+    assert "killed by signal" not in log, log
+    assert json.loads((run / "job.json").read_text())["submissions"] == [job_id]
+    assert report["heavy"] == [], report
+
+
 def test_two_tasks_with_gloo_equal_one_process_with_the_same_global_batch(tmp_path):
     one = write_spec(tmp_path, tiny_spec(batch_size=32), "one.json")
     two = write_spec(tmp_path, tiny_spec(batch_size=16), "two.json")
@@ -261,7 +294,8 @@ def reduced_targets(folder) -> list[str]:
         timeout=300,
     )
     assert dry_run.returncode == 0, dry_run.stdout + dry_run.stderr
-    outs = set(re.findall(r"normae launch finetune .*?--out (results/runs/\S*vit_micro\S*)", dry_run.stdout))
+    finetune_runs = r"normae launch --spec \S+ --out (results/runs/\S*-finetune-\S*vit_micro\S*)"
+    outs = set(re.findall(finetune_runs, dry_run.stdout))
     assert len(outs) == 2, dry_run.stdout
     return sorted(f"{out}/summary.json" for out in outs)
 

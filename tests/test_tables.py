@@ -12,10 +12,17 @@ from normae.report.tables import MissingResultError, add_gains, all_runs_frame, 
 
 
 def fake_runs(root, plan, run_ids, top1_of):
+    specs = {**plan.pretrain, **plan.evaluations}
     for run_id in run_ids:
         folder = root / "results" / "runs" / run_id
         folder.mkdir(parents=True)
-        summary = {"top1": top1_of(run_id), "final": {"loss": 1.0}, "epochs": 1}
+        summary = {
+            "run_id": run_id,
+            "spec": specs[run_id].to_dict(),
+            "top1": top1_of(run_id),
+            "final": {"loss": 1.0},
+            "epochs": 1,
+        }
         (folder / "summary.json").write_text(json.dumps(summary))
 
 

@@ -310,7 +310,11 @@ def test_set_threads(monkeypatch):
         assert set_threads(1) == 1 and torch.get_num_threads() == 1
         monkeypatch.setenv("SLURM_CPUS_PER_TASK", "2")
         assert set_threads() == 2 and torch.get_num_threads() == 2
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert set_threads() == 2, "SLURM's cpus-per-task comes first"
         monkeypatch.delenv("SLURM_CPUS_PER_TASK")
+        assert set_threads() == 1 and torch.get_num_threads() == 1, "then OMP_NUM_THREADS (Snakemake sets it)"
+        monkeypatch.delenv("OMP_NUM_THREADS")
         assert set_threads(None) == len(os.sched_getaffinity(0)) == torch.get_num_threads()
         with pytest.raises(ValueError, match="at least 1"):
             set_threads(0)

@@ -85,6 +85,10 @@ def cnp_similarity_stats(
 
     if pixels not in ("raw", "normalized"):
         raise ConfigError(f"pixels must be raw or normalized, got {pixels!r}")
+    if img_size < 1 or patch_size < 1:
+        raise ConfigError(f"--img-size and --patch-size must be at least 1 pixel, got {img_size} and {patch_size}")
+    if img_size % patch_size:
+        raise ConfigError(f"patch size {patch_size} does not divide the image size {img_size} x {img_size}")
     images = analysis_images(source, count, img_size, root=root, split="train", seed=seed)
     if pixels == "normalized":
         mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in pixel_stats(source))

@@ -25,6 +25,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import submitit
 
@@ -56,9 +57,14 @@ class StageJob(submitit.helpers.Checkpointable):
     """Run the spec in ``spec_path`` (its stage) into ``out``, resuming from its checkpoint, with ``threads``
     torch threads per task (None: the job's ``--cpus-per-task``, else the machine's cores).
 
-    Returns ``{"run_dir", "rank", "summary"}``, the last the text of ``summary.json`` (rank 0): a
+    Rank 0 also copies the summary to ``slurm/<job id>_summary.json`` (atomically, as JSON): a
     launcher that finds the job over but summary.json gone (Snakemake's ``--rerun-incomplete``
-    deletes the outputs of jobs that ran while it was down) puts it back instead of submitting again.
+    deletes the outputs of jobs that ran while it was down) puts it back from there instead of
+    submitting again. The launcher never reads the job's result pickle, so the returned
+    ``{"run_dir", "rank"}`` is only for submitit.
+
+    The training lock of the run folder is the stage's (``normae.stages.common.start_run_folder``):
+    rank 0 holds it while the job trains; the launcher waiting on the job holds none.
     """
 
     def __init__(self, spec_path: str, out: str, max_requeues: int, threads: int | None = None):
@@ -85,17 +91,14 @@ class StageJob(submitit.helpers.Checkpointable):
         # The time-limit / preemption signal also stops the run once every task has checkpointed.
         signals = StopSignals(stop=frozenset({signal.SIGTERM, signal.SIGINT, getattr(signal, "SIG" + job.USR_SIG)}))
         try:
-            stage_function(spec.stage)(spec, Path(self.out), resume=True, signals=signals)
+            summary = stage_function(spec.stage)(spec, Path(self.out), resume=True, signals=signals)
         except TrainingInterrupted as stop:
             self.end_attempt(job, stop)
-        summary = RunFolder(self.out).summary_path
-        return {
-            "run_dir": self.out,
-            "rank": job.global_rank,
-            "summary": summary.read_text() if job.global_rank == 0 else None,
-        }
+        if job.global_rank == 0:
+            RunFolder(self.out).write_job_summary(job.job_id, summary)
+        return {"run_dir": self.out, "rank": job.global_rank}
 
-    def end_attempt(self, job, stop) -> None:
+    def end_attempt(self, job, stop) -> NoReturn:
         """After a stop with the checkpoint on disk: requeue (time limit, preemption) or leave it to the cluster."""
         print(f"[normae] {stop}", file=sys.stderr, flush=True)
         if stop.signal in (signal.SIGTERM, signal.SIGINT):

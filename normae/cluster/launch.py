@@ -57,7 +57,8 @@ def launch(
     """Run the spec in ``spec_path`` (its ``stage`` field says which stage) into ``out``, resuming from its checkpoint.
 
     The spec is checked first: a bad spec, or a folder holding another run's spec, fails here, not
-    in a job hours later. A run whose ``summary.json`` exists is left as it is. ``resources``
+    in a job hours later. A run whose ``summary.json`` holds a summary is left as it is (a corrupt one
+    is moved to ``summary.json.corrupt`` and the run resumes). ``resources``
     (``local`` / ``slurm``): the job's SLURM resources (``normae.cluster.resources``). Returns the exit status.
     """
     if launcher not in LAUNCHERS:
@@ -67,7 +68,7 @@ def launch(
     folder.check_spec(spec)
     if launcher == "inprocess":
         return run_here(spec, folder.path, resume=True)
-    summary = folder.read_summary()
+    summary = folder.finished_summary(set_aside=True)  # a corrupt summary.json is set aside: the run resumes
     if summary is not None:
         print(f"[normae] {folder.path} is already finished; nothing to submit", file=sys.stderr)
         print(summary_line(summary, folder.path))

@@ -9,8 +9,14 @@ at 2, 4, 8, ... seconds after a submission and then at most every ``POLL_MAX_S``
 calls it only looks for the job's result file.
 
 A run folder ``<run>/`` holds ``job.json`` (the launcher, the current job id and every job id ever
-submitted for it) and ``slurm/`` (submitit's pickles and the job logs). Launching a run whose job
-is pending or running waits for that job; a run with ``summary.json`` is never submitted again.
+submitted for it) and ``slurm/`` (submitit's pickles, the job logs, and ``<job id>_summary.json``,
+the copy of summary.json that a job's rank 0 writes). Launching a run whose job is pending or
+running waits for that job; a run with ``summary.json`` is never submitted again.
+
+The launcher never unpickles anything from a run folder: whether a job succeeded is whether
+summary.json is there, a summary is restored only from the job's JSON copy (and only if it is this
+spec's), a failure is reported from the job's log, and job ids from job.json are checked before
+they reach a path (``normae.paths.RunFolder.read_job_record``).
 """
 
 from __future__ import annotations
@@ -25,15 +31,19 @@ from pathlib import Path
 from typing import Any
 
 import submitit
-from submitit.core.utils import UncompletedJobError
 from submitit.local.local import LocalJob
 from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
 
 from normae.cluster.resources import num_tasks
-from normae.errors import LaunchError
-from normae.paths import RunFolder, atomic_write_text
+from normae.errors import LaunchError, NormaeError
+from normae.paths import RunFolder
+from normae.spec import SpecBase, load_spec
 
 POLL_MAX_S = 300
+# After a job ends, how long to look for its summary.json while its result file is not there yet
+# (a slow shared file system), as submitit waits for its result file.
+RESULT_GRACE_S = 15
+LOG_TAIL_LINES = 25
 # squeue states of a job that is not over, as the states submitit's watcher knows as "not done".
 ALIVE_STATES = {
     "CONFIGURING": "RUNNING",
@@ -117,9 +127,12 @@ class AttachedLocalJob(LocalJob):
 
 # ---- the run folder's record -----------------------------------------------------------------------
 @contextmanager
-def locked(folder: Path):
-    """One launcher at a time decides whether a run needs a new job (two started together submit once)."""
-    with (folder / ".launch.lock").open("w") as handle:
+def locked(folder: RunFolder):
+    """One launcher at a time decides whether a run needs a new job (two started together submit once).
+
+    Only while it decides: a launcher waiting on its job holds no lock (the job's rank 0 holds the
+    folder's training lock)."""
+    with folder.launch_lock_path.open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -137,18 +150,30 @@ def still_running(job) -> bool:
     return not job.done(force_check=True)
 
 
-def restore_summary(job, folder: RunFolder) -> bool:
-    """Put back the summary.json that an ended job returned (if it succeeded); whether it did."""
-    first = first_task(job)
-    if not first.paths.result_pickle.exists():
+def is_summary_of(summary: dict, spec: SpecBase) -> bool:
+    """Whether ``summary`` is a summary of ``spec``'s run (its run id, and a spec with the same digest)."""
+    recorded = summary.get("spec")
+    if summary.get("run_id") != spec.run_id() or summary.get("stage") != spec.stage or not isinstance(recorded, dict):
         return False
     try:
-        result = first.result()
-    except UncompletedJobError:
+        return type(spec).from_dict(recorded).digest() == spec.digest()
+    except (NormaeError, TypeError, ValueError, AttributeError):
         return False
-    if not isinstance(result, dict) or not result.get("summary"):
+
+
+def restore_summary(job, folder: RunFolder, spec: SpecBase) -> bool:
+    """Put back summary.json from the copy the ended job's rank 0 wrote (``slurm/<job id>_summary.json``), if
+    it is a summary of ``spec``; whether it did. The job's result pickle is never read."""
+    summary = folder.read_job_summary(job.job_id)
+    if summary is None:
         return False
-    atomic_write_text(folder.summary_path, result["summary"])
+    if not is_summary_of(summary, spec):
+        print(
+            f"[normae] {folder.job_summary_path(job.job_id)} is not a summary of {spec.run_id()}; not restored",
+            file=sys.stderr,
+        )
+        return False
+    folder.write_summary(summary)
     return True
 
 
@@ -195,13 +220,23 @@ def log_paths(job) -> str:
     return f"{first.paths.stderr} and {first.paths.stdout}"
 
 
+def log_tail(job, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of rank 0's error log (where the job's error is), or a note that there is none."""
+    path = first_task(job).paths.stderr
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
 def submit_or_attach(job_function, spec_path: Path, folder: RunFolder, launcher: str, resources: dict):
     """The job to wait for: the recorded one while it is pending or running, else a new submission of
     ``job_function`` (a ``normae.cluster.job.StageJob``); None if the run is finished."""
     submitit_dir = folder.submitit_dir
     submitit_dir.mkdir(parents=True, exist_ok=True)
-    with locked(submitit_dir):
-        if folder.is_finished():
+    with locked(folder):
+        if folder.finished_summary(set_aside=True) is not None:
             return None
         record = folder.read_job_record() or {"submissions": []}
         if "job_id" in record:
@@ -209,9 +244,10 @@ def submit_or_attach(job_function, spec_path: Path, folder: RunFolder, launcher:
             if still_running(job):
                 print(f"[normae] {folder.path}: re-attached to {record['launcher']} job {job.job_id}", file=sys.stderr)
                 return job
-            if restore_summary(job, folder):
+            if restore_summary(job, folder, load_spec(spec_path)):
                 print(
-                    f"[normae] {folder.path}: job {job.job_id} had finished; summary.json restored from its result",
+                    f"[normae] {folder.path}: job {job.job_id} had finished; summary.json restored from "
+                    f"{folder.job_summary_path(job.job_id)}",
                     file=sys.stderr,
                 )
                 return None
@@ -240,13 +276,19 @@ def submit_or_attach(job_function, spec_path: Path, folder: RunFolder, launcher:
 
 
 def wait_for(job, folder: RunFolder) -> None:
-    """Wait until the job ends; raise ``LaunchError`` (with its log paths) unless it wrote summary.json."""
-    try:
-        job.results()
-    except UncompletedJobError as error:
-        raise LaunchError(f"job {job.job_id} for {folder.path} failed.\n{error}\nLogs: {log_paths(job)}") from None
+    """Wait until the job ends; raise ``LaunchError`` (with its log's end and paths) unless it wrote summary.json.
+
+    Success is summary.json, not the job's result pickle, which is never read."""
+    job.wait()
+    result_file = first_task(job).paths.result_pickle
+    deadline = time.monotonic() + RESULT_GRACE_S
+    while not folder.is_finished() and not result_file.exists() and time.monotonic() < deadline:
+        time.sleep(1)
     if not folder.is_finished():
-        raise LaunchError(f"job {job.job_id} ended but {folder.summary_path} is missing. Logs: {log_paths(job)}")
+        raise LaunchError(
+            f"job {job.job_id} for {folder.path} failed: it ended without {folder.summary_path}. "
+            f"The end of its log:\n{log_tail(job)}\nLogs: {log_paths(job)}"
+        )
 
 
 def requeue(job_environment, remaining: int) -> None:

@@ -19,7 +19,7 @@ from timm.layers import resample_abs_pos_embed, resample_patch_embed, trunc_norm
 from timm.models.vision_transformer import VisionTransformer
 
 from normae.core.model import MODEL_SIZES
-from normae.errors import CheckpointError, ConfigError
+from normae.errors import CheckpointError, ConfigError, plain_worker_errors
 from normae.paths import RunFolder
 
 # Keys of an MAE / NoR-MAE pre-training state dict that are not part of the encoder.
@@ -126,19 +126,32 @@ def make_linear_probe(model: VisionTransformer) -> list[nn.Parameter]:
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, dataset, batch_size: int, device: torch.device, amp_dtype=None, num_workers: int = 0
+    model: nn.Module,
+    dataset,
+    batch_size: int,
+    device: torch.device,
+    amp_dtype=None,
+    num_workers: int = 0,
+    worker_init_fn=None,
 ) -> dict:
-    """Top-1 / top-5 accuracy (%) over the whole set; with DDP each rank takes every world_size-th image."""
+    """Top-1 / top-5 accuracy (%) over the whole set; with DDP each rank takes every world_size-th image.
+
+    ``worker_init_fn``: during training, the loop's (``StopSignals.worker_init()``), so that the workers
+    leave a stop signal sent to the whole process group to the training process.
+    """
     distributed = dist.is_available() and dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     indices = list(range(rank, len(dataset), world))
     loader = torch.utils.data.DataLoader(
-        torch.utils.data.Subset(dataset, indices), batch_size=batch_size, num_workers=num_workers
+        torch.utils.data.Subset(dataset, indices),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        worker_init_fn=worker_init_fn,
     )
     was_training = model.training
     model.eval()
     counts = torch.zeros(3, dtype=torch.float64, device=device)
-    for images, targets in loader:
+    for images, targets in plain_worker_errors(loader):
         images, targets = images.to(device), targets.to(device)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             logits = model(images)

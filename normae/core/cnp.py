@@ -15,8 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from normae.errors import ConfigError
-
-CNP_MODES = ("paper", "authors_code", "random")
+from normae.spec import CNP_MODES
 
 # The 8 offsets (row, column) of a 3x3 window without its centre, in row-major order.
 WINDOW_OFFSETS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0))

@@ -15,8 +15,7 @@ from __future__ import annotations
 import torch
 
 from normae.errors import ConfigError
-
-NOR_VARIANTS = ("offdiag", "diag", "token")
+from normae.spec import NOR_VARIANTS
 
 
 def standardize_tokens(z: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

@@ -20,8 +20,7 @@ from timm.models.vision_transformer import Block
 from normae.core.cnp import CNP_MODES, check_authors_code_grid, cnp_source_index
 from normae.core.losses import NOR_VARIANTS, nor_loss, reconstruction_loss
 from normae.errors import ConfigError
-
-METHODS = ("mae", "nor_mae")
+from normae.spec import METHODS
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from normae.atomic import read_json
 from normae.errors import MissingResultError
 from normae.experiments.plan import REPORTED_KEYS, Plan, TablePlan
-from normae.paths import ResultsLayout, read_json
+from normae.paths import ResultsLayout
 
 # reported.csv's terms, with the two that only NoR-MAE rows have after the method.
 TERM_COLUMNS = (*REPORTED_KEYS[:3], "cnp", "nor_variant", *REPORTED_KEYS[3:])
@@ -39,14 +40,28 @@ def read_result(path: Path) -> dict:
 
 
 def run_summary(layout: ResultsLayout, run_id: str) -> dict:
-    return read_result(layout.run(run_id).summary_path)
+    """The run's summary.json, which must say it is this run's: its ``run_id`` and its ``spec``."""
+    path = layout.run(run_id).summary_path
+    summary = read_result(path)
+    if summary.get("run_id") != run_id:
+        raise MissingResultError(
+            f"{path} is not the summary of run {run_id} (its run_id is {summary.get('run_id')!r}): "
+            "delete it and rerun the run"
+        )
+    if not isinstance(summary.get("spec"), dict):
+        raise MissingResultError(f"{path} holds no spec (a JSON object under 'spec'): delete it and rerun the run")
+    return summary
 
 
 def result_value(result: dict, key: str, path: Path) -> float:
-    """``result[key]`` (or ``result["final"][key]``) as a number; missing or not a number names the file."""
-    value = result.get(key, (result.get("final") or {}).get(key))
+    """``result[key]`` (or ``result["final"][key]``) as a number; missing, not a number or not finite (NaN,
+    which would silently drop the row from the gains) names the file."""
+    final = result.get("final")
+    value = result.get(key, final.get(key) if isinstance(final, dict) else None)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise MissingResultError(f"{path} has no number {key!r} (found {value!r}): rerun what writes it")
+    if not math.isfinite(value):
+        raise MissingResultError(f"{path} has {key!r} = {value!r}, not a finite number: rerun what writes it")
     return float(value)
 
 

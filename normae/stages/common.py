@@ -2,35 +2,101 @@
 
 The order matters: the folder's spec is checked before anything else, so a folder holding another
 run is refused even when that run has finished; only then does a finished run return its summary.
+
+One process trains in a folder at a time: rank 0 holds the folder's lock (``RunFolder.training_lock``)
+from before it writes spec.json until after summary.json. Under DDP (torchrun, or the tasks of a
+SLURM job) the ranks share the folder legitimately, so only rank 0 locks it and the other ranks
+follow rank 0's outcome through one broadcast: a folder busy with another run stops every rank
+at once, none waits in a collective for a rank that has left. A launcher waiting on a job holds no
+lock of its own; the job's rank 0 does.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch.utils.data import Subset
 
+from normae.errors import RunFolderError
 from normae.paths import RunFolder
 from normae.training.loop import LoopConfig
+
+# What rank 0 found when it took the folder, as broadcast to the other ranks.
+TRAIN, FINISHED, REFUSED = 0, 1, 2
 
 
 def open_run_folder(spec, run_dir: str | Path) -> tuple[RunFolder, dict | None]:
     """(the run folder, its summary if the run has finished); a folder holding another spec is an error."""
     folder = RunFolder(run_dir)
     folder.check_spec(spec)
-    summary = folder.read_summary()
+    summary = folder.finished_summary()
     if summary is not None:
         print(f"[normae] {folder.path} is already finished ({folder.summary_path}); nothing to do", file=sys.stderr)
     return folder, summary
 
 
-def start_run_folder(folder: RunFolder, spec, rank: int) -> None:
-    """Rank 0 creates the folder and writes spec.json, first."""
-    if rank == 0:
-        folder.path.mkdir(parents=True, exist_ok=True)
-        folder.write_spec(spec)
+def rank_zero_says(outcome: int, device: torch.device) -> int:
+    """Rank 0's ``outcome``, on every rank (one broadcast under DDP; as it is without)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return outcome
+    flag = torch.tensor([outcome], dtype=torch.int64, device=device)
+    dist.broadcast(flag, src=0)
+    return int(flag.item())
+
+
+@contextmanager
+def start_run_folder(folder: RunFolder, spec, rank: int, device: torch.device) -> Iterator[dict | None]:
+    """Take the folder for this run, for as long as the ``with`` block trains in it.
+
+    Rank 0 creates the folder, locks it (a folder another process trains in is a ``RunFolderError``),
+    checks again under the lock that it holds this spec and has not finished meanwhile, sets aside a
+    corrupt summary.json (``summary.json.corrupt``), and writes spec.json, first. Every rank gets
+    the summary if the run has finished meanwhile (nothing to train), else None.
+    """
+    with ExitStack() as held:
+        outcome, error = TRAIN, None
+        if rank == 0:
+            try:
+                held.enter_context(folder.training_lock())
+                folder.check_spec(spec)
+                outcome = FINISHED if folder.finished_summary(set_aside=True) is not None else TRAIN
+                if outcome == TRAIN:
+                    folder.write_spec(spec)
+            except Exception as failure:  # every rank must hear of it, then rank 0 raises it
+                outcome, error = REFUSED, failure
+        outcome = rank_zero_says(outcome, device)
+        if error is not None:
+            raise error
+        if outcome == REFUSED:
+            raise RunFolderError(f"{folder.path}: rank 0 could not take the run folder (its log says why)")
+        if outcome == FINISHED:
+            print(f"[normae] {folder.path} finished meanwhile ({folder.summary_path}); nothing to do", file=sys.stderr)
+            yield folder.require_summary()
+        else:
+            yield None
+
+
+@contextmanager
+def spec_withdrawn_on_early_failure(folder: RunFolder, rank: int) -> Iterator[None]:
+    """If the block fails before training has started, rank 0 takes spec.json back out of the folder.
+
+    The rule: a folder belongs to its spec once training has started in it (metrics.jsonl or
+    checkpoint.pt exists). A check that can only run after spec.json is written (data not found, an
+    unknown model, a checkpoint that does not fit) fails before that, and the spec.json it leaves
+    would refuse the corrected spec ("holds another run"): it is removed, so a corrected try may use
+    the same ``--out``. Used inside ``start_run_folder``'s block, under the folder's lock.
+    """
+    try:
+        yield
+    except BaseException:
+        if rank == 0 and not folder.checkpoint_path.exists() and not folder.metrics_path.exists():
+            folder.spec_path.unlink(missing_ok=True)
+        raise
 
 
 def finish_run_folder(folder: RunFolder, rank: int, summary: dict) -> dict:

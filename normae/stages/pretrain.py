@@ -12,7 +12,14 @@ from normae.core.model import build_mae_from_spec
 from normae.data.pretrain import build_pretrain_dataset
 from normae.data.registry import DATASETS
 from normae.spec import PretrainSpec
-from normae.stages.common import finish_run_folder, fixed_subset, loop_config, open_run_folder, start_run_folder
+from normae.stages.common import (
+    finish_run_folder,
+    fixed_subset,
+    loop_config,
+    open_run_folder,
+    spec_withdrawn_on_early_failure,
+    start_run_folder,
+)
 from normae.training.loop import Trainer
 from normae.training.runtime import environment_facts, resolve_amp, seed_everything, setup_distributed, wrap_ddp
 from normae.training.signals import StopSignals
@@ -35,51 +42,53 @@ def run_pretrain(
     if done is not None:
         return done
     rank, world_size, device = setup_distributed()
-    start_run_folder(folder, spec, rank)
-    seed_everything(spec.seed)
-    dataset = fixed_subset(
-        build_pretrain_dataset(spec.dataset, root=spec.data_root, img_size=spec.img_size), spec.train_samples
-    )
-    img_size = spec.img_size or DATASETS[spec.dataset].img_size
-    model = build_mae_from_spec(spec, img_size).to(device)
-    num_patches = model.patch_embed.num_patches
-    amp = resolve_amp(spec.amp, device)
-    cfg = loop_config(spec, world_size, amp)
-    optimizer = torch.optim.AdamW(
-        param_groups_weight_decay(model, spec.weight_decay, model.no_weight_decay()), lr=cfg.lr, betas=cfg.betas
-    )
-    wrapped = wrap_ddp(model, device, world_size)
-    trainer = Trainer(
-        wrapped,
-        dataset,
-        cfg,
-        folder.path,
-        pretrain_step,
-        optimizer,
-        device,
-        noise_length=num_patches,
-        spec=spec.to_dict(),
-        signals=signals,
-    )
-    started = time.time()
-    results = trainer.fit(resume=resume)
-    return finish_run_folder(
-        folder,
-        rank,
-        {
-            "run_id": spec.run_id(),
-            "stage": "pretrain",
-            "spec": spec.to_dict(),
-            **results,
-            "lr": cfg.lr,
-            "amp": amp,
-            **environment_facts(device),
-            "train_images": len(dataset),
-            "image_size": img_size,
-            "num_patches": num_patches,
-            "parameters_encoder": sum(
-                p.numel() for k, p in model.named_parameters() if not k.startswith(("decoder", "mask_token"))
-            ),
-            "wall_seconds_this_session": time.time() - started,
-        },
-    )
+    with start_run_folder(folder, spec, rank, device) as finished, spec_withdrawn_on_early_failure(folder, rank):
+        if finished is not None:
+            return finished
+        seed_everything(spec.seed)
+        dataset = fixed_subset(
+            build_pretrain_dataset(spec.dataset, root=spec.data_root, img_size=spec.img_size), spec.train_samples
+        )
+        img_size = spec.img_size or DATASETS[spec.dataset].img_size
+        model = build_mae_from_spec(spec, img_size).to(device)
+        num_patches = model.patch_embed.num_patches
+        amp = resolve_amp(spec.amp, device)
+        cfg = loop_config(spec, world_size, amp)
+        optimizer = torch.optim.AdamW(
+            param_groups_weight_decay(model, spec.weight_decay, model.no_weight_decay()), lr=cfg.lr, betas=cfg.betas
+        )
+        wrapped = wrap_ddp(model, device, world_size)
+        trainer = Trainer(
+            wrapped,
+            dataset,
+            cfg,
+            folder.path,
+            pretrain_step,
+            optimizer,
+            device,
+            noise_length=num_patches,
+            spec=spec.to_dict(),
+            signals=signals,
+        )
+        started = time.time()
+        results = trainer.fit(resume=resume)
+        return finish_run_folder(
+            folder,
+            rank,
+            {
+                "run_id": spec.run_id(),
+                "stage": "pretrain",
+                "spec": spec.to_dict(),
+                **results,
+                "lr": cfg.lr,
+                "amp": amp,
+                **environment_facts(device),
+                "train_images": len(dataset),
+                "image_size": img_size,
+                "num_patches": num_patches,
+                "parameters_encoder": sum(
+                    p.numel() for k, p in model.named_parameters() if not k.startswith(("decoder", "mask_token"))
+                ),
+                "wall_seconds_this_session": time.time() - started,
+            },
+        )

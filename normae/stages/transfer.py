@@ -3,10 +3,18 @@
 Both run on the same training loop as pre-training, so checkpoints, exact resume, DDP, AMP and
 ``summary.json`` work the same way. The model is evaluated on the set's official evaluation
 split after every epoch; the summary reports the last and the best epoch.
+
+An evaluation remembers which upstream it started from: the SHA-256 of the checkpoint file
+``init`` names (``upstream_digest``), in its checkpoint and its summary (``init_digest``). The
+file's digest, rather than the pre-training summary's: it is exactly what the encoder was loaded
+from, it works for public checkpoint files that have no summary, and a summary rewritten for the
+same weights changes nothing. A resume whose upstream file has changed since (its pre-training run
+was trained again under the same id) starts the evaluation afresh, with one line saying why.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
@@ -21,9 +29,17 @@ from normae.core.classifier import build_classifier, evaluate, load_encoder, mak
 from normae.data.classification import build_classification_dataset, targets_of
 from normae.data.registry import CLASSIFICATION_SETS
 from normae.data.transforms import eval_transform
-from normae.errors import ConfigError
+from normae.errors import CheckpointError, ConfigError
+from normae.paths import RunFolder
 from normae.spec import DownstreamSpec, FinetuneSpec, LinprobeSpec
-from normae.stages.common import finish_run_folder, fixed_subset, loop_config, open_run_folder, start_run_folder
+from normae.stages.common import (
+    finish_run_folder,
+    fixed_subset,
+    loop_config,
+    open_run_folder,
+    spec_withdrawn_on_early_failure,
+    start_run_folder,
+)
 from normae.training.loop import Trainer
 from normae.training.runtime import (
     amp_dtype,
@@ -34,6 +50,37 @@ from normae.training.runtime import (
     wrap_ddp,
 )
 from normae.training.signals import StopSignals
+
+
+def upstream_checkpoint(spec: DownstreamSpec) -> Path | None:
+    """The checkpoint file ``spec.init`` names (None for 'none'); refused if it belongs to an unfinished run.
+
+    A run folder (one with a spec.json), or a checkpoint file inside one, is an upstream only once
+    its summary.json is there: until then its checkpoint is some epoch of a run still going.
+    """
+    if spec.init == "none":
+        return None
+    path = Path(spec.init)
+    folder = RunFolder(path if path.is_dir() else path.parent)
+    if folder.spec_path.exists() and not folder.is_finished():
+        raise CheckpointError(
+            f"init {spec.init}: {folder.path} is an unfinished run (it has no readable {RunFolder.SUMMARY}): "
+            "finish that run first, or start from a finished one"
+        )
+    return folder.checkpoint_path if path.is_dir() else path
+
+
+def upstream_digest(spec: DownstreamSpec) -> str | None:
+    """'sha256:<hex>' of the checkpoint file ``spec.init`` names; None for 'none' or a missing file
+    (``read_checkpoint`` then says what is missing)."""
+    path = upstream_checkpoint(spec)
+    if path is None or not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 24):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
 
 
 def encoder_source(spec: DownstreamSpec) -> tuple[dict | None, str, int, int | None]:
@@ -107,106 +154,124 @@ def run_transfer(
     if spec.dataset not in CLASSIFICATION_SETS:
         raise ConfigError(f"unknown data set {spec.dataset!r}; known: {', '.join(CLASSIFICATION_SETS)}")
     info = CLASSIFICATION_SETS[spec.dataset]
+    # Hashed before it is loaded: if the file were replaced in between, a resume would start afresh, never go stale.
+    upstream = upstream_digest(spec)
     state, size, patch_size, pretrain_img_size = encoder_source(spec)
     img_size = spec.img_size or pretrain_img_size or info.img_size
     rank, world_size, device = setup_distributed()
-    start_run_folder(folder, spec, rank)
-    seed_everything(spec.seed)
-    train_set = fixed_subset(
-        build_classification_dataset(
-            spec.dataset, spec.data_root, "train", train_transform(spec, img_size, info.mean, info.std), spec.download
-        ),
-        spec.train_samples,
-    )
-    eval_set = fixed_subset(
-        build_classification_dataset(
-            spec.dataset,
-            spec.data_root,
-            "eval",
-            eval_transform(img_size, info.mean, info.std, crop_pct=1.0 if img_size < 64 else 0.875),
-            spec.download,
-        ),
-        spec.eval_samples,
-    )
-    finetune = isinstance(spec, FinetuneSpec)
-    model = build_classifier(
-        size,
-        img_size,
-        patch_size,
-        info.num_classes,
-        drop_path=spec.drop_path if finetune else 0.0,
-        global_pool="avg" if finetune else "token",
-    )
-    if state is not None:
-        load_encoder(model, state)
-    if not finetune:
-        make_linear_probe(model)
-    model.to(device)
-
-    amp = resolve_amp(spec.amp, device)
-    cfg = loop_config(spec, world_size, amp)
-    optimizer = optimizer_for(spec, model, cfg.lr)
-    mixup = None
-    if finetune and (spec.mixup > 0 or spec.cutmix > 0):
-        mixup = Mixup(
-            mixup_alpha=spec.mixup,
-            cutmix_alpha=spec.cutmix,
-            label_smoothing=spec.smoothing,
-            num_classes=info.num_classes,
+    with start_run_folder(folder, spec, rank, device) as finished, spec_withdrawn_on_early_failure(folder, rank):
+        if finished is not None:
+            return finished
+        seed_everything(spec.seed)
+        train_set = fixed_subset(
+            build_classification_dataset(
+                spec.dataset,
+                spec.data_root,
+                "train",
+                train_transform(spec, img_size, info.mean, info.std),
+                spec.download,
+            ),
+            spec.train_samples,
         )
-        criterion = SoftTargetCrossEntropy()
-    elif finetune and spec.smoothing > 0:
-        criterion = LabelSmoothingCrossEntropy(spec.smoothing)
-    else:
-        criterion = nn.CrossEntropyLoss()
-    wrapped = wrap_ddp(model, device, world_size)
+        eval_set = fixed_subset(
+            build_classification_dataset(
+                spec.dataset,
+                spec.data_root,
+                "eval",
+                eval_transform(img_size, info.mean, info.std, crop_pct=1.0 if img_size < 64 else 0.875),
+                spec.download,
+            ),
+            spec.eval_samples,
+        )
+        finetune = isinstance(spec, FinetuneSpec)
+        model = build_classifier(
+            size,
+            img_size,
+            patch_size,
+            info.num_classes,
+            drop_path=spec.drop_path if finetune else 0.0,
+            global_pool="avg" if finetune else "token",
+        )
+        if state is not None:
+            load_encoder(model, state)
+        if not finetune:
+            make_linear_probe(model)
+        model.to(device)
 
-    def evaluate_epoch() -> dict:
-        return evaluate(model, eval_set, spec.eval_batch_size, device, amp_dtype(amp), num_workers=spec.num_workers)
+        amp = resolve_amp(spec.amp, device)
+        cfg = loop_config(spec, world_size, amp)
+        optimizer = optimizer_for(spec, model, cfg.lr)
+        mixup = None
+        if finetune and (spec.mixup > 0 or spec.cutmix > 0):
+            mixup = Mixup(
+                mixup_alpha=spec.mixup,
+                cutmix_alpha=spec.cutmix,
+                label_smoothing=spec.smoothing,
+                num_classes=info.num_classes,
+            )
+            criterion = SoftTargetCrossEntropy()
+        elif finetune and spec.smoothing > 0:
+            criterion = LabelSmoothingCrossEntropy(spec.smoothing)
+        else:
+            criterion = nn.CrossEntropyLoss()
+        wrapped = wrap_ddp(model, device, world_size)
 
-    trainer = Trainer(
-        wrapped,
-        train_set,
-        cfg,
-        folder.path,
-        classification_step(criterion, mixup),
-        optimizer,
-        device,
-        spec=spec.to_dict(),
-        epoch_end=evaluate_epoch,
-        signals=signals,
-    )
-    started = time.time()
-    results = trainer.fit(resume=resume)
-    # The first epoch with the highest top-1, from the epoch records the loop kept (also across a resume).
-    best = max(results["history"], key=lambda record: record["top1"]) if results["history"] else {}
-    train_targets = targets_of(train_set)
-    return finish_run_folder(
-        folder,
-        rank,
-        {
-            "run_id": spec.run_id(),
-            "stage": spec.stage,
-            "spec": spec.to_dict(),
-            **results,
-            "top1": results["final"].get("top1"),
-            "top5": results["final"].get("top5"),
-            "best_top1": best.get("top1"),
-            "best_epoch": best.get("epoch"),
-            "last_epoch": results["epochs"],
-            "init": spec.init,
-            "model": size,
-            "patch_size": patch_size,
-            "image_size": img_size,
-            "train_split": info.train_split_name,
-            "eval_split": info.eval_split_name,
-            "train_images": len(train_set),
-            "eval_images": len(eval_set),
-            "train_classes_present": len(set(train_targets)),
-            "stand_in_for": info.stand_in_for,
-            "lr": cfg.lr,
-            "amp": amp,
-            **environment_facts(device),
-            "wall_seconds_this_session": time.time() - started,
-        },
-    )
+        def evaluate_epoch() -> dict:  # its workers, like the training loop's, leave stop signals to this process
+            return evaluate(
+                model,
+                eval_set,
+                spec.eval_batch_size,
+                device,
+                amp_dtype(amp),
+                num_workers=spec.num_workers,
+                worker_init_fn=trainer.signals.worker_init(),
+            )
+
+        trainer = Trainer(
+            wrapped,
+            train_set,
+            cfg,
+            folder.path,
+            classification_step(criterion, mixup),
+            optimizer,
+            device,
+            spec=spec.to_dict(),
+            epoch_end=evaluate_epoch,
+            signals=signals,
+            upstream=upstream,
+        )
+        started = time.time()
+        results = trainer.fit(resume=resume)
+        # The first epoch with the highest top-1, from the epoch records the loop kept (also across a resume).
+        best = max(results["history"], key=lambda record: record["top1"]) if results["history"] else {}
+        train_targets = targets_of(train_set)
+        return finish_run_folder(
+            folder,
+            rank,
+            {
+                "run_id": spec.run_id(),
+                "stage": spec.stage,
+                "spec": spec.to_dict(),
+                **results,
+                "top1": results["final"].get("top1"),
+                "top5": results["final"].get("top5"),
+                "best_top1": best.get("top1"),
+                "best_epoch": best.get("epoch"),
+                "last_epoch": results["epochs"],
+                "init": spec.init,
+                "init_digest": upstream,
+                "model": size,
+                "patch_size": patch_size,
+                "image_size": img_size,
+                "train_split": info.train_split_name,
+                "eval_split": info.eval_split_name,
+                "train_images": len(train_set),
+                "eval_images": len(eval_set),
+                "train_classes_present": len(set(train_targets)),
+                "stand_in_for": info.stand_in_for,
+                "lr": cfg.lr,
+                "amp": amp,
+                **environment_facts(device),
+                "wall_seconds_this_session": time.time() - started,
+            },
+        )

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from normae.errors import CheckpointError
-from normae.paths import atomic_replace
+from normae.atomic import atomic_replace
+from normae.errors import CheckpointError, DiskFullError
+
+# What a write that found the disk (or the user's quota) full reports.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def atomic_save(obj, path: str | Path) -> None:
@@ -20,11 +26,63 @@ def atomic_save(obj, path: str | Path) -> None:
 def load_checkpoint(path: str | Path) -> dict:
     """Load one of our checkpoints as data only (``weights_only``: a checkpoint is not code)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        content = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
     except Exception as error:
-        raise CheckpointError(f"cannot read checkpoint {path}: {error}. Delete it to start the run afresh.") from error
+        raise CheckpointError(
+            f"cannot read checkpoint {path} ({type(error).__name__}: {load_error_detail(error)}): it is truncated "
+            "or not a normae checkpoint; delete it to start the run afresh"
+        ) from None
+    if not isinstance(content, dict):
+        raise CheckpointError(
+            f"{path} holds a {type(content).__name__}, not a normae checkpoint; delete it to start the run afresh"
+        )
+    return content
+
+
+@contextmanager
+def disk_full_is_an_error(path: Path, checkpoint_path: Path, where: str) -> Iterator[None]:
+    """A write of ``path`` (the checkpoint, metrics.jsonl) that finds the disk full ends the run with one line:
+    the last checkpoint, ``checkpoint_path``, is kept (an atomic write leaves the old file whole, and a
+    metrics line cut short is dropped on resume). ``where``: the loop's place, for the message."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in DISK_FULL:
+            raise
+        kept = (
+            f"the last checkpoint ({checkpoint_path}) is kept: free some space, then rerun with --resume"
+            if checkpoint_path.exists()
+            else "no checkpoint was written yet: free some space, then run again"
+        )
+        strerror = error.strerror or "no space left on device"
+        raise DiskFullError(f"the disk is full ({strerror}) writing {path} at {where}; {kept}") from None
+
+
+def does_not_fit(path: Path, error: Exception) -> CheckpointError:
+    """The error for a checkpoint whose content the model, optimiser or loop state cannot take."""
+    detail = " ".join(str(error).split())
+    return CheckpointError(
+        f"{path} does not fit this run ({type(error).__name__}: {detail[:300]}{'...' if len(detail) > 300 else ''}): "
+        "it was written by another model or another version of normae; delete it (or the run folder) to start "
+        "the run afresh"
+    )
+
+
+def load_error_detail(error: Exception) -> str:
+    """The line of a ``torch.load`` error that says what is wrong.
+
+    torch's messages run over many lines; a weights-only refusal says what it refused after
+    "WeightsUnpickler error:" (its advice to load with ``weights_only=False`` is never taken here:
+    a checkpoint is not code).
+    """
+    text = str(error)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return line if len(line) <= 200 else line[:200] + "..."
 
 
 def capture_rng_state() -> dict:

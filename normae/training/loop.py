@@ -14,11 +14,10 @@ from __future__ import annotations
 import json
 import math
 import signal
-import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
@@ -26,9 +25,18 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from normae.errors import CheckpointError, RunFolderError
+from normae.atomic import atomic_write_text
+from normae.errors import CheckpointError, ConfigError, RunFolderError, plain_worker_errors
 from normae.paths import RunFolder
-from normae.training.checkpoint import atomic_save, capture_rng_state, load_checkpoint, restore_rng_state
+from normae.training.checkpoint import (
+    atomic_save,
+    capture_rng_state,
+    disk_full_is_an_error,
+    does_not_fit,
+    load_checkpoint,
+    restore_rng_state,
+)
+from normae.training.progress import progress_reporter
 from normae.training.runtime import autocast
 from normae.training.sampling import SeededSamples, epoch_indices
 from normae.training.schedule import LoopConfig, learning_rate
@@ -44,11 +52,6 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
-def ignore_interrupts(worker_id: int) -> None:
-    """DataLoader workers leave Ctrl-C (SIGINT to the whole process group) to the training process."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 class Trainer:
     """Runs ``step_fn(model, batch) -> (loss, {name: scalar})`` over ``dataset`` for ``cfg.epochs``.
 
@@ -56,6 +59,9 @@ class Trainer:
     then stops on ``signals.stop``) and ``metrics.jsonl`` into ``run_dir``; only rank 0 writes.
     ``epoch_end()`` (e.g. an evaluation) runs on every rank after each epoch; its numbers join that
     epoch's metrics line.
+
+    ``upstream`` (an evaluation's pre-training checkpoint digest) is saved in the checkpoint; a checkpoint
+    that records another one is stale: the resume says so in one line, deletes it and metrics.jsonl, and starts afresh.
     """
 
     def __init__(
@@ -71,6 +77,7 @@ class Trainer:
         spec=None,
         epoch_end=None,
         signals: StopSignals | None = None,
+        upstream: str | None = None,
     ):
         self.model, self.cfg, self.step_fn, self.optimizer, self.device = (
             model,
@@ -86,6 +93,7 @@ class Trainer:
         self.checkpoint_path = RunFolder(self.run_dir).checkpoint_path
         self.metrics_path = RunFolder(self.run_dir).metrics_path
         self.spec = spec or {}
+        self.upstream = upstream
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
         self.world_size = dist.get_world_size() if self.distributed else 1
@@ -93,7 +101,7 @@ class Trainer:
         per_rank = len(dataset) // self.world_size
         self.steps_per_epoch = per_rank // (cfg.batch_size * cfg.accum_iter)
         if self.steps_per_epoch < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"{len(dataset)} images cannot fill one step of "
                 f"{cfg.batch_size} x {cfg.accum_iter} x {self.world_size} (batch x accumulation x processes): "
                 "lower the batch size or use more data"
@@ -101,6 +109,7 @@ class Trainer:
         self.state = LoopState()
         self.step_times: list[float] = []
         self.pending_signals: set[int] = set()  # received by this process since its last checkpoint
+        self.batches: Generator | None = None  # the epoch's batches, while its DataLoader (and workers) run
 
     def where(self) -> str:
         """The epoch (from 1) and optimiser step the loop is at, for messages."""
@@ -122,14 +131,23 @@ class Trainer:
                 "loop": self.state.to_dict(),
                 "rng": gathered,
                 "spec": self.spec,
+                "upstream": self.upstream,
             }
-            atomic_save(state, self.checkpoint_path)
+            with self.disk_full_is_an_error(self.checkpoint_path):
+                atomic_save(state, self.checkpoint_path)
         self.last_checkpoint_time = time.monotonic()
 
+    def disk_full_is_an_error(self, path: Path):
+        return disk_full_is_an_error(path, self.checkpoint_path, self.where())
+
     def load(self, resume: bool) -> None:
+        if self.rank == 0:
+            for stale in RunFolder(self.run_dir).remove_stale_temporaries():
+                self.log(f"removed {stale}, left by a write that was killed")
         if not self.checkpoint_path.exists():
             if self.rank == 0:
-                self.metrics_path.write_text("")
+                with self.disk_full_is_an_error(self.metrics_path):
+                    atomic_write_text(self.metrics_path, "")
             return
         if not resume:
             raise RunFolderError(
@@ -137,20 +155,35 @@ class Trainer:
                 "or delete the run folder to start over"
             )
         state = load_checkpoint(self.checkpoint_path)
+        if self.upstream is not None and state.get("upstream") != self.upstream:
+            self.log(
+                f"{self.checkpoint_path} was trained from {state.get('upstream') or 'an unrecorded upstream'}, "
+                f"this run starts from {self.upstream}: starting afresh (the stale checkpoint and metrics are deleted)"
+            )
+            if self.distributed:
+                dist.barrier()  # every rank has read the stale checkpoint before rank 0 deletes it
+            if self.rank == 0:
+                self.checkpoint_path.unlink()
+                atomic_write_text(self.metrics_path, "")
+            return
         if "loop" not in state:
             raise CheckpointError(
                 f"{self.checkpoint_path} was written by an older normae (no 'loop' state) "
                 "and cannot be resumed exactly: "
                 "delete the run folder to start the run afresh"
             )
-        unwrap(self.model).load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.state = LoopState.from_dict(state["loop"])
-        restore_rng_state(state["rng"][self.rank % len(state["rng"])])
-        if self.rank == 0:
+        try:
+            unwrap(self.model).load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scaler.load_state_dict(state["scaler"])
+            self.state = LoopState.from_dict(state["loop"])
+            restore_rng_state(state["rng"][self.rank % len(state["rng"])])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
+            raise does_not_fit(self.checkpoint_path, error) from None
+        if self.rank == 0:  # cut the lines logged after the checkpoint, atomically (a kill leaves the old file)
             lines = self.metrics_path.read_text().splitlines(keepends=True) if self.metrics_path.exists() else []
-            self.metrics_path.write_text("".join(lines[: self.state.metrics_lines]))
+            with self.disk_full_is_an_error(self.metrics_path):
+                atomic_write_text(self.metrics_path, "".join(lines[: self.state.metrics_lines]))
         if self.state.epoch < self.cfg.epochs:
             self.log(f"resumed from {self.checkpoint_path} at {self.where()}")
         else:
@@ -158,7 +191,7 @@ class Trainer:
 
     def write_metrics(self, record: dict) -> None:
         if self.rank == 0:
-            with self.metrics_path.open("a") as handle:
+            with self.disk_full_is_an_error(self.metrics_path), self.metrics_path.open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
         self.state.metrics_lines += 1
 
@@ -218,7 +251,7 @@ class Trainer:
             drop_last=True,
             pin_memory=self.device.type == "cuda",
             generator=torch.Generator().manual_seed(self.cfg.seed),
-            worker_init_fn=ignore_interrupts,
+            worker_init_fn=self.signals.worker_init(),
         )
 
     def fit(self, resume: bool = False) -> dict:
@@ -226,19 +259,24 @@ class Trainer:
         self.load(resume)
         self.last_checkpoint_time = time.monotonic()
         with self.signal_handlers():
-            while self.state.epoch < self.cfg.epochs:
-                self.run_epoch()
+            try:
+                while self.state.epoch < self.cfg.epochs:
+                    self.run_epoch()
+            finally:  # the workers end now (they ignore SIGTERM: not to be left to the interpreter's exit)
+                if self.batches is not None:
+                    self.batches.close()
         return self.summary()
 
     def run_epoch(self) -> None:
         cfg, model, state = self.cfg, self.model, self.state
         model.train()
         batches_per_epoch = self.steps_per_epoch * cfg.accum_iter
-        progress = self.progress_bar()
+        progress = progress_reporter(self.state, self.cfg, self.steps_per_epoch, self.rank, self.log)
         group = self.optimizer.param_groups[0]
         lr = group["lr"] / group.get("lr_scale", 1.0)  # as the last step set it (restored on resume)
         step_start = time.perf_counter()
-        for batch in self.loader(state.epoch):
+        self.batches = plain_worker_errors(self.loader(state.epoch))
+        for batch in self.batches:
             if state.batches_done % cfg.accum_iter == 0:
                 lr = learning_rate(state.epoch + state.batches_done / batches_per_epoch, cfg)
                 for group in self.optimizer.param_groups:
@@ -260,9 +298,10 @@ class Trainer:
                 }
                 record, raised = self.reduce({"loss": loss, **metrics}, flags)
                 if not all(math.isfinite(v) for v in record.values()):
+                    kept = "is kept" if self.checkpoint_path.exists() else "does not exist yet (none was written)"
                     raise NonFiniteLossError(
                         f"non-finite loss at {self.where()}: {record}. "
-                        f"The last good checkpoint ({self.checkpoint_path}) is kept; lower the learning rate, "
+                        f"The last good checkpoint ({self.checkpoint_path}) {kept}; lower the learning rate, "
                         "set --clip-grad, or use bf16 instead of fp16, then rerun with --resume"
                     )
                 self.scaler.scale(loss / cfg.accum_iter).backward()
@@ -314,44 +353,8 @@ class Trainer:
                 stopped_by,
             )
 
-    def progress_bar(self):
-        """A tqdm bar on a terminal; plain periodic lines otherwise (cluster logs)."""
-        steps, label = self.steps_per_epoch, f"epoch {self.state.epoch + 1}/{self.cfg.epochs}"
-        if self.rank == 0 and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            bar = tqdm(total=steps, initial=self.state.batches_done // self.cfg.accum_iter, desc=label, leave=False)
-
-            def update(record, lr):
-                bar.update(1)
-                bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}")
-                if bar.n >= steps:
-                    bar.close()
-
-            return update
-
-        def report(record, lr):
-            if self.state.optimizer_steps % self.cfg.log_every == 0:
-                self.log(
-                    f"{label} step {self.state.optimizer_steps} lr {lr:.3e} "
-                    + " ".join(f"{k}={v:.4g}" for k, v in record.items())
-                )
-
-        return report
-
     def summary(self) -> dict:
-        """The run so far, from memory: final epoch means, counts, speed, and every epoch's record (``history``)."""
-        median = statistics.median(self.step_times) if self.step_times else None
-        effective_batch = self.cfg.batch_size * self.cfg.accum_iter * self.world_size
-        return {
-            "final": self.state.final_means(),
-            "epochs": self.state.epoch,
-            "optimizer_steps": self.state.optimizer_steps,
-            "images_seen": self.state.optimizer_steps * effective_batch,
-            "effective_batch": effective_batch,
-            "world_size": self.world_size,
-            "train_seconds": self.state.train_seconds,
-            "step_time_median_s": median,
-            "images_per_second": effective_batch / median if median else None,
-            "history": [dict(record) for record in self.state.history],
-        }
+        """The run so far, from memory (see ``LoopState.summary``)."""
+        return self.state.summary(
+            self.cfg.batch_size * self.cfg.accum_iter * self.world_size, self.world_size, self.step_times
+        )

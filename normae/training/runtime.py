@@ -75,13 +75,14 @@ def autocast(amp: str, device: torch.device | str):
 def set_threads(n: int | None = None) -> int:
     """Set torch's intra-op threads to ``n``; returns the number used.
 
-    Without ``n``: SLURM_CPUS_PER_TASK when SLURM set it, else the CPUs this process may run on
-    (its affinity mask, which respects ``taskset`` and cgroup cpusets, unlike ``os.cpu_count()``).
+    Without ``n``: SLURM_CPUS_PER_TASK when SLURM set it, else OMP_NUM_THREADS when the user (or
+    Snakemake, which exports it as the job's ``threads``) set it, else the CPUs this process may run
+    on (its affinity mask, which respects ``taskset`` and cgroup cpusets, unlike ``os.cpu_count()``).
     """
     if n is None:
-        slurm = os.environ.get("SLURM_CPUS_PER_TASK", "").strip()
-        if slurm:
-            n = int(slurm)
+        given = [os.environ.get(name, "").strip() for name in ("SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS")]
+        if any(given):
+            n = int(next(value for value in given if value))
         elif hasattr(os, "sched_getaffinity"):
             n = len(os.sched_getaffinity(0))
         else:  # macOS, Windows

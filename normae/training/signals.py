@@ -5,11 +5,21 @@ on any of its ``checkpoint`` signals every process writes the same checkpoint at
 optimiser step; on its ``stop`` signals the run then raises ``TrainingInterrupted``. By default
 SIGTERM and SIGINT (Ctrl-C) stop, SIGUSR1 and SIGUSR2 only checkpoint. A cluster job adds its
 time-limit / preemption signal to ``stop``.
+
+DataLoader workers ignore every signal the loop handles (``StopSignals.worker_init``): a signal to
+the whole process group (Ctrl-C, SLURM's SIGTERM to every process of a job on preemption, scancel
+or requeue) would otherwise kill them, and the run with them, before the training process has
+written its checkpoint. The training process checkpoints, stops, and its workers then end with it.
+A SIGTERM from the worker's own parent still ends it at once, as torch's workers do: that is how
+the DataLoader (and Python's exit) terminates a worker that does not end by itself.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import signal
+import threading
 from dataclasses import dataclass
 
 # When several processes saw different stop signals, the run reports the first of these it saw,
@@ -33,6 +43,28 @@ class TrainingInterrupted(RuntimeError):
         self.signal = signal.Signals(signum)
 
 
+def ignore_signals(signals: tuple[int, ...], worker_id: int) -> None:
+    """A DataLoader ``worker_init_fn``: this worker ignores ``signals`` and leaves them to the training process.
+
+    SIGTERM is not simply ignored: it is blocked, and a thread takes each one and tells who sent it;
+    the worker's parent (the DataLoader terminating it) ends the worker, anyone else is ignored.
+    """
+    for signum in signals:
+        if signum != signal.SIGTERM:
+            signal.signal(signum, signal.SIG_IGN)
+    if signal.SIGTERM not in signals:
+        return
+    parent = os.getppid()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # before the thread starts: it inherits the mask
+
+    def take_sigterm() -> None:
+        while True:
+            if signal.sigwaitinfo({signal.SIGTERM}).si_pid == parent:
+                os._exit(0)  # as torch's own worker handler does for its parent's SIGTERM
+
+    threading.Thread(target=take_sigterm, name="normae-worker-sigterm", daemon=True).start()
+
+
 @dataclass(frozen=True)
 class StopSignals:
     """``checkpoint``: signals that make every process checkpoint; ``stop``: those after which the run then stops.
@@ -47,6 +79,10 @@ class StopSignals:
     def handled(self) -> tuple[signal.Signals, ...]:
         """Every signal the loop takes over while it runs, in a fixed order (the same on every process)."""
         return tuple(sorted({signal.Signals(s) for s in (*self.checkpoint, *self.stop)}))
+
+    def worker_init(self) -> functools.partial:
+        """The ``worker_init_fn`` for every DataLoader with workers while these signals are handled (picklable)."""
+        return functools.partial(ignore_signals, tuple(int(s) for s in self.handled))
 
     def stopped_by(self, seen) -> signal.Signals | None:
         """The signal to report as having stopped the run, given the signals any process ``seen``; None: go on."""

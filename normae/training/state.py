@@ -8,6 +8,7 @@ of the epochs before the stop (``history``), which its summary and the best-epoc
 from __future__ import annotations
 
 import dataclasses
+import statistics
 from dataclasses import dataclass, field
 
 # The fields of an epoch record that are not metrics.
@@ -66,3 +67,19 @@ class LoopState:
         if not self.history:
             return {}
         return {k: v for k, v in self.history[-1].items() if k not in RECORD_FIELDS}
+
+    def summary(self, effective_batch: int, world_size: int, step_times: list[float]) -> dict:
+        """The run so far: final epoch means, counts, speed (this session's median step), every epoch's record."""
+        median = statistics.median(step_times) if step_times else None
+        return {
+            "final": self.final_means(),
+            "epochs": self.epoch,
+            "optimizer_steps": self.optimizer_steps,
+            "images_seen": self.optimizer_steps * effective_batch,
+            "effective_batch": effective_batch,
+            "world_size": world_size,
+            "train_seconds": self.train_seconds,
+            "step_time_median_s": median,
+            "images_per_second": effective_batch / median if median else None,
+            "history": [dict(record) for record in self.history],
+        }

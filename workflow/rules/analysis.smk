@@ -26,7 +26,7 @@ rule cnp_similarity:
     params:
         options=lambda wildcards: cli_options(ANALYSIS["cnp_similarity"][wildcards.source]),
     shell:
-        "normae cnp-stats --source {wildcards.source} {params.options} --out {output:q} > {log:q} 2>&1"
+        "normae cnp-stats --source {wildcards.source:q} {params.options} --out {output:q} > {log:q} 2>&1"
 
 
 rule pca:

@@ -56,4 +56,4 @@ rule figure_sweep:
     conda:
         "../../environment.yml"
     shell:
-        "normae figure sweep {input:q} --x {wildcards.sweep} --out {output:q} > {log:q} 2>&1"
+        "normae figure sweep {input:q} --x {wildcards.sweep:q} --out {output:q} > {log:q} 2>&1"

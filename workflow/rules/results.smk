@@ -16,7 +16,7 @@ rule table:
         plan=PLAN_OPTIONS,
         out=lambda wildcards, output: shlex.quote(str(Path(output.csv).parent)),
     shell:
-        "normae tables {wildcards.table} {params.plan} --out {params.out} > {log:q} 2>&1"
+        "normae tables {wildcards.table:q} {params.plan} --out {params.out} > {log:q} 2>&1"
 
 
 rule all_runs:

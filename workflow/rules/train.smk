@@ -20,6 +20,6 @@ rule train_run:
         out=lambda wildcards: shlex.quote(str(LAYOUT.run(wildcards.run).path)),
         launcher=launcher_options,
     shell:
-        "(normae spec {wildcards.run} {params.plan} --out {params.spec}"
+        "(normae spec {wildcards.run:q} {params.plan} --out {params.spec}"
         " && normae launch --spec {params.spec} --out {params.out} --threads {threads} {params.launcher})"
         " > {log:q} 2>&1"
