@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from normae.errors import ConfigError
-from normae.experiments.config import (  # noqa: F401 (load_experiments, load_scale, read_reported: the plan's inputs)
+from normae.experiments.config import (
     ANALYSES,
-    CONFIG_DIR,
     EVAL_SPECS,
     MEASUREMENTS,
     NOT_IMPLEMENTED,
@@ -28,6 +27,9 @@ from normae.experiments.config import (  # noqa: F401 (load_experiments, load_sc
 )
 from normae.paths import ResultsLayout
 from normae.spec import FinetuneSpec, LinprobeSpec, PretrainSpec
+
+# The plan's inputs are re-exported with it: a caller reads the config and expands it through one module.
+__all__ = ["REPORTED_KEYS", "Plan", "Row", "TablePlan", "expand", "load_experiments", "load_scale", "read_reported"]
 
 REPORTED_KEYS = (
     "model",
