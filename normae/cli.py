@@ -1,6 +1,6 @@
 """``normae`` command line: one front for every command (torch-free).
 
-Training commands (pretrain, finetune, linprobe, bench, and launch when it runs the stage here)
+Training commands (pretrain, finetune, linprobe, knn, bench, and launch when it runs the stage here)
 import torch when they run; the others (plan, spec, tables, figure, a launcher that submits a job
 and waits for it) never do. Every ``NormaeError`` ends as one line naming the fix, exit status 2.
 """
@@ -39,7 +39,7 @@ from normae.paths import (
     RUNS_DIR,
     TABLES_DIR,
 )
-from normae.spec import AMP_MODES, CNP_MODES, FinetuneSpec, LinprobeSpec, PretrainSpec
+from normae.spec import AMP_MODES, CNP_MODES, FinetuneSpec, KnnSpec, LinprobeSpec, PretrainSpec
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -127,6 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
         add_spec_options(transfer, spec_cls)
         transfer.set_defaults(func=run_stage)
 
+    knn = command(
+        "knn",
+        "weighted k-NN accuracy of a frozen encoder (DINO protocol)",
+        "Encodes the set's training split (the memory bank) and its evaluation split once; each evaluation "
+        "image takes the vote of its k most cosine-similar training images, weighted exp(similarity / "
+        "temperature). Reports the cls token and the mean of the patch tokens (top1: the mean). "
+        "Writes spec.json and, last, summary.json into the output folder.",
+    )
+    add_spec_options(knn, KnnSpec)
+    knn.set_defaults(func=run_stage)
+
     bench = command(
         "bench",
         "time MAE vs NoR-MAE training steps",
@@ -179,8 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     tables = command(
         "tables",
         "write the paper's tables with our numbers from finished runs",
-        f"Writes {TABLES_DIR}/<name>.{{csv,md,tex}}: per row the paper's value, ours (mean ± spread over "
-        "seeds), the scale, ours minus the paper's and the NoR-MAE minus MAE gain.",
+        f"Writes {TABLES_DIR}/<name>.{{csv,md,tex}}: per row the paper's value, ours (mean with its 95 % t "
+        "interval over seeds, or ± the binomial standard error of one evaluation), the scale, ours minus the "
+        "paper's, and for NoR-MAE rows the paired gain over MAE with its interval and a verdict.",
     )
     tables.add_argument("tables", nargs="*", help="table file names (table1 ... ablation; default: all)")
     add_plan_options(tables)
@@ -277,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Commands that train in this process: the others (plan, tables, figure, a launcher that submits a job
 # and waits for it on a login node) do not load torch.
-TRAINING_COMMANDS = ("pretrain", "finetune", "linprobe", "launch", "bench")
+TRAINING_COMMANDS = ("pretrain", "finetune", "linprobe", "knn", "launch", "bench")
 
 
 def trains_here(args: argparse.Namespace) -> bool:

@@ -47,6 +47,7 @@ class RunFolder:
     SUMMARY = "summary.json"
     METRICS = "metrics.jsonl"
     CHECKPOINT = "checkpoint.pt"
+    EVENTS_DIR = "events"  # TensorBoard event files (rank 0; only with the tensorboard package)
     JOB_RECORD = "job.json"
     SUBMITIT_DIR = "slurm"
     LAUNCH_LOG = "launch.log"
@@ -77,6 +78,10 @@ class RunFolder:
     @property
     def checkpoint_path(self) -> Path:
         return self.path / self.CHECKPOINT
+
+    @property
+    def events_dir(self) -> Path:
+        return self.path / self.EVENTS_DIR
 
     @property
     def job_record_path(self) -> Path:

@@ -22,7 +22,7 @@ from normae.spec_checks import at_least, common_problems, masking_problems, type
 Method = Literal["mae", "nor_mae"]
 CnpMode = Literal["paper", "authors_code", "random"]
 NorVariant = Literal["offdiag", "diag", "token"]
-Stage = Literal["pretrain", "finetune", "linprobe"]
+Stage = Literal["pretrain", "finetune", "linprobe", "knn"]
 Amp = Literal["auto", "bf16", "fp16", "none"]
 
 METHODS: tuple[str, ...] = get_args(Method)
@@ -161,8 +161,24 @@ class PretrainSpec(SpecBase):
         return "-".join(parts) + "-" + self.digest()[:8]
 
 
+class InitSource:
+    """A spec whose encoder comes from ``init``: a pre-training checkpoint, a run folder or 'none'."""
+
+    init: str
+
+    def init_name(self) -> str:
+        """'scratch', the pre-training run folder's name, or the checkpoint file's stem."""
+        if self.init == "none":
+            return "scratch"
+        path = Path(self.init)
+        if path.name == RunFolder.CHECKPOINT:
+            return path.parent.name
+        # A run folder's name has dots in it (mr0.75): only a file's suffix is cut off.
+        return path.stem if path.suffix in (".pt", ".pth") else path.name
+
+
 @dataclass
-class DownstreamSpec(SpecBase):
+class DownstreamSpec(InitSource, SpecBase):
     """What fine-tuning and linear probing share: where the encoder comes from and where it is evaluated."""
 
     init: str = option(
@@ -207,16 +223,6 @@ class DownstreamSpec(SpecBase):
         problems += at_least(self, 1, "eval_samples", "eval_batch_size")
         return problems
 
-    def init_name(self) -> str:
-        """'scratch', the pre-training run folder's name, or the checkpoint file's stem."""
-        if self.init == "none":
-            return "scratch"
-        path = Path(self.init)
-        if path.name == RunFolder.CHECKPOINT:
-            return path.parent.name
-        # A run folder's name has dots in it (mr0.75): only a file's suffix is cut off.
-        return path.stem if path.suffix in (".pt", ".pth") else path.name
-
     def run_id(self) -> str:
         source = self.init_name()
         return f"{self.dataset}-{self.stage}-from-{source}-ep{self.epochs}-s{self.seed}-{self.digest()[:8]}"
@@ -259,7 +265,59 @@ class LinprobeSpec(DownstreamSpec):
     weight_decay: float = option(0.0, "LARS weight decay")
 
 
-SPEC_CLASSES: dict[str, type[SpecBase]] = {"pretrain": PretrainSpec, "finetune": FinetuneSpec, "linprobe": LinprobeSpec}
+@dataclass
+class KnnSpec(InitSource, SpecBase):
+    """Weighted k-NN on frozen encoder features (DINO's protocol): one pass, nothing trained."""
+
+    stage = "knn"
+    init: str = option(
+        "none", "pre-training checkpoint (a checkpoint.pt, a run folder, or a public {'model': ...} file) or 'none'"
+    )
+    dataset: str = option("fashion_mnist", "evaluation set: its train split is the memory bank, its eval split queries")
+    data_root: str | None = option(None, "data folder (default: looked up for Fashion-MNIST; required for the others)")
+    download: bool = option(False, "let torchvision download the set if it is missing")
+    train_samples: int | None = option(None, "use this many training images as the memory bank (a fixed subset)")
+    eval_samples: int | None = option(None, "query this many images of the evaluation split (a fixed subset)")
+    model: str = option("vit_tiny", "model size; our own checkpoints override it with the size they were trained at")
+    img_size: int | None = option(
+        None, "input size (default: the pre-training size for our checkpoints, else the set's native size)"
+    )
+    patch_size: int = option(2, "patch size; our own checkpoints override it")
+    k: int = option(20, "neighbours that vote (DINO: 20)")
+    temperature: float = option(0.07, "a neighbour's vote is exp(cosine similarity / temperature) (DINO: 0.07)")
+    batch_size: int = option(256, "images per feature-extraction batch")
+    amp: Amp = option("auto", "mixed precision of the encoder: auto (bf16 on CUDA, none on CPU), bf16, fp16, none")
+    seed: int = option(0, "random seed (the encoder from 'none' is initialised with it)")
+    num_workers: int = option(2, "data-loading worker processes")
+
+    def problems(self) -> list[str]:
+        problems = at_least(self, 1, "train_samples", "eval_samples", "img_size", "patch_size", "k", "batch_size")
+        problems += at_least(self, 0, "num_workers")
+        if self.dataset not in CLASSIFICATION_DATASETS:
+            problems.append(f"dataset must be one of {', '.join(CLASSIFICATION_DATASETS)}, got {self.dataset!r}")
+        if not self.init:
+            problems.append("init must be a checkpoint, a run folder or 'none', got an empty string")
+        if self.temperature <= 0:
+            problems.append(f"temperature must be positive, got {self.temperature}")
+        if (
+            self.img_size is not None
+            and self.img_size >= 1
+            and self.patch_size >= 1
+            and self.img_size % self.patch_size
+        ):
+            problems.append(f"patch_size {self.patch_size} does not divide img_size {self.img_size}")
+        return problems
+
+    def run_id(self) -> str:
+        return f"{self.dataset}-knn-from-{self.init_name()}-k{self.k}-s{self.seed}-{self.digest()[:8]}"
+
+
+SPEC_CLASSES: dict[str, type[SpecBase]] = {
+    "pretrain": PretrainSpec,
+    "finetune": FinetuneSpec,
+    "linprobe": LinprobeSpec,
+    "knn": KnnSpec,
+}
 
 
 def spec_from_dict(data: dict) -> SpecBase:

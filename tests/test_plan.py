@@ -1,3 +1,4 @@
+import ast
 import subprocess
 import sys
 import types
@@ -10,7 +11,7 @@ import yaml
 
 from normae.errors import ConfigError
 from normae.experiments import config, plan
-from normae.spec import NOR_VARIANTS, FinetuneSpec, LinprobeSpec, PretrainSpec
+from normae.spec import NOR_VARIANTS, STAGES, FinetuneSpec, KnnSpec, LinprobeSpec, PretrainSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config"
@@ -170,6 +171,34 @@ def test_cnp_modes_double_the_nor_mae_rows(tmp_path):
         rows = expand("paper", path).tables["T7"].rows
         counts[len(modes)] = sum(row.terms["method"] == "nor_mae" for row in rows)
     assert counts[2] == 2 * counts[1] == 6
+
+
+@pytest.mark.parametrize("scale", ["tiny", "gpu", "paper"])
+def test_a_knn_protocol_plans_knn_runs_beside_finetuning(tmp_path, scale):
+    experiments = yaml.safe_load((CONFIG / "experiments.yaml").read_text())
+    t5 = experiments["tables"]["T5"]
+    t5["evaluate"] = [*config.as_list(t5["evaluate"]), {"protocol": "knn", "dataset": "imagenet1k"}]
+    path = tmp_path / "experiments.yaml"
+    path.write_text(yaml.safe_dump(experiments))
+    planned = expand(scale, path)
+    rows = [row for row in planned.tables["T5"].rows if row.terms["eval"] == "knn" and row.status == "run"]
+    assert rows
+    settings = plan.load_scale(scale).knn
+    for row in rows:
+        for pretrain_id, eval_id in zip(row.pretrain_ids, row.eval_ids, strict=True):
+            spec = planned.evaluations[eval_id]
+            assert isinstance(spec, KnnSpec) and (spec.k, spec.temperature) == (20, 0.07)
+            assert spec.init == f"results/runs/{pretrain_id}/checkpoint.pt"
+            assert spec.model == planned.pretrain[pretrain_id].model
+            assert {key: getattr(spec, key) for key in settings} == settings
+    # The fine-tuning rows and their runs are the same as without the knn rows.
+    assert planned.tables["T5"].pretrain_ids() == expand(scale).tables["T5"].pretrain_ids()
+
+
+def test_every_stage_has_a_slurm_group():
+    text = (ROOT / "workflow" / "rules" / "common.smk").read_text()
+    groups = ast.literal_eval(text.split("SLURM_GROUPS = ", 1)[1].split("\n", 1)[0])
+    assert set(groups) == set(STAGES) and groups["knn"] == "evaluate"
 
 
 def test_plan_does_not_import_torch():
@@ -335,7 +364,8 @@ def _json_types(hint) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    "block, spec_class", [("pretrain", PretrainSpec), ("finetune", FinetuneSpec), ("linprobe", LinprobeSpec)]
+    "block, spec_class",
+    [("pretrain", PretrainSpec), ("finetune", FinetuneSpec), ("linprobe", LinprobeSpec), ("knn", KnnSpec)],
 )
 def test_scale_schema_lists_the_spec_fields_a_scale_may_set(block, spec_class):
     """The scale schema lists each block's keys and types by hand: they must be the spec's settable fields."""

@@ -1,7 +1,8 @@
 """Core: the models and the math of the paper. ``model`` (the MAE / NoR-MAE encoder-decoder with
 MAE's parameter names), ``cnp`` (closest-neighbour selection, the paper's and the authors' code's),
 ``losses`` (reconstruction and the NoR relation penalties) and ``classifier`` (timm's
-VisionTransformer for fine-tuning and linear probing, and loading pre-trained encoders into it).
+VisionTransformer for fine-tuning and linear probing, and loading pre-trained encoders into it)
+and ``knn`` (DINO's weighted k-NN classifier on frozen features).
 
 May import torch, timm, numpy, ``normae.spec`` (the vocabularies), ``normae.paths`` and
 ``normae.errors``; never ``data``, ``training``, ``stages`` or anything above them.

@@ -151,7 +151,9 @@ def evaluate(
     was_training = model.training
     model.eval()
     counts = torch.zeros(3, dtype=torch.float64, device=device)
-    for images, targets in plain_worker_errors(loader):
+    # The loop's worker_init_fn (training.signals.WorkerSignals) also starts the workers with its signals blocked.
+    started = worker_init_fn.started(loader) if hasattr(worker_init_fn, "started") else iter(loader)
+    for images, targets in plain_worker_errors(started):
         images, targets = images.to(device), targets.to(device)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             logits = model(images)

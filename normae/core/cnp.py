@@ -152,3 +152,22 @@ def cnp_source_index(
     if mode == "random":
         return random_other_index(tokens.shape[0], tokens.shape[1], device=tokens.device, positions=positions)
     raise ConfigError(f"unknown CNP mode {mode!r}; choose one of {CNP_MODES}")
+
+
+@torch.no_grad()
+def true_neighbor_fraction(
+    tokens: torch.Tensor, grid: tuple[int, int], source: torch.Tensor, positions: torch.Tensor, wrap: bool = True
+) -> torch.Tensor:
+    """The fraction of ``positions`` (N, P) whose partner ``source`` (N, P) is a true closest neighbour.
+
+    True: a neighbour in the 3x3 window (``wrap`` as the paper's selection) whose cosine similarity
+    equals the window's best, so a partner tied with the lowest-index best one counts too.
+    Consumes no random numbers (a diagnostic must not move the training's random streams).
+    """
+    _check_grid(tokens, grid)
+    rows = _neighbor_table_at(neighbor_table(grid, wrap).to(tokens.device), positions, tokens.shape[0])
+    valid = rows >= 0
+    sims = _neighbor_cosine(tokens, rows, positions).nan_to_num(nan=float("-inf")).masked_fill(~valid, float("-inf"))
+    best = sims.amax(dim=-1, keepdim=True)
+    hit = (rows == source.unsqueeze(-1)) & valid & (sims >= best)
+    return hit.any(dim=-1).float().mean()

@@ -50,6 +50,12 @@ class MAEOutput:
     loss_nor: torch.Tensor
     pred: torch.Tensor
     mask: torch.Tensor
+    # NoR-MAE only, for the diagnostics (``normae.training.diagnostics``): the embedded tokens, the kept
+    # positions, the token each kept position's CNP branch used, and that branch's prediction.
+    tokens: torch.Tensor | None = None
+    ids_keep: torch.Tensor | None = None
+    cnp_source: torch.Tensor | None = None
+    pred_cnp: torch.Tensor | None = None
 
 
 def sincos_pos_embed(embed_dim: int, grid: tuple[int, int], cls_token: bool = True) -> np.ndarray:
@@ -251,11 +257,17 @@ class MaskedAutoencoderViT(nn.Module):
 
     def cnp_prediction(self, tokens: torch.Tensor, ids_keep: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
         """The stop-gradient siamese branch: decoder output for the kept positions' CNP tokens."""
+        return self.cnp_branch(tokens, ids_keep, ids_restore)[0]
+
+    def cnp_branch(
+        self, tokens: torch.Tensor, ids_keep: torch.Tensor, ids_restore: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``cnp_prediction`` and the (N, K) index of the token that stood in for each kept position."""
         with torch.no_grad():
             tokens = tokens.detach()
             kept_source = cnp_source_index(tokens, self.grid, mode=self.cnp, wrap=self.cnp_wrap, positions=ids_keep)
             cnp_tokens = torch.gather(tokens, 1, kept_source.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
-            return self.decode(self.encode(cnp_tokens), ids_restore)
+            return self.decode(self.encode(cnp_tokens), ids_restore), kept_source
 
     def forward(self, imgs: torch.Tensor, noise: torch.Tensor | None = None) -> MAEOutput:
         tokens = self.embed(imgs)
@@ -263,13 +275,14 @@ class MaskedAutoencoderViT(nn.Module):
         pred = self.decode(self.encode(kept), ids_restore)
         loss_rec = reconstruction_loss(pred, self.patchify(imgs), mask, norm_pix=self.norm_pix_loss)
         if self.method == "nor_mae":
-            pred_cnp = self.cnp_prediction(tokens, ids_keep, ids_restore)
+            pred_cnp, cnp_source = self.cnp_branch(tokens, ids_keep, ids_restore)
             loss_nor = nor_loss(pred, pred_cnp, variant=self.nor_variant, standardize=self.norm_pix_loss)
             loss = loss_rec + self.lam * loss_nor
+            branch = {"tokens": tokens.detach(), "ids_keep": ids_keep, "cnp_source": cnp_source, "pred_cnp": pred_cnp}
         else:
             loss_nor = torch.zeros((), device=imgs.device)
-            loss = loss_rec
-        return MAEOutput(loss=loss, loss_rec=loss_rec, loss_nor=loss_nor, pred=pred, mask=mask)
+            loss, branch = loss_rec, {}
+        return MAEOutput(loss=loss, loss_rec=loss_rec, loss_nor=loss_nor, pred=pred, mask=mask, **branch)
 
 
 def build_mae(size: str = "vit_tiny", **kwargs) -> MaskedAutoencoderViT:

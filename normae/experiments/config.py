@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from normae.errors import ConfigError
-from normae.spec import CNP_MODES, FinetuneSpec, LinprobeSpec, PretrainSpec
+from normae.spec import CNP_MODES, FinetuneSpec, KnnSpec, LinprobeSpec, PretrainSpec
 from normae.spec import METHODS as SPEC_METHODS
 
 # The settings a table's `sweep:` may name: its figure plots the metric against this term.
@@ -33,11 +33,12 @@ NOR_LOSS_TERMS = ("lam", "cnp", "nor_variant")
 # The paper's methods, including those the spec cannot run yet (NOT_IMPLEMENTED below).
 METHODS = (*SPEC_METHODS, "sup_mae", "sup_nor_mae", "nor_dmae")
 METHODS_WITHOUT_NOR_LOSS = ("mae", "sup_mae")
-PROTOCOLS = ("finetune", "linprobe", "pca", "segmentation")
+PROTOCOLS = ("finetune", "linprobe", "knn", "pca", "segmentation")
 PAPER_IMG_SIZE = 224
 PAPER_FINETUNE_EPOCHS = 100
 
-EVAL_SPECS = {"finetune": FinetuneSpec, "linprobe": LinprobeSpec}
+# protocol -> the spec of its evaluation runs; a scale holds a block of settings for each (its `knn:` etc.).
+EVAL_SPECS = {"finetune": FinetuneSpec, "linprobe": LinprobeSpec, "knn": KnnSpec}
 ANALYSES = {"pca": "PCA of visible vs CNP features of the pre-trained encoder (analysis stage)"}
 MEASUREMENTS = {"cnp_similarity": "normae cnp-stats", "cost": "normae bench"}
 NOT_IMPLEMENTED = {
@@ -202,6 +203,7 @@ class Scale:
     pretrain: dict
     finetune: dict
     linprobe: dict
+    knn: dict  # KnnSpec settings (weighted k-NN, one pass, nothing trained)
     throughput: dict
     not_run: dict = field(default_factory=dict)  # (kind, paper value) -> reason
     cnp_modes: tuple = CNP_MODES  # the CNP modes a table's cnp_modes may double NoR-MAE rows into here
@@ -239,6 +241,7 @@ def load_scale(name: str, config_dir: str | Path = CONFIG_DIR) -> Scale:
         pretrain=data["pretrain"],
         finetune=data["finetune"],
         linprobe=data["linprobe"],
+        knn=data["knn"],
         throughput=data["throughput"],
         not_run=not_run,
         cnp_modes=tuple(data.get("cnp_modes", CNP_MODES)),
@@ -247,7 +250,7 @@ def load_scale(name: str, config_dir: str | Path = CONFIG_DIR) -> Scale:
 
 
 def scale_spec_fields(spec_class) -> set[str]:
-    """Spec fields a scale may set (its pretrain, finetune, linprobe blocks): all but those the table grid or
+    """Spec fields a scale may set (its pretrain, finetune, linprobe, knn blocks): all but those the table grid or
     the plan decides. workflow/schemas/scale.schema.yaml lists them; tests/test_plan.py checks it does."""
     decided = {"dataset", "model", "patch_size", "method", "lam", "mask_ratio", "cnp", "nor_variant", "init", "seed"}
     if spec_class is PretrainSpec:

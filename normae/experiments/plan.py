@@ -26,7 +26,7 @@ from normae.experiments.config import (
     read_reported,
 )
 from normae.paths import ResultsLayout
-from normae.spec import FinetuneSpec, LinprobeSpec, PretrainSpec
+from normae.spec import FinetuneSpec, KnnSpec, LinprobeSpec, PretrainSpec
 
 # The plan's inputs are re-exported with it: a caller reads the config and expands it through one module.
 __all__ = ["REPORTED_KEYS", "Plan", "Row", "TablePlan", "expand", "load_experiments", "load_scale", "read_reported"]
@@ -88,7 +88,7 @@ class TablePlan:
 class Plan:
     scale: Scale
     pretrain: dict[str, PretrainSpec]  # run id -> spec
-    evaluations: dict[str, FinetuneSpec | LinprobeSpec]
+    evaluations: dict[str, FinetuneSpec | LinprobeSpec | KnnSpec]
     tables: dict[str, TablePlan]
     seeds: list[int] = field(default_factory=lambda: [0])
 
@@ -147,7 +147,7 @@ class _Planner:
         self.scale = scale
         self.seeds = seeds
         self.pretrain: dict[str, PretrainSpec] = {}
-        self.evaluations: dict[str, FinetuneSpec | LinprobeSpec] = {}
+        self.evaluations: dict[str, FinetuneSpec | LinprobeSpec | KnnSpec] = {}
 
     def _add(self, store: dict, spec) -> str:
         for run_id, known in store.items():
@@ -198,7 +198,7 @@ class _Planner:
             row.pretrain_ids.append(pretrain_id)
             if protocol in ANALYSES:
                 continue
-            overrides = self.scale.finetune if protocol == "finetune" else self.scale.linprobe
+            overrides = getattr(self.scale, protocol)  # the scale's block of settings for this protocol
             evaluation = EVAL_SPECS[protocol](
                 init=str(ResultsLayout().run(pretrain_id).checkpoint_path),
                 dataset=eval_set,

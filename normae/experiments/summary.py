@@ -34,9 +34,10 @@ def pretrain_hours(spec: PretrainSpec, scale: Scale) -> float:
 
 
 def eval_hours(spec, scale: Scale) -> float:
+    """As pre-training, at the fine-tuning throughput; k-NN (no epochs) as one pass over its memory bank."""
     images = _train_images(spec)
     token_factor = (scale.patch_sizes[16] / spec.patch_size) ** 2
-    return _hours(spec.epochs * images, scale.throughput["finetune"][spec.model]) * token_factor
+    return _hours(getattr(spec, "epochs", 1) * images, scale.throughput["finetune"][spec.model]) * token_factor
 
 
 def summarize(plan: Plan) -> str:

@@ -10,7 +10,17 @@ from normae.errors import ConfigError
 from normae.report.run_folder import read_metrics, read_spec, read_summary
 
 # Per-epoch quantities worth comparing, in this order, where a run logged them.
-CURVE_COLUMNS = ("loss", "loss_rec", "loss_nor", "top1", "top5")
+# The NoR-MAE diagnostics (normae.training.diagnostics.DIAGNOSTICS) are drawn as epoch means.
+CURVE_COLUMNS = (
+    "loss",
+    "loss_rec",
+    "loss_nor",
+    "nor_grad_share",
+    "branch_alignment",
+    "cnp_true_neighbor",
+    "top1",
+    "top5",
+)
 SUMMARY_FIELDS = (
     "epochs",
     "optimizer_steps",

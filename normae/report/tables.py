@@ -14,11 +14,12 @@ import pandas as pd
 
 from normae.atomic import read_json
 from normae.errors import MissingResultError
-from normae.experiments.plan import REPORTED_KEYS, Plan, TablePlan
+from normae.experiments.plan import Plan, Row, TablePlan
 from normae.paths import ResultsLayout
+from normae.report.latex import latex_table
+from normae.report.statistics import binomial_se, gain_sign, mean_interval, paired_difference, verdict
+from normae.report.table_text import RAN_TERMS, READING, TERM_COLUMNS, display_frame, gain_summary
 
-# reported.csv's terms, with the two that only NoR-MAE rows have after the method.
-TERM_COLUMNS = (*REPORTED_KEYS[:3], "cnp", "nor_variant", *REPORTED_KEYS[3:])
 # Which field of a measurement file holds each metric reported.csv names.
 MEASURED_FIELDS = {
     "mean_cosine": "mean",
@@ -29,6 +30,8 @@ MEASURED_FIELDS = {
 }
 # Terms that make a NoR-MAE row differ from the MAE row it is compared with.
 NOR_ONLY_TERMS = ("method", "lam", "cnp", "nor_variant")
+# Metrics that are a percentage of evaluation images: one evaluation's value carries a binomial error.
+PERCENT_METRICS = ("top1", "top5", "best_top1")
 
 
 def read_result(path: Path) -> dict:
@@ -66,11 +69,45 @@ def result_value(result: dict, key: str, path: Path) -> float:
 
 
 def run_metric(layout: ResultsLayout, run_id: str, metric: str) -> float:
-    return result_value(run_summary(layout, run_id), metric, layout.run(run_id).summary_path)
+    summary = run_summary(layout, run_id)
+    return result_value(summary, reported_metric(summary, metric), layout.run(run_id).summary_path)
+
+
+def reported_metric(summary: dict, metric: str) -> str:
+    """The authors' convention for top-1: the best epoch's, as main_finetune.py prints "Max accuracy";
+    a one-pass evaluation (k-NN) has no epochs and reports its top-1 as it is."""
+    return "best_top1" if metric == "top1" and summary.get("best_top1") is not None else metric
 
 
 def _mean_and_spread(values: list[float]) -> tuple[float, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def _fill_ours(record: dict, values: list[float], images: int | None) -> None:
+    """ours: the mean over seeds, its spread and 95 % Student-t interval, the per-seed values and, for a
+    single evaluation of an accuracy, its binomial standard error over the evaluation images."""
+    estimate = mean_interval(values)
+    record["ours"], record["ours_std"] = _mean_and_spread(values)
+    record["ours_low"], record["ours_high"] = estimate.low, estimate.high
+    record["ours_values"] = " ".join(repr(float(v)) for v in values)
+    record["seeds"] = len(values)
+    record["eval_images"] = images
+    if len(values) == 1 and images and record["metric"] in PERCENT_METRICS:
+        record["ours_se"] = binomial_se(values[0], images)
+
+
+def _eval_images(summary: dict) -> int | None:
+    final = summary.get("final")
+    images = summary.get("eval_images", final.get("eval_images") if isinstance(final, dict) else None)
+    return images if isinstance(images, int) and not isinstance(images, bool) and images > 0 else None
+
+
+def _ran(row: Row, plan: Plan) -> dict:
+    """What the row's pre-training ran where the scale changed the paper's term (``<term>_ran``)."""
+    if not row.pretrain_ids or row.pretrain_ids[0] not in plan.pretrain:
+        return {}
+    spec = plan.pretrain[row.pretrain_ids[0]].to_dict()
+    return {f"{term}_ran": spec[field] for term, field in RAN_TERMS.items() if field in spec}
 
 
 def row_records(table: TablePlan, plan: Plan, layout: ResultsLayout) -> list[dict]:
@@ -86,24 +123,33 @@ def row_records(table: TablePlan, plan: Plan, layout: ResultsLayout) -> list[dic
             "paper": row.paper_value,
             "ours": None,
             "ours_std": None,
+            "ours_low": None,
+            "ours_high": None,
+            "ours_se": None,
+            "ours_values": None,
             "seeds": None,
+            "eval_images": None,
             "source": None,
             "pretrain_ids": " ".join(row.pretrain_ids),
             "eval_ids": " ".join(row.eval_ids),
             "reason": row.reason,
+            **_ran(row, plan),
         }
         if row.status == "run":
-            values = [run_metric(layout, run_id, str(base["metric"])) for run_id in row.eval_ids]
-            base["ours"], base["ours_std"] = _mean_and_spread(values)
-            base["seeds"] = len(values)
+            summaries = [run_summary(layout, run_id) for run_id in row.eval_ids]
+            values = [
+                result_value(summary, reported_metric(summary, str(base["metric"])), layout.run(run_id).summary_path)
+                for summary, run_id in zip(summaries, row.eval_ids)
+            ]
+            images = {_eval_images(summary) for summary in summaries}
+            _fill_ours(base, values, images.pop() if len(images) == 1 else None)
         elif row.status == "analysis":
             values = [
                 result_value(read_result(layout.pca(run_id)), "mean_pairwise_cosine_cnp", layout.pca(run_id))
                 for run_id in row.pretrain_ids
             ]
             base["metric"] = "cnp_pairwise_cosine"
-            base["ours"], base["ours_std"] = _mean_and_spread(values)
-            base["seeds"] = len(values)
+            _fill_ours(base, values, None)
             base["reason"] = (
                 f"mean cosine between the encoder features of different CNPs (lower: CNPs told apart); "
                 f"scatter in figures/{table.file}_pca.png"
@@ -130,46 +176,66 @@ def _measured_records(base: dict, table: TablePlan, plan: Plan, layout: ResultsL
     return records
 
 
+def _seed_values(row: pd.Series) -> list[float]:
+    """A row's per-seed values (``ours_values``), or its one ``ours`` where the frame holds no list."""
+    text = row.get("ours_values")
+    if isinstance(text, str) and text.strip():
+        return [float(v) for v in text.split()]
+    return [float(row["ours"])]
+
+
+def _pair_key(row: pd.Series, index: object) -> str:
+    """Which runs a row read: rows that read the same runs (two paper models mapped to one) are one pair."""
+    for column in ("eval_ids", "pretrain_ids"):
+        if isinstance(row.get(column), str) and row[column]:
+            return row[column]
+    return f"row {index}"
+
+
 def add_gains(frame: pd.DataFrame) -> pd.DataFrame:
-    """NoR-MAE minus its MAE row (same terms otherwise), as the paper reports it and as we measured it."""
+    """NoR-MAE minus its MAE row (same terms otherwise), as the paper reports it and as we measured it:
+    our gain is the mean paired difference over the same seeds, with its 95 % Student-t interval
+    (several seeds) or the binomial standard error of the two evaluations (one seed), and a verdict."""
     frame = frame.copy()
     frame["delta"] = frame["ours"] - frame["paper"]
-    frame["gain_paper"] = math.nan
-    frame["gain_ours"] = math.nan
+    for column in ("gain_paper", "gain_ours", "gain_low", "gain_high", "gain_se"):
+        frame[column] = math.nan
+    for column in ("verdict", "gain_sign", "pair"):
+        frame[column] = None
     keys = [c for c in TERM_COLUMNS if c not in NOR_ONLY_TERMS]
     mae = frame[frame["method"] == "mae"]
     for index, row in frame[frame["method"] == "nor_mae"].iterrows():
         match = mae[(mae[keys].fillna("") == pd.Series({k: row[k] for k in keys}).fillna("")).all(axis=1)]
-        if len(match):
-            frame.loc[index, "gain_paper"] = row["paper"] - match.iloc[0]["paper"]
-            frame.loc[index, "gain_ours"] = row["ours"] - match.iloc[0]["ours"]
-    both = frame["gain_paper"].notna() & frame["gain_ours"].notna()
-    frame["sign_reproduced"] = None
-    frame.loc[both, "sign_reproduced"] = (frame.loc[both, "gain_paper"] > 0) == (frame.loc[both, "gain_ours"] > 0)
+        if not len(match):
+            continue
+        partner = match.iloc[0]
+        gain_paper = row["paper"] - partner["paper"]
+        frame.loc[index, "gain_paper"] = gain_paper
+        if pd.isna(row["ours"]) or pd.isna(partner["ours"]):
+            continue
+        difference = paired_difference(_seed_values(row), _seed_values(partner))
+        frame.loc[index, ["gain_ours", "gain_low", "gain_high"]] = [
+            difference.mean,
+            math.nan if difference.low is None else difference.low,
+            math.nan if difference.high is None else difference.high,
+        ]
+        errors = [r.get("ours_se") for r in (row, partner)]
+        if difference.n == 1 and all(isinstance(e, float) and math.isfinite(e) for e in errors):
+            frame.loc[index, "gain_se"] = math.hypot(*errors)
+        paper = None if pd.isna(gain_paper) else float(gain_paper)
+        frame.loc[index, "verdict"] = verdict(difference, paper)
+        frame.loc[index, "gain_sign"] = gain_sign(difference.mean, paper)
+        frame.loc[index, "pair"] = f"{_pair_key(row, index)} vs {_pair_key(partner, partner.name)}"
     return frame
 
 
 def table_frame(table: TablePlan, plan: Plan, root: str | Path = ".") -> pd.DataFrame:
     frame = pd.DataFrame.from_records(row_records(table, plan, ResultsLayout(Path(root))))
-    for column in ("paper", "ours", "ours_std"):
+    for column in ("paper", "ours", "ours_std", "ours_low", "ours_high", "ours_se"):
         frame[column] = pd.to_numeric(frame[column])
     frame = add_gains(frame)
     frame.insert(list(frame.columns).index("ours") + 1, "scale", plan.scale.name)
     return frame
-
-
-def gain_summary(frame: pd.DataFrame) -> str:
-    """One line on NoR-MAE minus MAE over the table's pairs; empty where the table has no NoR-MAE row."""
-    if not (frame["method"] == "nor_mae").any():
-        return ""
-    pairs = frame[frame["sign_reproduced"].notna()]
-    if pairs.empty:
-        return "No NoR-MAE row here has both a paper and an own MAE counterpart to compare gains."
-    reproduced = int(pairs["sign_reproduced"].sum())
-    return (
-        f"NoR-MAE minus MAE: paper {pairs['gain_paper'].mean():+.2f} on average over {len(pairs)} pairs, "
-        f"ours {pairs['gain_ours'].mean():+.2f}; the sign of the gain is reproduced in {reproduced} of {len(pairs)}."
-    )
 
 
 def header_lines(table: TablePlan, plan: Plan) -> list[str]:
@@ -181,23 +247,12 @@ def header_lines(table: TablePlan, plan: Plan) -> list[str]:
             f"Our numbers were measured at the {scale.name} scale, not the paper's: they are not "
             "expected to match the paper's values; compare signs and orderings, not magnitudes."
         )
+    if any(row.eval_ids for row in table.rows):
+        lines.append(
+            "Top-1 of a fine-tuning or linear-probing run is its best epoch's, as the authors' "
+            "main_finetune.py prints it (summary.json keeps the last epoch's as top1)."
+        )
     return lines
-
-
-def _display(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """The columns a reader scans, numbers rounded, ours as mean ± spread; settings shared by every
-    row are moved out of the table into one line."""
-    shown = frame.drop(columns=["table", "row", "pretrain_ids", "eval_ids", "ours_std", "seeds", "scale"])
-    shown["ours"] = [
-        ("" if pd.isna(m) else f"{m:.4g}") + ("" if pd.isna(s) else f" ± {s:.2g}")
-        for m, s in zip(frame["ours"], frame["ours_std"])
-    ]
-    for column in ("paper", "delta", "gain_paper", "gain_ours"):
-        shown[column] = [("" if pd.isna(v) else f"{v:.4g}") for v in frame[column]]
-    shown = shown.replace("", None).dropna(axis=1, how="all").astype(object).fillna("")
-    shared = [c for c in TERM_COLUMNS + ("metric",) if c in shown and shown[c].nunique() == 1 and len(shown) > 1]
-    common = "; ".join(f"{c} {shown[c].iloc[0]}" for c in shared if shown[c].iloc[0] != "")
-    return shown.drop(columns=shared), (f"Every row: {common}." if common else "")
 
 
 def write_table(frame: pd.DataFrame, table: TablePlan, plan: Plan, out_dir: str | Path) -> list[Path]:
@@ -206,13 +261,13 @@ def write_table(frame: pd.DataFrame, table: TablePlan, plan: Plan, out_dir: str 
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = out_dir / table.file
     header = header_lines(table, plan) + [line for line in [gain_summary(frame)] if line]
+    header += [READING] if (frame["status"] == "run").any() else []
     frame.to_csv(f"{stem}.csv", index=False)
-    shown, common = _display(frame)
+    shown, common = display_frame(frame)
     header += [common] if common else []
     markdown = "\n\n".join([f"## {header[0]}", *header[1:], shown.to_markdown(index=False)]) + "\n"
     Path(f"{stem}.md").write_text(markdown)
-    caption = " ".join(header).replace("_", r"\_").replace("%", r"\%")
-    Path(f"{stem}.tex").write_text(shown.to_latex(index=False, caption=caption, label=f"tab:{table.file}"))
+    Path(f"{stem}.tex").write_text(latex_table(shown, " ".join(header), f"tab:{table.file}"))
     return [Path(f"{stem}.{suffix}") for suffix in ("csv", "md", "tex")]
 
 
@@ -235,6 +290,12 @@ def all_runs_frame(plan: Plan, root: str | Path = ".") -> pd.DataFrame:
                 "tables": " ".join(users.get(run_id, [])),
                 **spec.to_dict(),
                 **final,
+                **{  # NoR-MAE's diagnostics: run mean and first-epoch mean (summary.json's "diagnostics")
+                    f"{name}_{which}": value
+                    for name, means in summary.get("diagnostics", {}).items()
+                    for which, value in means.items()
+                    if which != "samples"
+                },
                 "best_top1": summary.get("best_top1"),
                 "epochs_run": summary.get("epochs"),
                 "step_time_median_s": summary.get("step_time_median_s"),

@@ -20,6 +20,7 @@ from normae.stages.common import (
     spec_withdrawn_on_early_failure,
     start_run_folder,
 )
+from normae.training.diagnostics import DiagnosedStep, diagnostics_interval, diagnostics_summary
 from normae.training.loop import Trainer
 from normae.training.runtime import environment_facts, resolve_amp, seed_everything, setup_distributed, wrap_ddp
 from normae.training.signals import StopSignals
@@ -58,20 +59,24 @@ def run_pretrain(
             param_groups_weight_decay(model, spec.weight_decay, model.no_weight_decay()), lr=cfg.lr, betas=cfg.betas
         )
         wrapped = wrap_ddp(model, device, world_size)
+        step = DiagnosedStep(pretrain_step, model, diagnostics_interval(cfg.log_every), cfg.accum_iter)
         trainer = Trainer(
             wrapped,
             dataset,
             cfg,
             folder.path,
-            pretrain_step,
+            step,
             optimizer,
             device,
             noise_length=num_patches,
             spec=spec.to_dict(),
             signals=signals,
         )
+        step.state = lambda: trainer.state  # the Trainer replaces its state on resume
         started = time.time()
         results = trainer.fit(resume=resume)
+        if rank == 0 and spec.method == "nor_mae":  # metrics.jsonl holds every diagnosed step
+            results["diagnostics"] = diagnostics_summary(results["history"], folder.read_metrics("step"))
         return finish_run_folder(
             folder,
             rank,

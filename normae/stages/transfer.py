@@ -31,7 +31,7 @@ from normae.data.registry import CLASSIFICATION_SETS
 from normae.data.transforms import eval_transform
 from normae.errors import CheckpointError, ConfigError
 from normae.paths import RunFolder
-from normae.spec import DownstreamSpec, FinetuneSpec, LinprobeSpec
+from normae.spec import DownstreamSpec, FinetuneSpec, KnnSpec, LinprobeSpec
 from normae.stages.common import (
     finish_run_folder,
     fixed_subset,
@@ -52,7 +52,7 @@ from normae.training.runtime import (
 from normae.training.signals import StopSignals
 
 
-def upstream_checkpoint(spec: DownstreamSpec) -> Path | None:
+def upstream_checkpoint(spec: DownstreamSpec | KnnSpec) -> Path | None:
     """The checkpoint file ``spec.init`` names (None for 'none'); refused if it belongs to an unfinished run.
 
     A run folder (one with a spec.json), or a checkpoint file inside one, is an upstream only once
@@ -70,7 +70,7 @@ def upstream_checkpoint(spec: DownstreamSpec) -> Path | None:
     return folder.checkpoint_path if path.is_dir() else path
 
 
-def upstream_digest(spec: DownstreamSpec) -> str | None:
+def upstream_digest(spec: DownstreamSpec | KnnSpec) -> str | None:
     """'sha256:<hex>' of the checkpoint file ``spec.init`` names; None for 'none' or a missing file
     (``read_checkpoint`` then says what is missing)."""
     path = upstream_checkpoint(spec)
@@ -83,7 +83,7 @@ def upstream_digest(spec: DownstreamSpec) -> str | None:
     return f"sha256:{digest.hexdigest()}"
 
 
-def encoder_source(spec: DownstreamSpec) -> tuple[dict | None, str, int, int | None]:
+def encoder_source(spec: DownstreamSpec | KnnSpec) -> tuple[dict | None, str, int, int | None]:
     """(pre-trained state dict or None, model size, patch size, pre-training image size) for ``spec.init``.
 
     Our own checkpoints carry their spec, which decides the model and patch size; for foreign

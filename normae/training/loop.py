@@ -36,6 +36,8 @@ from normae.training.checkpoint import (
     load_checkpoint,
     restore_rng_state,
 )
+from normae.training.diagnostics import carries_diagnostics
+from normae.training.events import EventLog
 from normae.training.progress import progress_reporter
 from normae.training.runtime import autocast
 from normae.training.sampling import SeededSamples, epoch_indices
@@ -97,6 +99,7 @@ class Trainer:
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
         self.world_size = dist.get_world_size() if self.distributed else 1
+        self.events = EventLog(RunFolder(self.run_dir).events_dir, self.rank, self.log)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
         per_rank = len(dataset) // self.world_size
         self.steps_per_epoch = per_rank // (cfg.batch_size * cfg.accum_iter)
@@ -193,6 +196,7 @@ class Trainer:
         if self.rank == 0:
             with self.disk_full_is_an_error(self.metrics_path), self.metrics_path.open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
+            self.events.write(record)
         self.state.metrics_lines += 1
 
     def log(self, message: str) -> None:
@@ -257,12 +261,14 @@ class Trainer:
     def fit(self, resume: bool = False) -> dict:
         """Train (resuming from the checkpoint if ``resume``) to the last epoch; returns ``summary()``."""
         self.load(resume)
+        self.events.start(self.state.optimizer_steps)
         self.last_checkpoint_time = time.monotonic()
         with self.signal_handlers():
             try:
                 while self.state.epoch < self.cfg.epochs:
                     self.run_epoch()
             finally:  # the workers end now (they ignore SIGTERM: not to be left to the interpreter's exit)
+                self.events.close()
                 if self.batches is not None:
                     self.batches.close()
         return self.summary()
@@ -271,11 +277,11 @@ class Trainer:
         cfg, model, state = self.cfg, self.model, self.state
         model.train()
         batches_per_epoch = self.steps_per_epoch * cfg.accum_iter
-        progress = progress_reporter(self.state, self.cfg, self.steps_per_epoch, self.rank, self.log)
+        progress = progress_reporter(self.state, self.cfg, self.steps_per_epoch, self.rank, self.log, self.world_size)
         group = self.optimizer.param_groups[0]
         lr = group["lr"] / group.get("lr_scale", 1.0)  # as the last step set it (restored on resume)
         step_start = time.perf_counter()
-        self.batches = plain_worker_errors(self.loader(state.epoch))
+        self.batches = plain_worker_errors(self.signals.worker_init().started(self.loader(state.epoch)))
         for batch in self.batches:
             if state.batches_done % cfg.accum_iter == 0:
                 lr = learning_rate(state.epoch + state.batches_done / batches_per_epoch, cfg)
@@ -319,7 +325,7 @@ class Trainer:
             self.step_times.append(elapsed)
             state.train_seconds += elapsed
             step_start = time.perf_counter()
-            if state.optimizer_steps % cfg.log_every == 0:
+            if state.optimizer_steps % cfg.log_every == 0 or carries_diagnostics(record):
                 self.write_metrics(
                     {"kind": "step", "epoch": state.epoch + 1, "step": state.optimizer_steps, "lr": lr, **record}
                 )

@@ -16,7 +16,6 @@ the DataLoader (and Python's exit) terminates a worker that does not end by itse
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import threading
@@ -49,10 +48,12 @@ def ignore_signals(signals: tuple[int, ...], worker_id: int) -> None:
     SIGTERM is not simply ignored: it is blocked, and a thread takes each one and tells who sent it;
     the worker's parent (the DataLoader terminating it) ends the worker, anyone else is ignored.
     """
-    for signum in signals:
-        if signum != signal.SIGTERM:
-            signal.signal(signum, signal.SIG_IGN)
+    others = {signum for signum in signals if signum != signal.SIGTERM}
+    for signum in others:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, others)  # blocked while the worker started (WorkerSignals.started)
     if signal.SIGTERM not in signals:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         return
     parent = os.getppid()
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # before the thread starts: it inherits the mask
@@ -63,6 +64,28 @@ def ignore_signals(signals: tuple[int, ...], worker_id: int) -> None:
                 os._exit(0)  # as torch's own worker handler does for its parent's SIGTERM
 
     threading.Thread(target=take_sigterm, name="normae-worker-sigterm", daemon=True).start()
+
+
+@dataclass(frozen=True)
+class WorkerSignals:
+    """A DataLoader ``worker_init_fn`` (``ignore_signals``) that also starts the loader's workers safely."""
+
+    signals: tuple[int, ...]
+
+    def __call__(self, worker_id: int) -> None:
+        ignore_signals(self.signals, worker_id)
+
+    def started(self, loader):
+        """``iter(loader)`` with the signals blocked while its workers fork.
+
+        A signal sent in that window (a group SIGTERM) then waits in the new worker until its init has
+        taken the signals over, instead of killing the half-started worker and the run with it.
+        """
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, set(self.signals))
+        try:
+            return iter(loader)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @dataclass(frozen=True)
@@ -80,9 +103,9 @@ class StopSignals:
         """Every signal the loop takes over while it runs, in a fixed order (the same on every process)."""
         return tuple(sorted({signal.Signals(s) for s in (*self.checkpoint, *self.stop)}))
 
-    def worker_init(self) -> functools.partial:
+    def worker_init(self) -> WorkerSignals:
         """The ``worker_init_fn`` for every DataLoader with workers while these signals are handled (picklable)."""
-        return functools.partial(ignore_signals, tuple(int(s) for s in self.handled))
+        return WorkerSignals(tuple(int(s) for s in self.handled))
 
     def stopped_by(self, seen) -> signal.Signals | None:
         """The signal to report as having stopped the run, given the signals any process ``seen``; None: go on."""

@@ -29,6 +29,7 @@ class LoopState:
     metrics_lines: int = 0  # lines of metrics.jsonl that belong to this state (the rest are cut on resume)
     epoch_sums: dict[str, float] = field(default_factory=dict)
     epoch_count: int = 0  # batches summed into epoch_sums
+    epoch_counts: dict[str, int] = field(default_factory=dict)  # per metric, where not every batch has it
     train_seconds: float = 0.0
     history: list[dict] = field(default_factory=list)
 
@@ -41,26 +42,36 @@ class LoopState:
     @classmethod
     def from_dict(cls, data: dict) -> LoopState:
         names = {f.name for f in dataclasses.fields(cls)}
+        data = {"epoch_counts": {}, **data}  # checkpoints from before per-metric counts
         missing, unknown = sorted(names - set(data)), sorted(set(data) - names)
         if missing or unknown:
             raise ValueError(f"not a loop state: missing {missing}, unknown {unknown}")
-        return cls(**{**data, "epoch_sums": dict(data["epoch_sums"]), "history": [dict(r) for r in data["history"]]})
+        return cls(
+            **{
+                **data,
+                "epoch_sums": dict(data["epoch_sums"]),
+                "epoch_counts": dict(data["epoch_counts"]),
+                "history": [dict(r) for r in data["history"]],
+            }
+        )
 
     def add_batch(self, values: dict[str, float]) -> None:
         """Count one trained batch and add its (process-mean) metrics to the epoch's sums."""
         self.batches_done += 1
         for name, value in values.items():
             self.epoch_sums[name] = self.epoch_sums.get(name, 0.0) + value
+            self.epoch_counts[name] = self.epoch_counts.get(name, 0) + 1
         self.epoch_count += 1
 
     def epoch_means(self) -> dict[str, float]:
-        return {name: total / self.epoch_count for name, total in self.epoch_sums.items()}
+        """Each metric's mean over the batches that had it (the diagnostics are measured on some only)."""
+        return {name: total / self.epoch_counts.get(name, self.epoch_count) for name, total in self.epoch_sums.items()}
 
     def finish_epoch(self, record: dict) -> None:
         """Keep the finished epoch's record and start the next epoch."""
         self.history.append(dict(record))
         self.epoch += 1
-        self.batches_done, self.epoch_sums, self.epoch_count = 0, {}, 0
+        self.batches_done, self.epoch_sums, self.epoch_count, self.epoch_counts = 0, {}, 0, {}
 
     def final_means(self) -> dict[str, float]:
         """The last finished epoch's metrics (empty before the first one)."""

@@ -20,7 +20,7 @@ PLAN = normae_plan.expand(
 TABLES = {table.file: table for table in PLAN.tables.values()}
 ANALYSIS = PLAN.scale.analysis
 PLAN_OPTIONS = shlex.join(["--scale", config["scale"], "--seeds", *map(str, SEEDS), "--config-dir", str(CONFIG_DIR)])
-SLURM_GROUPS = {"pretrain": "pretrain", "finetune": "finetune", "linprobe": "evaluate"}
+SLURM_GROUPS = {"pretrain": "pretrain", "finetune": "finetune", "linprobe": "evaluate", "knn": "evaluate"}
 
 
 wildcard_constraints:
