@@ -132,3 +132,26 @@ def loop_config(spec, world_size: int, amp: str) -> LoopConfig:
         seed=spec.seed,
         log_every=spec.log_every,
     )
+
+
+def evaluation_facts(
+    spec, upstream: str | None, shape: tuple[str, int, int], info, train_set, eval_set, train_labels
+) -> dict:
+    """What an evaluation's summary records about its encoder and data, whatever the protocol.
+
+    ``shape``: (model size, patch size, image size) that ran; ``info``: the set's registry facts.
+    """
+    model, patch_size, img_size = shape
+    return {
+        "init": spec.init,
+        "init_digest": upstream,
+        "model": model,
+        "patch_size": patch_size,
+        "image_size": img_size,
+        "train_split": info.train_split_name,
+        "eval_split": info.eval_split_name,
+        "train_images": len(train_set),
+        "eval_images": len(eval_set),
+        "train_classes_present": len(set(train_labels)),
+        "stand_in_for": info.stand_in_for,
+    }

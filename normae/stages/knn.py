@@ -24,6 +24,7 @@ from normae.data.transforms import eval_transform
 from normae.errors import ConfigError
 from normae.spec import KnnSpec
 from normae.stages.common import (
+    evaluation_facts,
     finish_run_folder,
     fixed_subset,
     open_run_folder,
@@ -94,17 +95,9 @@ def run_knn(spec: KnnSpec, run_dir: str | Path, resume: bool = False, signals: S
                 "k": spec.k,
                 "temperature": spec.temperature,
                 "feature_dim": int(bank[HEADLINE_POOLING].shape[1]),
-                "init": spec.init,
-                "init_digest": upstream,
-                "model": size,
-                "patch_size": patch_size,
-                "image_size": img_size,
-                "train_split": info.train_split_name,
-                "eval_split": info.eval_split_name,
-                "train_images": len(train_set),
-                "eval_images": len(eval_set),
-                "train_classes_present": len(set(bank_labels.tolist())),
-                "stand_in_for": info.stand_in_for,
+                **evaluation_facts(
+                    spec, upstream, (size, patch_size, img_size), info, train_set, eval_set, bank_labels.tolist()
+                ),
                 "amp": amp,
                 **environment_facts(device),
                 "wall_seconds_this_session": time.time() - started,

@@ -33,6 +33,7 @@ from normae.errors import CheckpointError, ConfigError
 from normae.paths import RunFolder
 from normae.spec import DownstreamSpec, FinetuneSpec, KnnSpec, LinprobeSpec
 from normae.stages.common import (
+    evaluation_facts,
     finish_run_folder,
     fixed_subset,
     loop_config,
@@ -258,17 +259,9 @@ def run_transfer(
                 "best_top1": best.get("top1"),
                 "best_epoch": best.get("epoch"),
                 "last_epoch": results["epochs"],
-                "init": spec.init,
-                "init_digest": upstream,
-                "model": size,
-                "patch_size": patch_size,
-                "image_size": img_size,
-                "train_split": info.train_split_name,
-                "eval_split": info.eval_split_name,
-                "train_images": len(train_set),
-                "eval_images": len(eval_set),
-                "train_classes_present": len(set(train_targets)),
-                "stand_in_for": info.stand_in_for,
+                **evaluation_facts(
+                    spec, upstream, (size, patch_size, img_size), info, train_set, eval_set, train_targets
+                ),
                 "lr": cfg.lr,
                 "amp": amp,
                 **environment_facts(device),
