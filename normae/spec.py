@@ -165,6 +165,7 @@ class InitSource:
     """A spec whose encoder comes from ``init``: a pre-training checkpoint, a run folder or 'none'."""
 
     init: str
+    dataset: str
 
     def init_name(self) -> str:
         """'scratch', the pre-training run folder's name, or the checkpoint file's stem."""
@@ -175,6 +176,15 @@ class InitSource:
             return path.parent.name
         # A run folder's name has dots in it (mr0.75): only a file's suffix is cut off.
         return path.stem if path.suffix in (".pt", ".pth") else path.name
+
+    def source_problems(self) -> list[str]:
+        """Checks shared by every evaluation: a classification set to evaluate on, an encoder to start from."""
+        problems = []
+        if self.dataset not in CLASSIFICATION_DATASETS:
+            problems.append(f"dataset must be one of {', '.join(CLASSIFICATION_DATASETS)}, got {self.dataset!r}")
+        if not self.init:
+            problems.append("init must be a checkpoint, a run folder or 'none', got an empty string")
+        return problems
 
 
 @dataclass
@@ -216,10 +226,7 @@ class DownstreamSpec(InitSource, SpecBase):
 
     def problems(self) -> list[str]:
         problems = common_problems(self)
-        if self.dataset not in CLASSIFICATION_DATASETS:
-            problems.append(f"dataset must be one of {', '.join(CLASSIFICATION_DATASETS)}, got {self.dataset!r}")
-        if not self.init:
-            problems.append("init must be a checkpoint, a run folder or 'none', got an empty string")
+        problems += self.source_problems()
         problems += at_least(self, 1, "eval_samples", "eval_batch_size")
         return problems
 
@@ -293,10 +300,7 @@ class KnnSpec(InitSource, SpecBase):
     def problems(self) -> list[str]:
         problems = at_least(self, 1, "train_samples", "eval_samples", "img_size", "patch_size", "k", "batch_size")
         problems += at_least(self, 0, "num_workers")
-        if self.dataset not in CLASSIFICATION_DATASETS:
-            problems.append(f"dataset must be one of {', '.join(CLASSIFICATION_DATASETS)}, got {self.dataset!r}")
-        if not self.init:
-            problems.append("init must be a checkpoint, a run folder or 'none', got an empty string")
+        problems += self.source_problems()
         if self.temperature <= 0:
             problems.append(f"temperature must be positive, got {self.temperature}")
         if (

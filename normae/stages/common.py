@@ -99,8 +99,10 @@ def spec_withdrawn_on_early_failure(folder: RunFolder, rank: int) -> Iterator[No
         raise
 
 
-def finish_run_folder(folder: RunFolder, rank: int, summary: dict) -> dict:
-    """Rank 0 writes summary.json, last and atomically; every rank returns the summary."""
+def finish_run_folder(folder: RunFolder, rank: int, spec, results: dict) -> dict:
+    """Rank 0 writes summary.json (the run id, stage and spec, then ``results``), last and atomically;
+    every rank returns the summary."""
+    summary = {"run_id": spec.run_id(), "stage": spec.stage, "spec": spec.to_dict(), **results}
     if rank == 0:
         folder.write_summary(summary)
     return summary

@@ -21,7 +21,6 @@ from normae.core.knn import POOLINGS, encode, knn_accuracy
 from normae.data.classification import build_classification_dataset
 from normae.data.registry import CLASSIFICATION_SETS
 from normae.data.transforms import eval_transform
-from normae.errors import ConfigError
 from normae.spec import KnnSpec
 from normae.stages.common import (
     evaluation_facts,
@@ -47,8 +46,6 @@ def run_knn(spec: KnnSpec, run_dir: str | Path, resume: bool = False, signals: S
     folder, done = open_run_folder(spec, run_dir)
     if done is not None:
         return done
-    if spec.dataset not in CLASSIFICATION_SETS:
-        raise ConfigError(f"unknown data set {spec.dataset!r}; known: {', '.join(CLASSIFICATION_SETS)}")
     info = CLASSIFICATION_SETS[spec.dataset]
     upstream = upstream_digest(spec)  # hashed before it is loaded, as in transfer
     state, size, patch_size, pretrain_img_size = encoder_source(spec)
@@ -83,10 +80,8 @@ def run_knn(spec: KnnSpec, run_dir: str | Path, resume: bool = False, signals: S
         return finish_run_folder(
             folder,
             rank,
+            spec,
             {
-                "run_id": spec.run_id(),
-                "stage": spec.stage,
-                "spec": spec.to_dict(),
                 "final": {"top1": headline["top1"], "top5": headline["top5"], **per_pooling},
                 "top1": headline["top1"],
                 "top5": headline["top5"],

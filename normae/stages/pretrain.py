@@ -80,10 +80,8 @@ def run_pretrain(
         return finish_run_folder(
             folder,
             rank,
+            spec,
             {
-                "run_id": spec.run_id(),
-                "stage": "pretrain",
-                "spec": spec.to_dict(),
                 **results,
                 "lr": cfg.lr,
                 "amp": amp,

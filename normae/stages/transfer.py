@@ -29,7 +29,7 @@ from normae.core.classifier import build_classifier, evaluate, load_encoder, mak
 from normae.data.classification import build_classification_dataset, targets_of
 from normae.data.registry import CLASSIFICATION_SETS
 from normae.data.transforms import eval_transform
-from normae.errors import CheckpointError, ConfigError
+from normae.errors import CheckpointError
 from normae.paths import RunFolder
 from normae.spec import DownstreamSpec, FinetuneSpec, KnnSpec, LinprobeSpec
 from normae.stages.common import (
@@ -152,8 +152,6 @@ def run_transfer(
     folder, done = open_run_folder(spec, run_dir)
     if done is not None:
         return done
-    if spec.dataset not in CLASSIFICATION_SETS:
-        raise ConfigError(f"unknown data set {spec.dataset!r}; known: {', '.join(CLASSIFICATION_SETS)}")
     info = CLASSIFICATION_SETS[spec.dataset]
     # Hashed before it is loaded: if the file were replaced in between, a resume would start afresh, never go stale.
     upstream = upstream_digest(spec)
@@ -249,10 +247,8 @@ def run_transfer(
         return finish_run_folder(
             folder,
             rank,
+            spec,
             {
-                "run_id": spec.run_id(),
-                "stage": spec.stage,
-                "spec": spec.to_dict(),
                 **results,
                 "top1": results["final"].get("top1"),
                 "top5": results["final"].get("top5"),
