@@ -193,3 +193,20 @@ EXTRA_WNID = "n99999999"
 
 def write_image(path, value):
     Image.new("RGB", (12, 10), (value, 255 - value, 7)).save(path)
+
+
+def downstream_spec(stage: str, **overrides):
+    """A one-epoch fine-tuning or linear-probing spec from scratch on generated images (vit_micro, patch 4)."""
+    from normae.spec import FinetuneSpec, LinprobeSpec
+
+    settings = dict(
+        init="none",
+        dataset="generated",
+        model="vit_micro",
+        patch_size=4,
+        epochs=1,
+        warmup_epochs=0,
+        batch_size=16,
+        num_workers=0,
+    )
+    return {"finetune": FinetuneSpec, "linprobe": LinprobeSpec}[stage](**{**settings, **overrides})

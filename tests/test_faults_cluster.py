@@ -29,10 +29,9 @@ from normae.cluster.submitit_adapter import restore_summary
 from normae.errors import RunFolderError
 from normae.experiments import plan as normae_plan
 from normae.paths import RunFolder, checked_job_id
-from normae.spec import FinetuneSpec, LinprobeSpec
 from normae.stages import pretrain, transfer
 
-from helpers import finish, small_spec, start_launcher, tiny_spec, wait_for_file, write_spec
+from helpers import downstream_spec, finish, small_spec, start_launcher, tiny_spec, wait_for_file, write_spec
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -60,23 +59,6 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
         assert fragment in errors[0], (fragment, errors[0])
 
 
-def downstream(stage: str):
-    spec_class = {"finetune": FinetuneSpec, "linprobe": LinprobeSpec}[stage]
-    return spec_class(
-        init="none",
-        dataset="generated",
-        model="vit_micro",
-        patch_size=4,
-        img_size=16,
-        train_samples=16,
-        eval_samples=16,
-        epochs=1,
-        warmup_epochs=0,
-        batch_size=8,
-        num_workers=0,
-    )
-
-
 # ---- Medium 5: one process trains in a run folder --------------------------------------------------
 def test_the_training_lock_refuses_a_second_holder_and_is_released(tmp_path):
     folder, other = RunFolder(tmp_path / "run"), RunFolder(tmp_path / "other")
@@ -93,9 +75,12 @@ def test_the_training_lock_refuses_a_second_holder_and_is_released(tmp_path):
     assert folder.training_lock_path.name == RunFolder.TRAINING_LOCK
 
 
+SMALL_EVALUATION = dict(img_size=16, train_samples=16, eval_samples=16, batch_size=8)
+
+
 @pytest.mark.parametrize("stage", ["pretrain", "finetune", "linprobe"])
 def test_every_stage_refuses_a_folder_another_process_trains_in(tmp_path, stage):
-    spec = small_spec(epochs=1, warmup_epochs=0) if stage == "pretrain" else downstream(stage)
+    spec = small_spec(epochs=1, warmup_epochs=0) if stage == "pretrain" else downstream_spec(stage, **SMALL_EVALUATION)
     run = pretrain.run_pretrain if stage == "pretrain" else transfer.run_transfer
     folder = RunFolder(tmp_path / "run")
     with folder.training_lock(), pytest.raises(RunFolderError, match=f"{re.escape(str(folder.path))} is in use"):

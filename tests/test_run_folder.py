@@ -8,10 +8,10 @@ import pytest
 from normae.cluster.launch import launch
 from normae.errors import MissingResultError, RunFolderError
 from normae.paths import ResultsLayout, RunFolder
-from normae.spec import FinetuneSpec, LinprobeSpec, load_spec
+from normae.spec import load_spec
 from normae.stages import pretrain, transfer
 
-from helpers import small_spec
+from helpers import downstream_spec, small_spec
 
 
 def folder_of_another_run(tmp_path, finished: bool) -> tuple[RunFolder, object]:
@@ -25,25 +25,11 @@ def folder_of_another_run(tmp_path, finished: bool) -> tuple[RunFolder, object]:
     return folder, other
 
 
-def downstream(stage: str):
-    spec_class = {"finetune": FinetuneSpec, "linprobe": LinprobeSpec}[stage]
-    return spec_class(
-        init="none",
-        dataset="generated",
-        model="vit_micro",
-        patch_size=4,
-        epochs=1,
-        warmup_epochs=0,
-        batch_size=16,
-        num_workers=0,
-    )
-
-
 @pytest.mark.parametrize("finished", [True, False])
 @pytest.mark.parametrize("stage", ["pretrain", "finetune", "linprobe"])
 def test_every_stage_refuses_a_folder_of_another_spec(tmp_path, stage, finished):
     folder, other = folder_of_another_run(tmp_path, finished)
-    spec = small_spec() if stage == "pretrain" else downstream(stage)
+    spec = small_spec() if stage == "pretrain" else downstream_spec(stage)
     run = pretrain.run_pretrain if stage == "pretrain" else transfer.run_transfer
     with pytest.raises(RunFolderError, match=f"{other.digest()[:8]}.*{spec.digest()[:8]}"):
         run(spec, folder.path)
