@@ -23,15 +23,17 @@ from normae.commands import (
     cmd_fetch_data,
     cmd_figure,
     cmd_launch,
+    cmd_nor_share,
     cmd_pca,
     cmd_spec,
     cmd_summarize,
     cmd_tables,
+    cmd_verdicts,
     run_stage,
 )
 from normae.data.registry import ANALYSIS_SOURCES
 from normae.errors import NormaeError
-from normae.experiments.config import SWEEP_TERMS
+from normae.experiments.config import CONFIG_DIR, SWEEP_TERMS
 from normae.experiments.summary import add_plan_options, print_plan
 from normae.paths import (
     ALL_RUNS_CSV,
@@ -190,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     tables = command(
         "tables",
         "write the paper's tables with our numbers from finished runs",
-        f"Writes {TABLES_DIR}/<name>.{{csv,md,tex}}: per row the paper's value, ours (mean with its 95 % t "
+        f"Writes {TABLES_DIR}/<name>.{{csv,md,tex,html}}: per row the paper's value, ours (mean with its 95 % t "
         "interval over seeds, or ± the binomial standard error of one evaluation), the scale, ours minus the "
         "paper's, and for NoR-MAE rows the paired gain over MAE with its interval and a verdict.",
     )
@@ -199,6 +201,16 @@ def build_parser() -> argparse.ArgumentParser:
     tables.add_argument("--root", default=".", help=f"folder holding {RUNS_DIR} and {ANALYSIS_DIR}")
     tables.add_argument("--out", default=TABLES_DIR, help="folder to write the tables into")
     tables.set_defaults(func=cmd_tables)
+
+    verdicts = command(
+        "verdicts",
+        "write the report's first page: the NoR-MAE vs MAE verdicts per table, as HTML",
+        "Reads tables written by `normae tables`; per table, how many distinct run pairs earned each "
+        "verdict and the mean paired gain beside the paper's. A table without verdicts is left out.",
+    )
+    verdicts.add_argument("tables", nargs="+", help=f"table CSVs ({TABLES_DIR}/<name>.csv)")
+    verdicts.add_argument("--out", required=True, help="HTML file to write")
+    verdicts.set_defaults(func=cmd_verdicts)
 
     all_runs = command("all-runs", "write one tidy CSV: a row per planned run with its spec and final metrics")
     add_plan_options(all_runs)
@@ -251,6 +263,26 @@ def build_parser() -> argparse.ArgumentParser:
     cnp_stats.add_argument("--out", required=True, help="JSON file to write")
     cnp_stats.set_defaults(func=cmd_cnp_stats)
 
+    nor_share = command(
+        "nor-share",
+        "the NoR term's share of the gradient at initialisation: paper geometry vs a scale's rows",
+        "nor_grad_share = ||grad(lam L_nor)|| / ||grad(L_rec)|| at initialisation, the mean over seeded inits on the "
+        "first Fashion-MNIST test images. --paper measures the paper's geometry (its model at 224 px) of every "
+        "NoR-MAE row of the scales and writes config/nor_share_paper.csv; without it, each row's stand-in is "
+        "measured against that file and must lie within 0.5x-2x (exit 1 otherwise).",
+    )
+    nor_share.add_argument("--scales", nargs="+", default=["tiny", "gpu", "cpu"], help="scales whose rows to check")
+    nor_share.add_argument("--paper", action="store_true", help="measure the paper geometries and write the file")
+    nor_share.add_argument("--images", type=int, default=8, help="probe images (default: 8)")
+    nor_share.add_argument("--probe-seeds", type=int, nargs="+", default=[0, 1, 2], help="inits averaged over")
+    nor_share.add_argument("--data-root", help="Fashion-MNIST folder (default: looked up)")
+    nor_share.add_argument("--threads", type=int, help="torch threads")
+    nor_share.add_argument("--out", help="--paper: the CSV to write (default: <config-dir>/nor_share_paper.csv)")
+    nor_share.add_argument(
+        "--config-dir", default=str(CONFIG_DIR), help="folder of experiments.yaml, scales/ and nor_share_paper.csv"
+    )
+    nor_share.set_defaults(func=cmd_nor_share, seeds=None)
+
     pca = command(
         "pca",
         "Figures 7-8: PCA of visible vs closest-neighbour features of a pre-trained encoder",
@@ -269,9 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
         "figure",
         "draw one of the paper's figures as PNG",
         "cnp-similarity: cnp-stats JSONs. pca: pca .npz files (MAE and NoR-MAE side by side). "
-        "variants: pre-training run folders (and --finetune runs). sweep: one table CSV with --x.",
+        "variants: pre-training run folders (and --finetune runs). sweep: one table CSV with --x. "
+        "evidence: the evidence table's CSV (NoR-MAE minus MAE against lambda).",
     )
-    figure.add_argument("kind", choices=("cnp-similarity", "pca", "variants", "sweep"))
+    figure.add_argument("kind", choices=("cnp-similarity", "pca", "variants", "sweep", "evidence"))
     figure.add_argument("inputs", nargs="+", help="the files or run folders the figure is drawn from")
     figure.add_argument("--out", required=True, help="PNG file to write")
     figure.add_argument("--labels", nargs="+", help="pca: one panel title per input")

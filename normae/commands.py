@@ -14,7 +14,7 @@ from pathlib import Path
 
 from normae.atomic import atomic_write_json, atomic_write_text
 from normae.cluster.launch import launch
-from normae.errors import ConfigError
+from normae.errors import ConfigError, MissingResultError
 from normae.paths import ResultsLayout
 from normae.stages import run_here
 
@@ -93,6 +93,17 @@ def cmd_tables(args) -> int:
     return 0
 
 
+def cmd_verdicts(args) -> int:
+    from normae.report.html import verdicts_page
+
+    missing = [path for path in args.tables if not Path(path).is_file()]
+    if missing:
+        raise MissingResultError(f"no table CSV {', '.join(missing)}: run `normae tables` (or `snakemake`) first")
+    atomic_write_text(Path(args.out), verdicts_page(args.tables))
+    print(f"[normae] wrote {args.out}", file=sys.stderr)
+    return 0
+
+
 def cmd_all_runs(args) -> int:
     from normae.experiments.summary import plan_from_args
     from normae.report.tables import all_runs_frame
@@ -116,6 +127,49 @@ def cmd_fetch_data(args) -> int:
     folder = fetch_fashion_mnist(args.dest, allow_download=args.download)
     print(f"[normae] Fashion-MNIST is in {folder}")
     return 0
+
+
+def cmd_nor_share(args) -> int:
+    """`normae nor-share`: the NoR term's pull at initialisation, the paper's geometries or a scale's rows."""
+    import csv
+
+    from normae.analysis.nor_share import measure_share
+    from normae.experiments.faithful import PAPER_SHARE_FILE, nor_rows, pull_checks, read_paper_shares
+    from normae.experiments.summary import plan_from_args
+    from normae.training.runtime import set_threads
+
+    set_threads(args.threads)
+    reference = Path(args.config_dir) / PAPER_SHARE_FILE
+
+    def measure(geometry):
+        return measure_share(geometry, args.images, args.probe_seeds, args.data_root)
+
+    if args.paper:
+        geometries = []
+        for scale in args.scales:
+            args.scale = scale
+            geometries += [row.paper for row in nor_rows(plan_from_args(args))]
+        geometries = list(dict.fromkeys(geometries))  # rows of several lambdas share a geometry
+        records = []
+        for geometry in geometries:
+            records.append(measure(geometry).record())
+            print(f"{geometry.label()}: {records[-1]['share_per_lambda']:.4g} per unit lambda", flush=True)
+        out = Path(args.out or reference)
+        with open(out, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(records[0]))
+            writer.writeheader()
+            writer.writerows(records)
+        print(f"wrote {out}")
+        return 0
+    failed = 0
+    for scale in args.scales:
+        args.scale = scale
+        for check in pull_checks(
+            nor_rows(plan_from_args(args)), read_paper_shares(reference), lambda g: measure(g).share_per_lambda
+        ):
+            print(f"{scale}: {check.line()}", flush=True)
+            failed += not check.faithful()
+    return 1 if failed else 0
 
 
 def cmd_cnp_stats(args) -> int:
@@ -152,7 +206,7 @@ def cmd_pca(args) -> int:
 
 
 def cmd_figure(args) -> int:
-    from normae.report import figures
+    from normae.report import figures, sweep_figures
 
     if args.kind == "cnp-similarity":
         out = figures.cnp_similarity_figure(args.inputs, args.out)
@@ -160,10 +214,14 @@ def cmd_figure(args) -> int:
         out = figures.pca_figure(args.inputs, args.out, labels=args.labels)
     elif args.kind == "variants":
         out = figures.variants_figure(args.inputs, args.finetune or [], args.out)
+    elif args.kind == "evidence":
+        if len(args.inputs) != 1:
+            raise ConfigError("figure evidence takes one table CSV")
+        out = sweep_figures.evidence_figure(args.inputs[0], args.out)
     else:
         if len(args.inputs) != 1 or args.x is None:
             raise ConfigError("figure sweep takes one table CSV and --x")
-        out = figures.sweep_figure(args.inputs[0], args.x, args.out)
+        out = sweep_figures.sweep_figure(args.inputs[0], args.x, args.out)
     print(f"[normae] wrote {out}")
     return 0
 

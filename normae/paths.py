@@ -323,6 +323,10 @@ class ResultsLayout:
     def tables_dir(self) -> Path:
         return self.root / TABLES_DIR
 
+    def verdicts(self) -> Path:
+        """The report's first page: the verdicts per table (``normae verdicts``)."""
+        return self.root / TABLES_DIR / "verdicts.html"
+
     def all_runs(self) -> Path:
         return self.root / ALL_RUNS_CSV
 

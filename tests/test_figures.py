@@ -1,13 +1,15 @@
-"""Figures (normae/figures.py) and run comparison (normae/compare.py) on small hand-made inputs."""
+"""Figures (normae/report/figures.py, sweep_figures.py) and run comparison (compare.py) on small inputs."""
 
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.image import imread
 
 from normae.cli import main
 from normae.report.compare import compare_text, epoch_curves, spec_diff
+from normae.report.sweep_figures import evidence_axes, sweep_axes
 
 SWEEP_COLUMNS = (
     "table,row,status,model,pretrain_dataset,method,cnp,nor_variant,pretrain_epochs,patch_size,mask_ratio,"
@@ -80,6 +82,21 @@ def test_compare_shows_exactly_the_differing_spec_fields(tmp_path, capsys):
     assert "loss_nor B" in text.split("per epoch:")[1]
     assert list(epoch_curves([a, b], ["A", "B"]).index) == [1, 2]  # metrics.jsonl's epochs, from 1, as they are
     assert_png_drawn(out)
+
+
+def test_compare_of_two_knn_runs_shows_their_top1_without_curves(tmp_path):
+    """A k-NN evaluation is one pass: it writes no metrics.jsonl, and compare reads its summary alone."""
+    runs = []
+    for name, top1 in (("a", 71.5), ("b", 72.0)):
+        folder = fake_run(tmp_path / name, {"init": f"pre/{name}", "k": 20}, [{"top1": top1}], stage="knn")
+        (folder / "metrics.jsonl").unlink()
+        runs.append(folder)
+    text = compare_text(*runs)
+    assert "init" in text and "top1" in text and "0.5" in text
+    unfinished = fake_run(tmp_path / "c", {"init": "pre/c"}, [{"top1": 1.0}], stage="knn", finished=False)
+    (unfinished / "metrics.jsonl").unlink()
+    with pytest.raises(Exception, match="has not logged anything"):
+        compare_text(runs[0], unfinished)
 
 
 def test_compare_of_identical_specs_says_so(tmp_path):
@@ -175,3 +192,125 @@ def test_sweep_figure(tmp_path):
     assert main(["figure", "sweep", str(table), "--x", "lam", "--out", str(out)]) == 0
     assert_png_drawn(out)
     assert main(["figure", "sweep", str(table), "--out", str(out)]) == 2
+
+
+def plotted_points(ax):
+    """Every (x, y) drawn as a data point (marker and line) on ``ax``."""
+    lines = [container.lines[0] for container in ax.containers]
+    return [(float(x), float(y)) for line in lines for x, y in zip(line.get_xdata(), line.get_ydata())]
+
+
+def bar_spans(ax):
+    """(low, high) of every vertical error bar drawn on ``ax``."""
+    return [
+        (float(seg[:, 1].min()), float(seg[:, 1].max()))
+        for container in ax.containers
+        for bars in container.lines[2]
+        for seg in bars.get_segments()
+    ]
+
+
+def epochs_table(tmp_path, seeds):
+    """Table 7's shape: MAE and NoR-MAE at 200 / 1000 / 1600 epochs (ran 1 / 2 / 3), one row not run,
+    one row without a paper number."""
+    rows = []
+    for method, cnp, lam, base in (("mae", None, None, 20.0), ("nor_mae", "paper", 5e-5, 20.4)):
+        for k, (epochs, paper) in enumerate(((200, 71.0), (1000, 73.2), (1600, 74.3))):
+            ours = base - 0.3 * k
+            several = seeds > 1
+            rows.append(
+                {
+                    "table": "T7",
+                    "row": len(rows),
+                    "status": "run",
+                    "method": method,
+                    "cnp": cnp,
+                    "pretrain_epochs": epochs,
+                    "lam": lam,
+                    "metric": "top1",
+                    "paper": paper + 5 * (method == "nor_mae") if k < 2 or method == "mae" else None,
+                    "ours": ours,
+                    "ours_low": ours - 1.5 if several else None,
+                    "ours_high": ours + 1.5 if several else None,
+                    "ours_se": None if several else 2.3,
+                    "seeds": seeds,
+                    "scale": "tiny",
+                    "pretrain_ids": f"fmnist-vit_micro-p4-{method}-mr0.75-ep{k + 1}-s0-abcdef12",
+                }
+            )
+    rows.append({**rows[-1], "row": len(rows), "status": "not_run", "cnp": "authors_code", "ours": None})
+    rows[-1].update(paper=80.0, ours_se=None, pretrain_ids=None)
+    path = tmp_path / "table7.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_sweep_figure_of_one_seed_keeps_every_error_bar_in_view(tmp_path):
+    table = epochs_table(tmp_path, seeds=1)
+    fig = sweep_axes(table, "pretrain_epochs")
+    paper_ax, ours_ax = fig.axes
+    low, high = ours_ax.get_ylim()
+    spans = bar_spans(ours_ax)
+    assert len(spans) == 6  # the six runs; the not-run row has no bar
+    assert all(low <= a and b <= high for a, b in spans)
+    assert min(a for a, _ in spans) == pytest.approx(19.4 - 2.3) and max(b for _, b in spans) == pytest.approx(22.7)
+    assert [t.get_text() for t in ours_ax.get_xticklabels()] == ["200\n(ran 1)", "1000\n(ran 2)", "1600\n(ran 3)"]
+    assert [t.get_text() for t in paper_ax.get_xticklabels()] == ["200", "1000", "1600"]
+    # categorical positions (200, 1000, 1600 are not evenly spaced), no NaN drawn, no blank drawn as 0
+    for ax, count in ((paper_ax, 6), (ours_ax, 6)):
+        points = plotted_points(ax)
+        assert len(points) == count and np.isfinite(points).all()
+        assert all(-0.5 < x < 2.5 for x, _ in points) and min(y for _, y in points) > 15
+    assert "one seed" in ours_ax.get_title()
+    out = tmp_path / "t7.png"
+    assert main(["figure", "sweep", str(table), "--x", "pretrain_epochs", "--out", str(out)]) == 0
+    assert_png_drawn(out)
+
+
+def test_sweep_figure_draws_the_interval_over_seeds(tmp_path):
+    fig = sweep_axes(epochs_table(tmp_path, seeds=3), "pretrain_epochs")
+    spans = bar_spans(fig.axes[1])
+    assert sorted(round(b - a, 6) for a, b in spans) == [3.0] * 6
+    assert "95 %" in fig.axes[1].get_title()
+
+
+def evidence_table(tmp_path, share=None):
+    """The evidence table: random init, MAE, NoR-MAE with three CNP modes at 5e-5, the paper's CNP at
+    three larger lambdas."""
+    rows = [{"method": "random_init", "ours": 8.0}, {"method": "mae", "ours": 20.0}]
+    for cnp, lam, gain in (("paper", 5e-5, 0.3), ("authors_code", 5e-5, -0.2), ("random", 5e-5, 0.1)):
+        rows.append({"method": "nor_mae", "cnp": cnp, "lam": lam, "gain_ours": gain, "gain_paper": 7.2})
+    for lam, gain in ((5e-4, -0.5), (5e-3, -2.0), (5e-2, -6.0)):
+        rows.append({"method": "nor_mae", "cnp": "paper", "lam": lam, "gain_ours": gain})
+    for row in rows:
+        row.update(table="EV", metric="top1", seeds=3, pretrain_ids=None)
+        if "gain_ours" in row:  # the scale ran lambda x 10 (the run id says so)
+            row.update(gain_low=row["gain_ours"] - 1, gain_high=row["gain_ours"] + 1)
+            row["pretrain_ids"] = f"fmnist-vit_micro-p4-nor_mae-lam{10 * row['lam']:g}-mr0.75-ep1-s0-abcdef12"
+            if share is not None:
+                row["nor_grad_share"] = share * row["lam"] / 5e-5 if share else None
+    path = tmp_path / "evidence.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("share", [None, 0, 0.01])
+def test_evidence_figure(tmp_path, share):
+    table = evidence_table(tmp_path, share)
+    fig = evidence_axes(table)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    assert len(fig.axes) == (2 if share else 1)  # the share's axis only where the CSV has values
+    if share:
+        assert fig.axes[1].get_yscale() == "log"
+    series = {c.get_label(): c.lines[0] for c in ax.containers}
+    assert set(series) == {"ours, CNP paper", "ours, CNP authors_code", "ours, CNP random"}
+    assert len(series["ours, CNP paper"].get_xdata()) == 4 and series["ours, CNP paper"].get_linestyle() == "-"
+    singles = [series[f"ours, CNP {c}"].get_xdata()[0] for c in ("authors_code", "random")]
+    assert series["ours, CNP paper"].get_xdata()[0] not in singles and all(4e-5 < x < 6e-5 for x in singles)
+    assert any(np.allclose(line.get_ydata(), 0) for line in ax.get_lines())  # the line at 0
+    assert [t.get_text() for t in ax.get_xticklabels()][:2] == ["5e-05\n(ran 0.0005)", "0.0005\n(ran 0.005)"]
+    assert "seeds: 3 per row" in fig._suptitle.get_text()
+    out = tmp_path / "evidence.png"
+    assert main(["figure", "evidence", str(table), "--out", str(out)]) == 0
+    assert_png_drawn(out)

@@ -25,6 +25,7 @@ TORCH_FREE = (
     "normae.experiments",
     "normae.experiments.config",
     "normae.experiments.plan",
+    "normae.experiments.faithful",
     "normae.stages",
     "normae.cluster",
     "normae.cluster.launch",
@@ -35,7 +36,7 @@ TORCH_FREE = (
 )
 HEAVY = ("torch", "timm", "torchvision", "numpy", "pandas", "scipy", "sklearn", "matplotlib", "PIL")
 # The tables are pandas frames: the numpy stack is allowed there, torch is not.
-TORCH_FREE_WITH_PANDAS = ("normae.report.tables",)
+TORCH_FREE_WITH_PANDAS = ("normae.report.tables", "normae.report.pairs", "normae.report.html")
 
 
 def module_name(path: Path) -> str:

@@ -92,7 +92,7 @@ def test_written_tables_say_the_scale(tmp_path, tiny_plan):
     table = tiny_plan.tables["T6"]
     fake_runs(tmp_path, tiny_plan, table.eval_ids(), lambda run_id: 20.0)
     paths = write_table(table_frame(table, tiny_plan, tmp_path), table, tiny_plan, tmp_path / "tables")
-    assert [p.name for p in paths] == ["table6.csv", "table6.md", "table6.tex"]
+    assert [p.name for p in paths] == ["table6.csv", "table6.md", "table6.tex", "table6.html"]
     markdown = paths[1].read_text()
     assert "measured at the tiny scale" in markdown and "patch sizes 16 -> 4" in markdown
     assert "over 3 distinct run pairs: ours +0.00" in markdown and "Verdicts: 3 one seed" in markdown
@@ -105,7 +105,7 @@ def test_all_runs_has_a_row_per_planned_run(tmp_path, tiny_plan):
     fake_runs(tmp_path, tiny_plan, runs, lambda run_id: 10.0)
     frame = all_runs_frame(tiny_plan, tmp_path)
     assert sorted(frame["run_id"]) == sorted(runs)
-    assert set(frame["stage"]) == {"pretrain", "finetune"}
+    assert set(frame["stage"]) == {"pretrain", "finetune", "knn"}
     assert {"lam", "mask_ratio", "final_loss", "tables"} <= set(frame.columns)
 
 

@@ -157,7 +157,7 @@ def test_reduced_dag_runs_end_to_end_once(tmp_path, workflow_env):
 
     snakemake(workdir, *targets, "--config", "scale=micro", "--report", str(workdir / "report.html"), env=workflow_env)
     report = (workdir / "report.html").read_text(errors="replace")
-    assert "table6_mask_ratio.png" in report and "table6.csv" in report
+    assert "table6_mask_ratio.png" in report and "table6.csv" in report and "table6.html" in report
 
     # Table 5 shares its lambda-5e-5 ViT-Tiny MAE and NoR-MAE runs with Table 6: only the rest is planned.
     table5 = plan.tables["T5"]

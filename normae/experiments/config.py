@@ -30,9 +30,14 @@ SCHEMA_DIR = REPO_DIR / "workflow" / "schemas"
 PRETRAIN_TERMS = ("model", "dataset", "method", "epochs", "patch_size", "mask_ratio", "lam", "cnp", "nor_variant")
 REQUIRED_PRETRAIN_TERMS = ("model", "dataset", "method", "epochs", "patch_size", "mask_ratio")
 NOR_LOSS_TERMS = ("lam", "cnp", "nor_variant")
-# The paper's methods, including those the spec cannot run yet (NOT_IMPLEMENTED below).
-METHODS = (*SPEC_METHODS, "sup_mae", "sup_nor_mae", "nor_dmae")
-METHODS_WITHOUT_NOR_LOSS = ("mae", "sup_mae")
+# A grid's method for "no pre-training": the encoder as initialised, evaluated as the floor that
+# pre-training must clear (its rows have evaluation runs with ``init: none`` and no pre-training run).
+NO_PRETRAINING = "random_init"
+# The paper's methods, including those the spec cannot run yet (NOT_IMPLEMENTED below), and no pre-training.
+METHODS = (*SPEC_METHODS, "sup_mae", "sup_nor_mae", "nor_dmae", NO_PRETRAINING)
+METHODS_WITHOUT_NOR_LOSS = ("mae", "sup_mae", NO_PRETRAINING)
+# A grid (table or variant) key that is not a pre-training term: run only the first N of the plan's seeds.
+SEED_COUNT = "seed_count"
 PROTOCOLS = ("finetune", "linprobe", "knn", "pca", "segmentation")
 PAPER_IMG_SIZE = 224
 PAPER_FINETUNE_EPOCHS = 100
@@ -167,7 +172,7 @@ def grid_points(grid: dict, cnp_modes: list[str]) -> list[dict]:
 
     Each NoR-MAE point is repeated for every CNP mode unless the grid names the mode itself.
     """
-    keys = list(grid)
+    keys = [key for key in grid if key != SEED_COUNT]
     points = []
     for values in itertools.product(*(as_list(grid[k]) for k in keys)):
         point = dict(zip(keys, values))
@@ -208,6 +213,11 @@ class Scale:
     not_run: dict = field(default_factory=dict)  # (kind, paper value) -> reason
     cnp_modes: tuple = CNP_MODES  # the CNP modes a table's cnp_modes may double NoR-MAE rows into here
     analysis: dict = field(default_factory=dict)  # settings of the measurements: cnp_similarity, pca, cost
+    # '<paper model>/<paper patch>' -> factor on the paper's lambda (normae.experiments.faithful); None: the paper's
+    lam_scale: dict | None = None
+    tables: tuple | None = None  # the experiments.yaml tables this scale runs (None: all)
+    seeds: tuple | None = None  # the seeds a run of this scale uses where the config names none
+    header: str | None = None  # a line every table of this scale carries (what its numbers can and cannot say)
 
     def map(self, kind: str, value):
         """(value at this scale, None) or (None, the reason it does not run here)."""
@@ -246,6 +256,10 @@ def load_scale(name: str, config_dir: str | Path = CONFIG_DIR) -> Scale:
         not_run=not_run,
         cnp_modes=tuple(data.get("cnp_modes", CNP_MODES)),
         analysis=data["analysis"],
+        lam_scale=data.get("lam_scale"),
+        tables=tuple(data["tables"]) if "tables" in data else None,
+        seeds=tuple(data["seeds"]) if "seeds" in data else None,
+        header=data.get("header"),
     )
 
 

@@ -15,9 +15,11 @@ from normae.experiments.config import (
     ANALYSES,
     EVAL_SPECS,
     MEASUREMENTS,
+    NO_PRETRAINING,
     NOT_IMPLEMENTED,
     PAPER_FINETUNE_EPOCHS,
     PAPER_IMG_SIZE,
+    SEED_COUNT,
     Scale,
     as_list,
     grid_points,
@@ -25,6 +27,7 @@ from normae.experiments.config import (
     load_scale,
     read_reported,
 )
+from normae.experiments.faithful import lam_factor_key, scaled_lam
 from normae.paths import ResultsLayout
 from normae.spec import FinetuneSpec, KnnSpec, LinprobeSpec, PretrainSpec
 
@@ -170,6 +173,8 @@ class _Planner:
         extra = {k: point[k] for k in ("lam", "cnp", "nor_variant") if k in point}
         if point["method"] == "mae":
             extra["lam"] = 0.0
+        elif "lam" in point:
+            extra["lam"], _ = scaled_lam(self.scale.lam_scale, point)
         spec = PretrainSpec(
             **mapped,
             method=point["method"],
@@ -179,7 +184,7 @@ class _Planner:
         )
         return spec, None
 
-    def row(self, table: str, point: dict, protocol: str, eval_dataset: str) -> Row:
+    def row(self, table: str, point: dict, protocol: str, eval_dataset: str, seeds: list[int]) -> Row:
         terms = _terms(point, protocol, eval_dataset)
         for blocker in (point["method"], protocol):
             if blocker in NOT_IMPLEMENTED:
@@ -187,11 +192,14 @@ class _Planner:
         eval_set, reason = self.scale.map("datasets", eval_dataset)
         if reason:
             return Row(table, terms, "not_run", reason=f"evaluation set {eval_dataset}: {reason}")
-        _, reason = self.pretrain_spec(point)
+        no_pretraining = point["method"] == NO_PRETRAINING  # mapped as MAE's, which it stands before
+        _, reason = self.pretrain_spec({**point, "method": "mae"} if no_pretraining else point)
         if reason:
             return Row(table, terms, "not_run", reason=reason)
+        if no_pretraining:
+            return self.random_init_row(table, point, terms, protocol, eval_set, seeds)
         row = Row(table, terms, "analysis" if protocol in ANALYSES else "run")
-        for seed in self.seeds:
+        for seed in seeds:
             spec, _ = self.pretrain_spec(point, seed)
             assert spec is not None  # the point maps at this scale: checked above
             pretrain_id = self._add(self.pretrain, spec)
@@ -209,6 +217,25 @@ class _Planner:
             row.eval_ids.append(self._add(self.evaluations, evaluation))
         return row
 
+    def random_init_row(self, table: str, point: dict, terms: dict, protocol: str, eval_set: str, seeds) -> Row:
+        """The floor pre-training must clear: the encoder as initialised with each seed, evaluated."""
+        if protocol not in EVAL_SPECS:
+            return Row(table, terms, "not_run", reason=f"{NO_PRETRAINING} has nothing to show for {protocol}")
+        row = Row(table, terms, "run")
+        for seed in seeds:
+            spec, _ = self.pretrain_spec({**point, "method": "mae"}, seed)
+            assert spec is not None  # the point maps at this scale: checked by the caller
+            evaluation = EVAL_SPECS[protocol](
+                init="none",
+                dataset=eval_set,
+                model=spec.model,
+                patch_size=spec.patch_size,
+                img_size=spec.img_size,
+                **{"seed": seed, **getattr(self.scale, protocol)},
+            )
+            row.eval_ids.append(self._add(self.evaluations, evaluation))
+        return row
+
 
 def expand(experiments: dict, scale: Scale, reported: list[dict] | None = None, seeds: list[int] | None = None) -> Plan:
     """Every table's grid at this scale and seeds, linked to the paper's rows.
@@ -216,12 +243,17 @@ def expand(experiments: dict, scale: Scale, reported: list[dict] | None = None, 
     A reported row that no grid covers is an error.
     """
     reported = read_reported() if reported is None else reported
-    seeds = [0] if seeds is None else list(seeds)
+    seeds = list(seeds or scale.seeds or [0])
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds must be a non-empty list of distinct integers, got {seeds}")
     planner = _Planner(scale, seeds)
     tables = {}
+    unknown_tables = sorted(set(scale.tables or ()) - set(experiments))
+    if unknown_tables:
+        raise ConfigError(f"scale {scale.name}: tables {unknown_tables} are not in experiments.yaml")
     for name, table in experiments.items():
+        if scale.tables is not None and name not in scale.tables:
+            continue
         paper_rows = [r for r in reported if r["table"] == name]
         if table["measure"]:
             rows = [_measure_row(name, table["measure"], r, scale) for r in paper_rows]
@@ -243,6 +275,7 @@ def _grid_rows(name: str, table: dict, paper_rows: list[dict], planner: _Planner
         by_key.setdefault(_reported_key(paper_row), []).append(paper_row)
     rows, matched = [], set()
     for grid in table["grids"]:
+        seeds = planner.seeds[: grid.get(SEED_COUNT, len(planner.seeds))]
         for point in grid_points(grid, table["cnp_modes"]):
             doubled_out = "cnp" not in grid and point.get("cnp", "paper") not in planner.scale.cnp_modes
             for entry in table["evaluate"]:
@@ -256,7 +289,7 @@ def _grid_rows(name: str, table: dict, paper_rows: list[dict], planner: _Planner
                             f"cnp {' / '.join(planner.scale.cnp_modes)} only (the ablation table compares modes)",
                         )
                     else:
-                        row = planner.row(name, point, entry["protocol"], eval_dataset)
+                        row = planner.row(name, point, entry["protocol"], eval_dataset, seeds)
                     key = _point_key(point, entry["protocol"], eval_dataset)
                     if key in by_key:
                         matched.add(key)
@@ -324,6 +357,26 @@ def _mapping(rows: list[Row], scale: Scale) -> list[str]:
         ]
         if changed:
             lines.append(f"{kind.replace('_', ' ')} " + ", ".join(changed))
-    if any(row.eval_ids for row in rows) and scale.finetune.get("epochs") != PAPER_FINETUNE_EPOCHS:
+    factors = {
+        lam_factor_key(
+            scale.lam_scale or {},
+            row.terms["model"],
+            row.terms["patch_size"],
+            row.terms.get("cnp"),
+            row.terms.get("nor_variant"),
+            row.terms.get("mask_ratio"),
+        )
+        for row in rows
+        if row.terms.get("method") == "nor_mae" and row.pretrain_ids
+    }
+    if scale.lam_scale and factors:
+        lines.append(
+            "lambda x "
+            + ", ".join(f"{scale.lam_scale[key]:g} for {key}" for key in sorted(factors))
+            + " (the paper's lambdas, rescaled so that the NoR term's share of the gradient stays the paper "
+            "geometry's: README 'Faithful miniatures')"
+        )
+    finetuned = any(row.eval_ids and row.terms.get("eval") == "finetune" for row in rows)
+    if finetuned and scale.finetune.get("epochs") != PAPER_FINETUNE_EPOCHS:
         lines.append(f"fine-tuning epochs {PAPER_FINETUNE_EPOCHS} -> {scale.finetune.get('epochs')}")
     return lines

@@ -87,7 +87,9 @@ def _describe(terms: dict) -> str:
 
 def add_plan_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", default="tiny", help="config/scales/<NAME>.yaml (default: tiny)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds, a run pair each (default: 0)")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", help="seeds, a run pair each (default: the scale's seeds, else 0)"
+    )
     parser.add_argument(
         "--config-dir",
         default=str(CONFIG_DIR),

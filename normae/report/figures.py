@@ -3,7 +3,8 @@
 - ``cnp_similarity_figure``: Figure 3, histogram(s) of closest-neighbour cosine (``normae cnp-stats`` JSONs).
 - ``pca_figure``: Figures 7-8, visible (red) vs CNP (blue) features, one panel per ``normae pca`` output.
 - ``variants_figure``: Figure 6, pre-training loss and fine-tuning top-1 per relation-penalty variant.
-- ``sweep_figure``: a sweep table (lambda, mask ratio, patch size, epochs), paper dashed vs ours solid.
+
+The plots of a table's CSV (a sweep, the evidence table) are in ``normae.report.sweep_figures``.
 """
 
 from __future__ import annotations
@@ -15,21 +16,7 @@ import numpy as np
 import pandas as pd
 
 from normae.errors import ConfigError
-from normae.experiments.config import SWEEP_TERMS as SWEEP_AXES
 from normae.report.run_folder import read_metrics, read_spec, variant_label
-
-# Columns that can tell two lines of a sweep table apart.
-LINE_COLUMNS = (
-    "model",
-    "method",
-    "cnp",
-    "nor_variant",
-    "pretrain_dataset",
-    "eval_dataset",
-    "eval",
-    "metric",
-    *SWEEP_AXES,
-)
 
 
 def _pyplot():
@@ -169,80 +156,3 @@ def describe_scale(runs) -> str:
         for s in specs
     }
     return "; ".join(sorted(described))
-
-
-def _line_name(row: pd.Series, columns: list[str]) -> str:
-    """The values that tell this line apart (settings that do not apply, e.g. an MAE row's CNP mode, left out)."""
-    shown = [c for c in columns if pd.notna(row[c])]
-    return ", ".join(
-        f"{row[c]}" if c in ("model", "method", "eval_dataset", "metric") else f"{c} {row[c]}" for c in shown
-    )
-
-
-def sweep_figure(table_csv: str | Path, x: str, out: str | Path) -> Path:
-    """Paper (dashed, left axis) and ours (solid, right axis) against ``x``, one colour per line of the table.
-
-    A line with a single point (e.g. MAE at lambda 0) is drawn flat across the plot.
-    """
-    if x not in SWEEP_AXES:
-        raise ConfigError(f"x must be one of {SWEEP_AXES}, got {x!r}")
-    table = pd.read_csv(table_csv)
-    missing = [c for c in ("table", "paper", "ours", x) if c not in table]
-    if missing:
-        raise ConfigError(f"{table_csv} lacks the columns {missing}")
-    table = table[table[x].notna() & (table["paper"].notna() | table["ours"].notna())]
-    if table.empty:
-        raise ConfigError(f"{table_csv} has no rows with a value of {x} and a number")
-    splits = [c for c in LINE_COLUMNS if c != x and c in table and table[c].nunique(dropna=False) > 1]
-    plt = _pyplot()
-    fig, paper_ax = plt.subplots(figsize=(8, 5))
-    ours_ax = paper_ax.twinx()
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    groups = list(table.groupby(splits, dropna=False, sort=True)) if splits else [((), table)]
-    xs = table[x].astype(float)
-    for i, (_, rows) in enumerate(groups):
-        rows = rows.sort_values(x)
-        name = _line_name(rows.iloc[0], splits) if splits else "all rows"
-        colour = colours[i % len(colours)]
-        for ax, column, style, who in ((paper_ax, "paper", "--", "paper"), (ours_ax, "ours", "-", "ours")):
-            points = rows[rows[column].notna()]
-            if points.empty:
-                continue
-            if len(points) == 1 and xs.nunique() > 1:
-                ax.axhline(
-                    points[column].iloc[0],
-                    color=colour,
-                    linestyle=style,
-                    linewidth=1,
-                    label=f"{who}: {name} ({x} {points[x].iloc[0]:g})",
-                )
-                continue
-            error = points["ours_std"] if column == "ours" and "ours_std" in points else None
-            ax.errorbar(
-                points[x].astype(float),
-                points[column],
-                yerr=error,
-                color=colour,
-                linestyle=style,
-                marker="o" if who == "paper" else "s",
-                markersize=4,
-                capsize=2,
-                label=f"{who}: {name}",
-            )
-    if x == "lam" and (xs > 0).any():
-        paper_ax.set_xscale("symlog", linthresh=float(xs[xs > 0].min()))
-    first = table.iloc[0]
-    metric = first.get("metric", "value")
-    scale = ", ".join(sorted(str(s) for s in table["scale"].dropna().unique())) if "scale" in table else ""
-    paper_ax.set_xlabel(x)
-    paper_ax.set_ylabel(f"paper {metric} (dashed)")
-    ours_ax.set_ylabel(f"ours {metric} (solid)")
-    paper_ax.set_title(
-        f"{first['table']}: {metric} against {x}; paper (left axis) vs ours (right axis)"
-        + (f"\nours at scale: {scale}" if scale else ""),
-        fontsize=10,
-    )
-    handles = [h for ax in (paper_ax, ours_ax) for h in ax.get_legend_handles_labels()[0]]
-    names = [n for ax in (paper_ax, ours_ax) for n in ax.get_legend_handles_labels()[1]]
-    paper_ax.legend(handles, names, fontsize=7, loc="best")
-    return _save(fig, out)

@@ -18,8 +18,12 @@ def read_summary(run: str | Path) -> dict | None:
 
 
 def read_metrics(run: str | Path, kind: str) -> pd.DataFrame:
-    """The ``kind`` ("step" or "epoch") lines of metrics.jsonl, one row each; empty if there are none."""
-    return pd.DataFrame(RunFolder(run).read_metrics(kind))
+    """The ``kind`` ("step" or "epoch") lines of metrics.jsonl, one row each; empty if there are none, or if
+    the run finished without logging (a k-NN evaluation is one pass: its summary holds everything)."""
+    folder = RunFolder(run)
+    if not folder.metrics_path.exists() and folder.summary_path.exists():
+        return pd.DataFrame()
+    return pd.DataFrame(folder.read_metrics(kind))
 
 
 def pretrain_spec_of(run: str | Path) -> dict | None:

@@ -18,6 +18,7 @@ RAN_TERMS = {"model": "model", "patch_size": "patch_size"}
 # Columns of the .csv that the readable .md/.tex fold into other columns or into the header.
 HIDDEN_COLUMNS = (
     *("table", "row", "pretrain_ids", "eval_ids", "ours_std", "ours_low", "ours_high", "ours_se", "ours_values"),
+    *("ours_seeds", "over_init_low", "over_init_high"),
     *("seeds", "scale", "eval_images", "gain_low", "gain_high", "gain_se", "pair"),
     *(f"{term}_ran" for term in RAN_TERMS),
 )
@@ -68,6 +69,12 @@ def display_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     rows = [row for _, row in frame.iterrows()]
     shown["ours"] = [_number_text(row, "ours", "ours_low", "ours_high", "ours_se", "") for row in rows]
     shown["gain_ours"] = [_number_text(row, "gain_ours", "gain_low", "gain_high", "gain_se", "+") for row in rows]
+    if "over_init" in frame:
+        shown["over_init"] = [
+            _number_text(row, "over_init", "over_init_low", "over_init_high", "", "+") for row in rows
+        ]
+    if "nor_grad_share" in frame:
+        shown["nor_grad_share"] = [("" if _blank(v) else f"{v:.2g}") for v in frame["nor_grad_share"]]
     for column in ("paper", "delta", "gain_paper"):
         shown[column] = [("" if pd.isna(v) else f"{v:.4g}") for v in frame[column]]
     shown = shown.replace("", None).dropna(axis=1, how="all").astype(object).fillna("")
@@ -108,7 +115,9 @@ READING = (
     "the value ± its binomial standard error over the evaluation images. gain_ours: NoR-MAE minus its MAE "
     "row, paired over the same seeds, with its 95 % interval (one seed: ± the two evaluations' combined "
     "standard error). verdict: reproduced (interval above 0, as the paper's gain), within noise (interval "
-    "spans 0), reversed (interval on the other side), one seed (no interval)."
+    "spans 0), reversed (interval on the other side), one seed (no interval). over_init (where the table "
+    "has a random_init row): a pre-trained row minus the randomly initialised encoder, paired over seeds. "
+    "nor_grad_share: ||grad(lambda L_nor)|| / ||grad(L_rec)|| in the first epoch of the row's NoR-MAE runs."
 )
 
 

@@ -17,7 +17,8 @@ from normae.errors import MissingResultError
 from normae.experiments.plan import Plan, Row, TablePlan
 from normae.paths import ResultsLayout
 from normae.report.latex import latex_table
-from normae.report.statistics import binomial_se, gain_sign, mean_interval, paired_difference, verdict
+from normae.report.pairs import add_gains, add_pretraining_effect
+from normae.report.statistics import binomial_se, mean_interval
 from normae.report.table_text import RAN_TERMS, READING, TERM_COLUMNS, display_frame, gain_summary
 
 # Which field of a measurement file holds each metric reported.csv names.
@@ -28,8 +29,6 @@ MEASURED_FIELDS = {
     "memory_overhead_vs_mae": "nor_over_mae_memory",
     "time_overhead_vs_mae": "nor_over_mae_time",
 }
-# Terms that make a NoR-MAE row differ from the MAE row it is compared with.
-NOR_ONLY_TERMS = ("method", "lam", "cnp", "nor_variant")
 # Metrics that are a percentage of evaluation images: one evaluation's value carries a binomial error.
 PERCENT_METRICS = ("top1", "top5", "best_top1")
 
@@ -83,6 +82,19 @@ def _mean_and_spread(values: list[float]) -> tuple[float, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
+def _first_epoch_share(layout: ResultsLayout, pretrain_ids: list[str]) -> float | None:
+    """The mean over a row's NoR-MAE pre-trainings of their first-epoch ``nor_grad_share`` (None if unrecorded)."""
+    shares = []
+    for run_id in pretrain_ids:
+        if not layout.run(run_id).summary_path.is_file():  # the evaluation's own check covers its pre-training
+            continue
+        diagnostics = run_summary(layout, run_id).get("diagnostics") or {}
+        value = (diagnostics.get("nor_grad_share") or {}).get("first_epoch")
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            shares.append(float(value))
+    return statistics.fmean(shares) if shares else None
+
+
 def _fill_ours(record: dict, values: list[float], images: int | None) -> None:
     """ours: the mean over seeds, its spread and 95 % Student-t interval, the per-seed values and, for a
     single evaluation of an accuracy, its binomial standard error over the evaluation images."""
@@ -127,6 +139,7 @@ def row_records(table: TablePlan, plan: Plan, layout: ResultsLayout) -> list[dic
             "ours_high": None,
             "ours_se": None,
             "ours_values": None,
+            "ours_seeds": None,
             "seeds": None,
             "eval_images": None,
             "source": None,
@@ -143,6 +156,9 @@ def row_records(table: TablePlan, plan: Plan, layout: ResultsLayout) -> list[dic
             ]
             images = {_eval_images(summary) for summary in summaries}
             _fill_ours(base, values, images.pop() if len(images) == 1 else None)
+            base["ours_seeds"] = " ".join(str(plan.evaluations[run_id].seed) for run_id in row.eval_ids)
+            if row.terms.get("method") == "nor_mae":
+                base["nor_grad_share"] = _first_epoch_share(layout, row.pretrain_ids)
         elif row.status == "analysis":
             values = [
                 result_value(read_result(layout.pca(run_id)), "mean_pairwise_cosine_cnp", layout.pca(run_id))
@@ -176,64 +192,12 @@ def _measured_records(base: dict, table: TablePlan, plan: Plan, layout: ResultsL
     return records
 
 
-def _seed_values(row: pd.Series) -> list[float]:
-    """A row's per-seed values (``ours_values``), or its one ``ours`` where the frame holds no list."""
-    text = row.get("ours_values")
-    if isinstance(text, str) and text.strip():
-        return [float(v) for v in text.split()]
-    return [float(row["ours"])]
-
-
-def _pair_key(row: pd.Series, index: object) -> str:
-    """Which runs a row read: rows that read the same runs (two paper models mapped to one) are one pair."""
-    for column in ("eval_ids", "pretrain_ids"):
-        if isinstance(row.get(column), str) and row[column]:
-            return row[column]
-    return f"row {index}"
-
-
-def add_gains(frame: pd.DataFrame) -> pd.DataFrame:
-    """NoR-MAE minus its MAE row (same terms otherwise), as the paper reports it and as we measured it:
-    our gain is the mean paired difference over the same seeds, with its 95 % Student-t interval
-    (several seeds) or the binomial standard error of the two evaluations (one seed), and a verdict."""
-    frame = frame.copy()
-    frame["delta"] = frame["ours"] - frame["paper"]
-    for column in ("gain_paper", "gain_ours", "gain_low", "gain_high", "gain_se"):
-        frame[column] = math.nan
-    for column in ("verdict", "gain_sign", "pair"):
-        frame[column] = None
-    keys = [c for c in TERM_COLUMNS if c not in NOR_ONLY_TERMS]
-    mae = frame[frame["method"] == "mae"]
-    for index, row in frame[frame["method"] == "nor_mae"].iterrows():
-        match = mae[(mae[keys].fillna("") == pd.Series({k: row[k] for k in keys}).fillna("")).all(axis=1)]
-        if not len(match):
-            continue
-        partner = match.iloc[0]
-        gain_paper = row["paper"] - partner["paper"]
-        frame.loc[index, "gain_paper"] = gain_paper
-        if pd.isna(row["ours"]) or pd.isna(partner["ours"]):
-            continue
-        difference = paired_difference(_seed_values(row), _seed_values(partner))
-        frame.loc[index, ["gain_ours", "gain_low", "gain_high"]] = [
-            difference.mean,
-            math.nan if difference.low is None else difference.low,
-            math.nan if difference.high is None else difference.high,
-        ]
-        errors = [r.get("ours_se") for r in (row, partner)]
-        if difference.n == 1 and all(isinstance(e, float) and math.isfinite(e) for e in errors):
-            frame.loc[index, "gain_se"] = math.hypot(*errors)
-        paper = None if pd.isna(gain_paper) else float(gain_paper)
-        frame.loc[index, "verdict"] = verdict(difference, paper)
-        frame.loc[index, "gain_sign"] = gain_sign(difference.mean, paper)
-        frame.loc[index, "pair"] = f"{_pair_key(row, index)} vs {_pair_key(partner, partner.name)}"
-    return frame
-
-
 def table_frame(table: TablePlan, plan: Plan, root: str | Path = ".") -> pd.DataFrame:
     frame = pd.DataFrame.from_records(row_records(table, plan, ResultsLayout(Path(root))))
-    for column in ("paper", "ours", "ours_std", "ours_low", "ours_high", "ours_se"):
-        frame[column] = pd.to_numeric(frame[column])
-    frame = add_gains(frame)
+    for column in ("paper", "ours", "ours_std", "ours_low", "ours_high", "ours_se", "nor_grad_share"):
+        if column in frame:
+            frame[column] = pd.to_numeric(frame[column])
+    frame = add_pretraining_effect(add_gains(frame))
     frame.insert(list(frame.columns).index("ours") + 1, "scale", plan.scale.name)
     return frame
 
@@ -247,7 +211,9 @@ def header_lines(table: TablePlan, plan: Plan) -> list[str]:
             f"Our numbers were measured at the {scale.name} scale, not the paper's: they are not "
             "expected to match the paper's values; compare signs and orderings, not magnitudes."
         )
-    if any(row.eval_ids for row in table.rows):
+    if scale.header:
+        lines.append(scale.header)
+    if any(row.eval_ids and row.terms.get("eval") in ("finetune", "linprobe") for row in table.rows):
         lines.append(
             "Top-1 of a fine-tuning or linear-probing run is its best epoch's, as the authors' "
             "main_finetune.py prints it (summary.json keeps the last epoch's as top1)."
@@ -256,7 +222,10 @@ def header_lines(table: TablePlan, plan: Plan) -> list[str]:
 
 
 def write_table(frame: pd.DataFrame, table: TablePlan, plan: Plan, out_dir: str | Path) -> list[Path]:
-    """results/tables/<file>.csv (every column), .md and .tex (the readable columns, with the header)."""
+    """results/tables/<file>.csv (every column), .md, .tex and .html (the readable columns, with the header;
+    the .html is the report's page, its header lines as captions)."""
+    from normae.report.html import table_page
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = out_dir / table.file
@@ -268,7 +237,8 @@ def write_table(frame: pd.DataFrame, table: TablePlan, plan: Plan, out_dir: str 
     markdown = "\n\n".join([f"## {header[0]}", *header[1:], shown.to_markdown(index=False)]) + "\n"
     Path(f"{stem}.md").write_text(markdown)
     Path(f"{stem}.tex").write_text(latex_table(shown, " ".join(header), f"tab:{table.file}"))
-    return [Path(f"{stem}.{suffix}") for suffix in ("csv", "md", "tex")]
+    Path(f"{stem}.html").write_text(table_page(header[0], header[1:], shown))
+    return [Path(f"{stem}.{suffix}") for suffix in ("csv", "md", "tex", "html")]
 
 
 def all_runs_frame(plan: Plan, root: str | Path = ".") -> pd.DataFrame:

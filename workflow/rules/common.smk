@@ -10,10 +10,12 @@ from normae.paths import RunFolder, ResultsLayout
 
 LAYOUT = ResultsLayout()
 CONFIG_DIR = Path(config["config_dir"])
-SEEDS = [int(seed) for seed in config["seeds"]]
+SCALE = normae_plan.load_scale(config["scale"], CONFIG_DIR)
+# config.yaml's seeds, else the scale's, else [0]
+SEEDS = [int(seed) for seed in config.get("seeds") or SCALE.seeds or [0]]
 PLAN = normae_plan.expand(
     normae_plan.load_experiments(CONFIG_DIR / "experiments.yaml"),
-    normae_plan.load_scale(config["scale"], CONFIG_DIR),
+    SCALE,
     normae_plan.read_reported(CONFIG_DIR / "reported.csv"),
     seeds=SEEDS,
 )
@@ -40,9 +42,10 @@ def summary_file(run_id):
 
 
 def run_inputs(wildcards):
-    """For an evaluation, the pre-training run it starts from; a pre-training run needs nothing."""
+    """For an evaluation, the pre-training run it starts from; a pre-training run, or an evaluation of a
+    randomly initialised encoder, needs nothing."""
     spec = PLAN.spec(wildcards.run)
-    if spec.stage == "pretrain":
+    if spec.stage == "pretrain" or spec.init == "none":  # "none": a randomly initialised encoder
         return {}
     return {"pretrain": str(RunFolder(Path(spec.init).parent).summary_path)}
 
@@ -90,4 +93,5 @@ FIGURES = [
     *(str(LAYOUT.figure(f"{table.file}_variants")) for table in PLAN.tables.values() if table.name == "F6"),
     *(str(LAYOUT.figure(f"{table.file}_{table.sweep}")) for table in PLAN.tables.values() if table.sweep),
     *([str(LAYOUT.figure("figure3_cnp_similarity"))] if ANALYSIS.get("cnp_similarity") else []),
+    *([str(LAYOUT.figure("evidence_lambda"))] if "evidence" in TABLES else []),
 ]

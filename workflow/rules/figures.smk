@@ -5,7 +5,11 @@ rule figure_cnp_similarity:
     input:
         [LAYOUT.cnp_similarity(source) for source in ANALYSIS["cnp_similarity"]],
     output:
-        report(LAYOUT.figure("figure3_cnp_similarity"), category="Figures"),
+        report(
+            LAYOUT.figure("figure3_cnp_similarity"),
+            category="Figures",
+            caption="../report/figure_cnp_similarity.rst",
+        ),
     log:
         LAYOUT.log("figures/figure3"),
     conda:
@@ -18,7 +22,7 @@ rule figure_pca:
     input:
         pca_inputs,
     output:
-        report(LAYOUT.figure("{figure}_pca"), category="Figures"),
+        report(LAYOUT.figure("{figure}_pca"), category="Figures", caption="../report/figure_pca.rst"),
     log:
         LAYOUT.log("figures/{figure}_pca"),
     conda:
@@ -34,7 +38,11 @@ rule figure_variants:
         pretrain=lambda wildcards: summaries(TABLES[wildcards.figure].pretrain_ids()),
         finetune=lambda wildcards: summaries(TABLES[wildcards.figure].eval_ids()),
     output:
-        report(LAYOUT.figure("{figure}_variants"), category="Figures"),
+        report(
+            LAYOUT.figure("{figure}_variants"),
+            category="Figures",
+            caption="../report/figure_variants.rst",
+        ),
     log:
         LAYOUT.log("figures/{figure}_variants"),
     conda:
@@ -50,10 +58,23 @@ rule figure_sweep:
     input:
         LAYOUT.table("{table}", "csv"),
     output:
-        report(LAYOUT.figure("{table}_{sweep}"), category="Figures"),
+        report(LAYOUT.figure("{table}_{sweep}"), category="Figures", caption="../report/figure_sweep.rst"),
     log:
         LAYOUT.log("figures/{table}_{sweep}"),
     conda:
         "../../environment.yml"
     shell:
         "normae figure sweep {input:q} --x {wildcards.sweep:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule figure_evidence:
+    input:
+        LAYOUT.table("evidence", "csv"),
+    output:
+        report(LAYOUT.figure("evidence_lambda"), category="Figures"),
+    log:
+        LAYOUT.log("figures/evidence_lambda"),
+    conda:
+        "../../environment.yml"
+    shell:
+        "normae figure evidence {input:q} --out {output:q} > {log:q} 2>&1"

@@ -5,9 +5,10 @@ rule table:
     input:
         table_inputs,
     output:
-        csv=report(LAYOUT.table("{table}", "csv"), category="Tables"),
+        csv=report(LAYOUT.table("{table}", "csv"), category="Table data (CSV)", caption="../report/table_csv.rst"),
         md=LAYOUT.table("{table}", "md"),
         tex=LAYOUT.table("{table}", "tex"),
+        html=report(LAYOUT.table("{table}", "html"), category="Tables", caption="../report/table.rst"),
     log:
         LAYOUT.log("tables/{table}"),
     conda:
@@ -17,6 +18,19 @@ rule table:
         out=lambda wildcards, output: shlex.quote(str(Path(output.csv).parent)),
     shell:
         "normae tables {wildcards.table:q} {params.plan} --out {params.out} > {log:q} 2>&1"
+
+
+rule verdicts:
+    input:
+        [LAYOUT.table(table, "csv") for table in TABLES],
+    output:
+        report(LAYOUT.verdicts(), category="Summary", caption="../report/verdicts.rst"),
+    log:
+        LAYOUT.log("tables/verdicts"),
+    conda:
+        "../../environment.yml"
+    shell:
+        "normae verdicts {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule all_runs:

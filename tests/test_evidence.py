@@ -1,0 +1,106 @@
+"""The evidence table: the cpu scale's plan (seeds per grid, the random-init floor, lambda rescaled with the
+paper's ratios kept) and its statistics (pairs over the seeds both rows ran, the gain over random init)."""
+
+import pandas as pd
+import pytest
+from scipy import stats
+from test_tables import fake_runs
+
+from normae.errors import ConfigError
+from normae.experiments import plan as normae_plan
+from normae.experiments.config import NO_PRETRAINING
+from normae.experiments.faithful import lam_factor_key, scaled_lam
+from normae.report.tables import table_frame
+
+
+@pytest.fixture(scope="module")
+def cpu_plan():
+    return normae_plan.expand(normae_plan.load_experiments(), normae_plan.load_scale("cpu"))
+
+
+def _rows(table, **terms):
+    return [row for row in table.rows if all(row.terms.get(k) == v for k, v in terms.items())]
+
+
+def test_cpu_scale_runs_the_evidence_table_with_its_own_seeds(cpu_plan):
+    assert list(cpu_plan.tables) == ["evidence"] and cpu_plan.seeds == [0, 1, 2, 3, 4]
+    table = cpu_plan.tables["evidence"]
+    assert {row.status for row in table.rows} == {"run"}
+    for row in table.rows:
+        seeds = [cpu_plan.evaluations[run_id].seed for run_id in row.eval_ids]
+        assert seeds == ([0, 1, 2] if row.terms.get("lam", 0) > 5e-5 else [0, 1, 2, 3, 4])
+        assert all(cpu_plan.evaluations[run_id].eval_samples is None for run_id in row.eval_ids)  # all 10,000
+
+
+def test_random_init_rows_evaluate_an_untrained_encoder_per_seed(cpu_plan):
+    (row,) = _rows(cpu_plan.tables["evidence"], method=NO_PRETRAINING)
+    assert row.pretrain_ids == []
+    specs = [cpu_plan.evaluations[run_id] for run_id in row.eval_ids]
+    assert {spec.init for spec in specs} == {"none"} and [spec.seed for spec in specs] == [0, 1, 2, 3, 4]
+    mae = cpu_plan.pretrain[_rows(cpu_plan.tables["evidence"], method="mae")[0].pretrain_ids[0]]
+    assert {(s.model, s.patch_size, s.img_size) for s in specs} == {(mae.model, mae.patch_size, mae.img_size)}
+
+
+def test_lambda_is_rescaled_and_keeps_the_papers_ratios(cpu_plan, tiny_plan):
+    table = cpu_plan.tables["evidence"]
+    for row in _rows(table, method="nor_mae"):
+        spec = cpu_plan.pretrain[row.pretrain_ids[0]]
+        assert spec.lam == pytest.approx(row.terms["lam"] * (120 if row.terms["cnp"] == "authors_code" else 50))
+    assert "lambda x 50 for vit_tiny/16, 120 for vit_tiny/16/authors_code" in " ".join(table.mapping)
+    for plan in (cpu_plan, tiny_plan):
+        for table in plan.tables.values():
+            factors = {}
+            for row in _rows(table, method="nor_mae"):
+                if row.pretrain_ids:
+                    ran = plan.pretrain[row.pretrain_ids[0]].lam
+                    terms = [row.terms.get(k) for k in ("model", "patch_size", "cnp", "nor_variant", "mask_ratio")]
+                    factors.setdefault(lam_factor_key(plan.scale.lam_scale, *terms), set()).add(
+                        round(ran / row.terms["lam"], 6)
+                    )
+            assert all(len(found) == 1 for found in factors.values())  # one factor each: the paper's ratios kept
+
+
+def test_a_scale_without_a_factor_for_a_row_names_the_command():
+    row = {"model": "vit_tiny", "patch_size": 16, "lam": 5e-5, "cnp": "paper", "mask_ratio": 0.5}
+    assert scaled_lam(None, row) == (5e-5, 1.0)
+    assert scaled_lam({"vit_tiny/16": 50}, row) == (0.0025, 50.0)
+    factors = {"vit_tiny/16": 50, "vit_tiny/16/authors_code": 120, "vit_tiny/16/mr0.5": 200}
+    assert scaled_lam(factors, row) == (0.01, 200.0)  # a qualified factor wins
+    assert scaled_lam(factors, {**row, "cnp": "authors_code"}) == (0.006, 120.0)
+    with pytest.raises(ConfigError, match="normae nor-share"):
+        scaled_lam({"vit_tiny/16": 50}, {**row, "model": "vit_small"})
+
+
+def test_a_scale_naming_an_unknown_table_is_an_error():
+    scale = normae_plan.load_scale("cpu")
+    scale.tables = ("evidence", "T99")
+    with pytest.raises(ConfigError, match="T99"):
+        normae_plan.expand(normae_plan.load_experiments(), scale)
+
+
+def test_pairs_use_the_seeds_both_rows_ran_and_the_floor_is_random_init(tmp_path, cpu_plan):
+    table = cpu_plan.tables["evidence"]
+    top1 = {}
+    for row in table.rows:
+        for run_id in row.eval_ids:
+            seed = cpu_plan.evaluations[run_id].seed
+            method, lam = row.terms["method"], row.terms.get("lam", 0)
+            base = {NO_PRETRAINING: 50.0, "mae": 70.0}.get(method, 70.0 + 1000 * lam)
+            top1[run_id] = base + seed * (1.5 if method == NO_PRETRAINING else 1.0) + (seed % 2) * 0.3 * (lam > 1e-3)
+    fake_runs(tmp_path, cpu_plan, table.eval_ids(), top1.get)
+    frame = table_frame(table, cpu_plan, tmp_path)
+    mae = frame[frame["method"] == "mae"].iloc[0]
+    floor = frame[frame["method"] == NO_PRETRAINING].iloc[0]
+    swept = frame[(frame["method"] == "nor_mae") & (frame["lam"] == 5e-3)].iloc[0]
+    assert swept["seeds"] == 3 and mae["seeds"] == 5
+    mae_values = [float(v) for v in mae["ours_values"].split()][:3]
+    differences = [a - b for a, b in zip(map(float, swept["ours_values"].split()), mae_values)]
+    expected = stats.ttest_1samp(differences, 0).confidence_interval(0.95)
+    assert swept["gain_ours"] == pytest.approx(sum(differences) / 3)
+    assert (swept["gain_low"], swept["gain_high"]) == pytest.approx((expected.low, expected.high))
+    assert swept["verdict"] == "NoR-MAE ahead"
+    over = [a - b for a, b in zip(map(float, mae["ours_values"].split()), map(float, floor["ours_values"].split()))]
+    interval = stats.ttest_1samp(over, 0).confidence_interval(0.95)
+    assert mae["over_init"] == pytest.approx(sum(over) / 5)
+    assert (mae["over_init_low"], mae["over_init_high"]) == pytest.approx((interval.low, interval.high))
+    assert pd.isna(floor["over_init"]) and pd.isna(floor["gain_ours"])
