@@ -34,7 +34,7 @@ from normae.commands import (
 from normae.data.registry import ANALYSIS_SOURCES
 from normae.errors import NormaeError
 from normae.experiments.config import CONFIG_DIR, SWEEP_TERMS
-from normae.experiments.summary import add_plan_options, print_plan
+from normae.experiments.summary import add_plan_options, add_plan_output_options, print_plan
 from normae.paths import (
     ALL_RUNS_CSV,
     ANALYSIS_DIR,
@@ -177,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         "a device-hour estimate.",
     )
     add_plan_options(plan)
+    add_plan_output_options(plan)
     plan.set_defaults(func=print_plan)
 
     summarize = command("summarize", "print the final metrics of finished runs side by side")

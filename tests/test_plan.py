@@ -1,4 +1,5 @@
 import ast
+import json
 import subprocess
 import sys
 import types
@@ -390,3 +391,28 @@ def test_normae_plan_prints_every_table(capsys):
     for name in ("T1", "T2", "T3", "T4", "T5", "T6", "T7", "F3", "F6", "F7", "F8", "SUPP", "ablation"):
         assert f"\n{name}: " in out
     assert "not implemented" in out and "estimate" in out
+
+
+def test_plan_ids_of_one_table_are_exactly_its_runs(capsys, tiny_plan):
+    from normae.cli import main
+
+    assert main(["plan", "--scale", "tiny", "--table", "table5", "--ids"]) == 0
+    printed = capsys.readouterr().out.split()
+    table = tiny_plan.tables["T5"]
+    assert sorted(printed) == sorted(table.pretrain_ids() | table.eval_ids())
+
+
+def test_plan_json_gives_every_run_its_spec_and_the_rows_it_serves(capsys, tiny_plan):
+    from normae.cli import main
+
+    assert main(["plan", "--scale", "tiny", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    runs = {run["run_id"]: run for run in document["runs"]}
+    assert set(runs) == set(tiny_plan.pretrain) | set(tiny_plan.evaluations)
+    for run_id, run in runs.items():
+        assert run["spec"] == tiny_plan.spec(run_id).to_dict() and run["stage"] == tiny_plan.spec(run_id).stage
+        assert run["serves"], f"{run_id} serves no table row"
+    t5 = [s for run in runs.values() for s in run["serves"] if s["table"] == "T5"]
+    assert {s["terms"]["lam"] for s in t5 if s["terms"]["method"] == "nor_mae"} == {1e-5, 5e-5, 1e-4, 5e-4}
+    assert main(["plan", "--table", "T99"]) == 2
+    assert "no table T99" in capsys.readouterr().err

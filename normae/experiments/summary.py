@@ -4,6 +4,7 @@ device-hour estimate; the plan's command-line options (torch-free)."""
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from normae.data.registry import DATASETS
@@ -107,7 +108,65 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
     )
 
 
+def add_plan_output_options(parser: argparse.ArgumentParser) -> None:
+    """`normae plan`'s own options: which tables, and the run ids or a JSON document instead of the summary."""
+    parser.add_argument(
+        "--table",
+        action="append",
+        dest="tables",
+        metavar="TABLE",
+        help="only this table (its name, T5, or its file, table5); repeat for several",
+    )
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--ids", action="store_true", help="print the run ids the tables need, one per line")
+    output.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document: every run's id, stage, full spec and the paper rows it serves",
+    )
+
+
+def select_tables(plan: Plan, names: list[str] | None) -> Plan:
+    """The plan restricted to the named tables (by name or file); an unknown name lists the known ones."""
+    if not names:
+        return plan
+    by_name = {key: table for table in plan.tables.values() for key in (table.name, table.file)}
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        known = ", ".join(f"{t.name} ({t.file})" for t in plan.tables.values())
+        raise ConfigError(f"no table {', '.join(unknown)} at scale {plan.scale.name}; known: {known}")
+    tables = {by_name[name].name: by_name[name] for name in names}
+    needed = {run_id for table in tables.values() for run_id in table.pretrain_ids() | table.eval_ids()}
+    return Plan(
+        plan.scale,
+        {k: v for k, v in plan.pretrain.items() if k in needed},
+        {k: v for k, v in plan.evaluations.items() if k in needed},
+        tables,
+        plan.seeds,
+    )
+
+
+def plan_document(plan: Plan) -> dict:
+    """Every run of the plan: its id, stage, full spec, and the paper rows it serves (table and terms)."""
+    serves: dict[str, list[dict]] = {}
+    for table in plan.tables.values():
+        for row in table.rows:
+            for run_id in dict.fromkeys(row.pretrain_ids + row.eval_ids):
+                serves.setdefault(run_id, []).append({"table": table.name, "status": row.status, "terms": row.terms})
+    runs = [
+        {"run_id": run_id, "stage": spec.stage, "spec": spec.to_dict(), "serves": serves.get(run_id, [])}
+        for run_id, spec in [*plan.pretrain.items(), *plan.evaluations.items()]
+    ]
+    return {"scale": plan.scale.name, "seeds": plan.seeds, "tables": list(plan.tables), "runs": runs}
+
+
 def print_plan(args: argparse.Namespace) -> int:
-    """`normae plan --scale NAME`: what each table needs at that scale."""
-    print(summarize(plan_from_args(args)))
+    """`normae plan --scale NAME`: what each table needs at that scale (or its run ids, or the plan as JSON)."""
+    plan = select_tables(plan_from_args(args), getattr(args, "tables", None))
+    if getattr(args, "ids", False):
+        print("\n".join([*plan.pretrain, *plan.evaluations]))
+    elif getattr(args, "json", False):
+        print(json.dumps(plan_document(plan), indent=1))
+    else:
+        print(summarize(plan))
     return 0
