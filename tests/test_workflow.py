@@ -119,6 +119,22 @@ def test_each_seed_adds_a_run_pair(tmp_path):
     assert three["train_run"] == 3 * one["train_run"] == 3 * 12
 
 
+def test_a_table_is_a_target_by_its_name(tmp_path):
+    """`snakemake table5` plans exactly Table 5's runs, its table and its sweep figure."""
+    workdir = tmp_path / "work"
+    shutil.copytree(REPO / "config", workdir / "config")
+    counts = job_counts(snakemake(workdir, "-n", "table5").stdout)
+    tiny = normae_plan.expand(normae_plan.load_experiments(), normae_plan.load_scale("tiny"))
+    table = tiny.tables["T5"]
+    assert counts == {
+        "train_run": len(table.pretrain_ids() | table.eval_ids()),
+        "table": 1,
+        "figure_sweep": 1,
+        "table5": 1,
+        "total": counts["total"],
+    }
+
+
 @pytest.mark.parametrize(
     "override, named", [("scael=tiny", "scael"), ("launcher=cloud", "cloud"), ("seeds=[0,0]", "unique")]
 )

@@ -1,7 +1,8 @@
 # Measurements that train nothing (Figure 3, cost) and the PCA of a pre-trained encoder (Figures 7-8).
 
 
-rule cost:
+rule cost_benchmark:
+    """The cost claim: NoR-MAE vs MAE step time and memory (normae bench)."""
     output:
         LAYOUT.cost(),
     log:
@@ -16,6 +17,7 @@ rule cost:
 
 
 rule cnp_similarity:
+    """Figure 3's numbers: cosine of each patch with its closest neighbour, per image source."""
     output:
         LAYOUT.cnp_similarity("{source}"),
     log:
@@ -30,6 +32,7 @@ rule cnp_similarity:
 
 
 rule pca:
+    """Figures 7-8: PCA of visible vs closest-neighbour features of one pre-trained encoder."""
     input:
         summary_file("{run}"),
     output:

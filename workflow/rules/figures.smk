@@ -2,6 +2,7 @@
 
 
 rule figure_cnp_similarity:
+    """Figure 3 as a histogram per image source."""
     input:
         [LAYOUT.cnp_similarity(source) for source in ANALYSIS["cnp_similarity"]],
     output:
@@ -19,6 +20,7 @@ rule figure_cnp_similarity:
 
 
 rule figure_pca:
+    """Figures 7-8: the PCA scatter of a table's runs, MAE beside NoR-MAE."""
     input:
         pca_inputs,
     output:
@@ -34,6 +36,7 @@ rule figure_pca:
 
 
 rule figure_variants:
+    """Figure 6: NoR loss variants, their losses and top-1."""
     input:
         pretrain=lambda wildcards: summaries(TABLES[wildcards.figure].pretrain_ids()),
         finetune=lambda wildcards: summaries(TABLES[wildcards.figure].eval_ids()),
@@ -55,6 +58,7 @@ rule figure_variants:
 
 
 rule figure_sweep:
+    """A sweep table's plot: the paper's values and ours in two panels against the swept setting."""
     input:
         LAYOUT.table("{table}", "csv"),
     output:
@@ -68,6 +72,7 @@ rule figure_sweep:
 
 
 rule figure_evidence:
+    """The evidence figure: NoR-MAE minus MAE against lambda, with the NoR gradient share."""
     input:
         LAYOUT.table("evidence", "csv"),
     output:

@@ -2,6 +2,7 @@
 
 
 rule table:
+    """One table: the paper's value beside ours per row, paired NoR-MAE minus MAE and verdicts (csv, md, tex, html)."""
     input:
         table_inputs,
     output:
@@ -21,6 +22,7 @@ rule table:
 
 
 rule verdicts:
+    """The report's Summary: how many run pairs of each table earned each verdict."""
     input:
         [LAYOUT.table(table, "csv") for table in TABLES],
     output:
@@ -34,6 +36,7 @@ rule verdicts:
 
 
 rule all_runs:
+    """One tidy CSV: a row per planned run with its spec, final metrics and diagnostics."""
     input:
         summaries([*PLAN.pretrain, *PLAN.evaluations]),
     output:

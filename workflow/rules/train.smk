@@ -5,6 +5,7 @@
 
 
 rule train_run:
+    """One planned run (pre-training or evaluation): writes its spec, launches it, resumes it if killed."""
     input:
         unpack(run_inputs),
     output:
