@@ -119,6 +119,14 @@ def test_each_seed_adds_a_run_pair(tmp_path):
     assert three["train_run"] == 3 * one["train_run"] == 3 * 12
 
 
+def test_the_slurm_profile_sets_resources_of_rules_that_exist():
+    """A renamed rule must not silently lose its login-node limit (Snakemake ignores unknown names)."""
+    profile = yaml.safe_load((REPO / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
+    sources = [SNAKEFILE.read_text(), *(path.read_text() for path in (REPO / "workflow" / "rules").glob("*.smk"))]
+    rules = {name for text in sources for name in re.findall(r"^rule (\w+):", text, re.MULTILINE)}
+    assert set(profile["set-resources"]) <= rules, set(profile["set-resources"]) - rules
+
+
 def test_a_table_is_a_target_by_its_name(tmp_path):
     """`snakemake table5` plans exactly Table 5's runs, its table and its sweep figure."""
     workdir = tmp_path / "work"
