@@ -26,6 +26,7 @@ TORCH_FREE = (
     "normae.experiments.config",
     "normae.experiments.plan",
     "normae.experiments.faithful",
+    "normae.experiments.mapping",
     "normae.stages",
     "normae.cluster",
     "normae.cluster.launch",

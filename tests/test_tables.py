@@ -1,5 +1,6 @@
 """Paper-vs-ours tables: numbers come from the planned run folders, gains pair NoR-MAE with its MAE row."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -119,7 +120,16 @@ def test_spec_command_writes_the_planned_spec(tmp_path, tiny_plan):
     assert wrong.returncode == 2 and "not in the plan" in wrong.stderr
 
 
-def test_one_evaluation_carries_its_binomial_error_and_the_model_column_says_what_ran(tmp_path, tiny_plan):
+@pytest.fixture(scope="module")
+def shared_plan():
+    """The tiny plan with one lambda factor for ViT-Small and ViT-Base: both then run one vit_mini pair."""
+    scale = normae_plan.load_scale("tiny")
+    factors = {**scale.lam_scale, "vit_base/16": scale.lam_scale["vit_small/16"]}
+    return normae_plan.expand(normae_plan.load_experiments(), dataclasses.replace(scale, lam_scale=factors))
+
+
+def test_one_evaluation_carries_its_binomial_error_and_the_model_column_says_what_ran(tmp_path, shared_plan):
+    tiny_plan = shared_plan
     table = tiny_plan.tables["T3"]
     fake_runs(tmp_path, tiny_plan, table.eval_ids(), lambda run_id: 20.0, eval_images=400)
     frame = table_frame(table, tiny_plan, tmp_path)
@@ -166,7 +176,8 @@ def test_written_tex_escapes_every_cell_and_the_caption(tmp_path, tiny_plan):
     assert r"vit\_base (ran vit\_mini)" in tex and r"95 \% Student-t" in tex and r"$\pm$" in tex
 
 
-def test_verdicts_summarise_each_table_once_per_run_pair(tmp_path, tiny_plan):
+def test_verdicts_summarise_each_table_once_per_run_pair(tmp_path, shared_plan):
+    tiny_plan = shared_plan
     paths = []
     for name in ("T3", "T6"):
         table = tiny_plan.tables[name]
