@@ -400,6 +400,7 @@ def test_a_full_disk_outside_training_is_one_line(tmp_path, tiny_plan):
     assert list(tmp_path.iterdir()) == [], "the failed write left a file behind"
 
 
+@pytest.mark.slow  # starts DataLoader worker processes: 14 s here, the slowest test outside `slow`
 def test_an_image_error_in_a_dataloader_worker_is_one_line_naming_the_image(tmp_path, imagenet_root):
     for image in (imagenet_root / "train").rglob("*_*.*"):
         image.write_bytes(b"not an image")
