@@ -73,12 +73,18 @@ def jobs_named(name: str, submitted_from=None) -> list[str]:
 
 
 def start_requeued_job_now(job_id: str, timeout=60.0) -> None:
-    """Once the requeued job pends, let it start at once instead of after SLURM's requeue delay."""
+    """Once the requeued job pends, let it start at once instead of after SLURM's requeue delay.
+
+    SLURM may set the requeued job's begin time after our ``StartTime=now`` landed (seen on this
+    machine: the job then pended past the test's wait), so the update is repeated until it runs."""
     deadline = time.monotonic() + timeout
     while job_state(job_id) != "PENDING":
         assert time.monotonic() < deadline, f"job {job_id} did not go back to PENDING (state {job_state(job_id)})"
         time.sleep(0.3)
-    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True, timeout=30)
+    while job_state(job_id) == "PENDING":
+        assert time.monotonic() < deadline, f"requeued job {job_id} still pending after {timeout:.0f} s"
+        subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True, timeout=30)
+        time.sleep(2.0)
 
 
 def step_lines(text: str) -> int:
