@@ -17,6 +17,7 @@ from normae.data.registry import (
     DIGITS_TEST_FRACTION,
     GENERATED_EVAL_SIZE,
     GENERATED_TRAIN_SIZE,
+    LAYOUTS,
 )
 from normae.data.sources import (
     IMAGENET_HELP,
@@ -29,29 +30,60 @@ from normae.data.sources import (
 )
 from normae.errors import ConfigError, DataNotFoundError
 
-_LAYOUTS = {
-    "cifar10": "<root>/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
-    "cifar100": "<root>/cifar-100-python/{train,test,meta}",
-    "flowers102": "<root>/flowers-102/{jpg/image_00001.jpg..,imagelabels.mat,setid.mat}",
-    "pets": "<root>/oxford-iiit-pet/{images/<Breed>_<n>.jpg,annotations/{trainval,test}.txt}",
-    "dtd": "<root>/dtd/dtd/{images/<class>/<name>.jpg,labels/{train1,val1,test1}.txt}",
-    "food101": "<root>/food-101/{images/<class>/<id>.jpg,meta/{train,test}.json}",
-    "aircraft": "<root>/fgvc-aircraft-2013b/data/{images/<id>.jpg,variants.txt,images_variant_{trainval,test}.txt}",
-    "caltech101": "<root>/caltech101/101_ObjectCategories/<class>/image_0001.jpg.. (BACKGROUND_Google included)",
-}
+
+def _without_md5(file_list):
+    return [[filename, None] for filename, _ in file_list]
+
+
+class _FilesExistCIFAR:
+    """torchvision's CIFAR-10/100 check, unless downloading, only that their files exist.
+
+    torchvision compares every file with the published MD5 sums, so a miniature copy in the real
+    layout (normae.data.rehearsal) would be "not found or corrupted": the sums are checked by
+    `normae check-data` instead. torchvision's check_integrity skips the sum where it is None. With
+    download=True the sums stay, so that a download is verified and a corrupt copy fetched again.
+    """
+
+    def __init__(self, root, train, transform, download):
+        if not download:
+            self.train_list = _without_md5(self.train_list)
+            self.test_list = _without_md5(self.test_list)
+            self.meta = {**self.meta, "md5": None}
+        super().__init__(root, train=train, transform=transform, download=download)
+
+
+class _CIFAR10(_FilesExistCIFAR, datasets.CIFAR10):
+    pass
+
+
+class _CIFAR100(_FilesExistCIFAR, datasets.CIFAR100):
+    pass
+
+
+class _Flowers102(datasets.Flowers102):
+    """torchvision's Flowers-102 whose check, unless downloading, asks only that the .mat files exist.
+
+    As for CIFAR (_FilesExistCIFAR): the MD5 sums are checked by `normae check-data`, and by
+    torchvision still where download=True.
+    """
+
+    def __init__(self, root, split, transform, download):
+        if not download:
+            self._file_dict = {key: (filename, None) for key, (filename, _) in self._file_dict.items()}
+        super().__init__(root, split, transform=transform, download=download)
 
 
 def _cifar10(root, train, transform, download):
-    return datasets.CIFAR10(root, train=train, transform=transform, download=download)
+    return _CIFAR10(root, train, transform, download)
 
 
 def _cifar100(root, train, transform, download):
-    return datasets.CIFAR100(root, train=train, transform=transform, download=download)
+    return _CIFAR100(root, train, transform, download)
 
 
 def _flowers102(root, train, transform, download):
     splits = ("train", "val") if train else ("test",)
-    parts = [datasets.Flowers102(root, split, transform=transform, download=download) for split in splits]
+    parts = [_Flowers102(root, split, transform, download) for split in splits]
     return ConcatDataset(parts) if train else parts[0]
 
 
@@ -181,7 +213,7 @@ def build_classification_dataset(name, root, split, transform, download=False) -
 
 
 def _load_torchvision(name, root, train, transform, download):
-    hint = f"Expected layout: {_LAYOUTS[name]}\n`--download` (download=True) fetches it into root."
+    hint = f"Expected layout: {LAYOUTS[name]}\n`--download` (download=True) fetches it into root."
     if root is None:
         raise DataNotFoundError(f"{name} needs root, the folder that holds it.\n{hint}")
     # RuntimeError: torchvision's "Dataset not found or corrupted"; FileNotFoundError: a missing split file.

@@ -11,6 +11,7 @@ set, analysis image source); each vocabulary is one ``Literal``, its tuple is de
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, get_args
 
 PretrainDataset = Literal["fashion_mnist", "imagenet1k", "imagenet100", "generated"]
@@ -55,6 +56,11 @@ GENERATED_TRAIN_SIZE = 200
 GENERATED_EVAL_SIZE = 500
 # The generated set for pre-training and the analyses (each split: seed 0 train, seed 1 eval).
 GENERATED_PRETRAIN_SAMPLES = 512
+# The file in a configured data folder that marks it as generated rehearsal data (normae.data.rehearsal).
+# A generated miniature copy of a set carries this JSON file in the set's folder: {"dataset": <name>,
+# "generated_by": "...", "num_classes": int, "train_images": int, "eval_images": int}. `normae
+# check-data` then checks the copy's counts against it instead of the published sizes, and says so.
+REHEARSAL_MANIFEST = "normae-rehearsal.json"
 
 
 @dataclass(frozen=True)
@@ -250,7 +256,66 @@ if set(DATASETS) != set(DATASET_NAMES) or len(DATASETS) != len(_FACTS):
 # The classification sets, in CLASSIFICATION_DATASETS order (fine-tuning and linear probing read these).
 CLASSIFICATION_SETS: dict[str, DatasetFacts] = {name: DATASETS[name] for name in CLASSIFICATION_DATASETS}
 
+# The four IDX files of Fashion-MNIST, each plain or gzipped (with a .gz suffix), and where the
+# readers look for them when no folder is given: $NORMAE_FASHION_MNIST, then ./data/fashion-mnist,
+# then Debian's dataset-fashion-mnist package.
+FASHION_MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+FASHION_MNIST_ENV = "NORMAE_FASHION_MNIST"
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+# The IDX format of these files: type code (third magic byte) -> big-endian numpy dtype.
+IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+# The files and folders each set's loader reads, one line each, for the messages that say where a
+# set was looked for (the loaders' errors and `normae check-data`).
+LAYOUTS: dict[str, str] = {
+    "imagenet1k": "<root>/train/<wnid>/*.JPEG and <root>/val/<wnid>/*.JPEG, one folder per class wnid, "
+    "e.g. <root>/train/n01440764/n01440764_10026.JPEG (validation images sorted into their class folders)",
+    "cifar10": "<root>/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
+    "cifar100": "<root>/cifar-100-python/{train,test,meta}",
+    "flowers102": "<root>/flowers-102/{jpg/image_00001.jpg..,imagelabels.mat,setid.mat}",
+    "pets": "<root>/oxford-iiit-pet/{images/<Breed>_<n>.jpg,annotations/{trainval,test}.txt}",
+    "dtd": "<root>/dtd/dtd/{images/<class>/<name>.jpg,labels/{train1,val1,test1}.txt}",
+    "food101": "<root>/food-101/{images/<class>/<id>.jpg,meta/{train,test}.json}",
+    "aircraft": "<root>/fgvc-aircraft-2013b/data/{images/<id>.jpg,variants.txt,images_variant_{trainval,test}.txt}",
+    "caltech101": "<root>/caltech101/101_ObjectCategories/<class>/image_0001.jpg.. (BACKGROUND_Google included)",
+    "fashion_mnist": ", ".join(f"<folder>/{name}.gz" for name in FASHION_MNIST_FILES)
+    + " (each file plain or gzipped with a .gz suffix)",
+}
+LAYOUTS["imagenet100"] = (
+    f"the ImageNet-1K folder ({LAYOUTS['imagenet1k']}); the 100 wnids listed in "
+    "normae/resources/imagenet100_classes.txt are read from it"
+)
+
 
 def short_name(dataset: str) -> str:
     """The name a run id uses for ``dataset`` (an unknown name stands for itself)."""
     return DATASETS[dataset].short_name if dataset in DATASETS else dataset
+
+
+# The data map's keys (config/config.yaml `data:`, `--data NAME=FOLDER`): the sets read from a folder
+# on disk. ImageNet-100 is read in place from the ImageNet-1K folder, the 5-class Fashion-MNIST from
+# Fashion-MNIST's; digits, generated and sklearn_samples need no folder.
+FOLDER_DATASETS: tuple[str, ...] = (
+    "imagenet1k",
+    "cifar10",
+    "cifar100",
+    "flowers102",
+    "pets",
+    "dtd",
+    "food101",
+    "aircraft",
+    "caltech101",
+    "fashion_mnist",
+)
+_FOLDER_OF = {"imagenet100": "imagenet1k", "fashion_mnist_subset5": "fashion_mnist"}
+
+
+def folder_key(dataset: str) -> str | None:
+    """The data map's key whose folder ``dataset`` is read from (None: it needs no folder)."""
+    key = _FOLDER_OF.get(dataset, dataset)
+    return key if key in FOLDER_DATASETS else None

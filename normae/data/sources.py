@@ -17,31 +17,15 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import datasets
 
+from normae.data.registry import DEBIAN_FASHION_MNIST, FASHION_MNIST_ENV, FASHION_MNIST_FILES, LAYOUTS
+from normae.data.registry import IDX_DTYPES as _IDX_DTYPES
 from normae.errors import ConfigError, CorruptDataError, DataNotFoundError
 
-FASHION_MNIST_ENV = "NORMAE_FASHION_MNIST"
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MNIST_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
-FASHION_MNIST_HELP = """Expected layout (each file plain or gzipped with a .gz suffix):
-  <folder>/train-images-idx3-ubyte.gz
-  <folder>/train-labels-idx1-ubyte.gz
-  <folder>/t10k-images-idx3-ubyte.gz
-  <folder>/t10k-labels-idx1-ubyte.gz
+FASHION_MNIST_HELP = f"""Expected layout: {LAYOUTS["fashion_mnist"]}
 Get it with `make data` or `normae fetch-data fashion-mnist` (fills data/fashion-mnist from Debian's
-dataset-fashion-mnist package), or set NORMAE_FASHION_MNIST to a folder holding these files."""
-IMAGENET_HELP = """Expected ImageNet-1K (ILSVRC2012) layout, one folder per class wnid:
-  <root>/train/<wnid>/*.JPEG   e.g. <root>/train/n01440764/n01440764_10026.JPEG
-  <root>/val/<wnid>/*.JPEG     (validation images sorted into their class folders)
+dataset-fashion-mnist package), or set {FASHION_MNIST_ENV} to a folder holding these files."""
+IMAGENET_HELP = f"""Expected ImageNet-1K (ILSVRC2012) layout: {LAYOUTS["imagenet1k"]}
 ImageNet cannot be downloaded automatically: get ILSVRC2012 from https://image-net.org and pass its folder as root."""
-
-
-# IDX type codes (third magic byte) -> big-endian numpy dtype.
-_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 def read_idx(path) -> np.ndarray:
