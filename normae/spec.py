@@ -7,22 +7,34 @@ import: login-node processes (planning, launching) read specs too.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
 from normae.data.registry import CLASSIFICATION_DATASETS, PRETRAIN_DATASETS, short_name
-from normae.errors import ConfigError
 from normae.paths import RunFolder
-from normae.spec_checks import at_least, common_problems, masking_problems, type_problems, within
+from normae.spec_base import (  # re-exported: read them from here, where every stage's class is registered
+    ACCUM_HELP,
+    BATCH_SIZE_HELP,
+    GLOBAL_BATCH_HELP,
+    SPEC_CLASSES,
+    SpecBase,
+    batch_part,
+    global_batch_problems,
+    option,
+)
+from normae.spec_base import (
+    load_spec as load_spec,
+)
+from normae.spec_base import (
+    spec_from_dict as spec_from_dict,
+)
+from normae.spec_checks import at_least, common_problems, masking_problems, within
 
 Method = Literal["mae", "nor_mae"]
 CnpMode = Literal["paper", "authors_code", "random"]
 NorVariant = Literal["offdiag", "diag", "token"]
-Stage = Literal["pretrain", "finetune", "linprobe", "knn"]
+Stage = Literal["pretrain", "finetune", "linprobe", "knn", "bench"]
 Amp = Literal["auto", "bf16", "fp16", "none"]
 
 METHODS: tuple[str, ...] = get_args(Method)
@@ -30,63 +42,6 @@ CNP_MODES: tuple[str, ...] = get_args(CnpMode)
 NOR_VARIANTS: tuple[str, ...] = get_args(NorVariant)
 STAGES: tuple[str, ...] = get_args(Stage)
 AMP_MODES: tuple[str, ...] = get_args(Amp)
-
-
-def option(default, help: str, **metadata):
-    """A spec field with the help text that ``normae pretrain --help`` shows."""
-    return field(default=default, metadata={"help": help, **metadata})
-
-
-class SpecBase:
-    """Serialisation, hashing and validation shared by every stage's spec."""
-
-    stage = "base"
-
-    def run_id(self) -> str:
-        raise NotImplementedError
-
-    cosmetic_fields = frozenset({"num_workers", "checkpoint_minutes", "log_every", "data_root", "download"})
-
-    def __post_init__(self):
-        problems = type_problems(self) or self.problems()  # types first: the value checks compare numbers
-        if problems:
-            raise ConfigError(f"invalid {self.stage} spec: " + "; ".join(problems))
-
-    def problems(self) -> list[str]:
-        return []
-
-    @staticmethod
-    def parse(data: dict) -> SpecBase:
-        """The spec ``data`` describes, of whichever stage its ``stage`` field names."""
-        return spec_from_dict(data)
-
-    def digest(self) -> str:
-        """Hash of the fields that change what is computed (not logging, workers or paths to data)."""
-        payload = {k: v for k, v in self.to_dict().items() if k not in self.cosmetic_fields}
-        return hashlib.sha256(json.dumps({"stage": self.stage, **payload}, sort_keys=True).encode()).hexdigest()
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)  # type: ignore[call-overload]  # every subclass is a dataclass
-
-    @classmethod
-    def from_dict(cls, data: dict):
-        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # every subclass is a dataclass
-        unknown = sorted(set(data) - known - {"stage"})
-        if unknown:
-            raise ConfigError(f"unknown spec keys {unknown}; known keys: {sorted(known)}")
-        if data.get("stage", cls.stage) != cls.stage:
-            raise ConfigError(f"this is a {data['stage']} spec, not a {cls.stage} spec")
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-    @classmethod
-    def from_json(cls, path: str | Path):
-        spec = load_spec(path)
-        if not isinstance(spec, cls):
-            raise ConfigError(f"{path} is a {spec.stage} spec, not a {cls.stage} spec")
-        return spec
-
-    def to_json(self) -> str:
-        return json.dumps({"stage": self.stage, **self.to_dict()}, indent=2, sort_keys=True) + "\n"
 
 
 @dataclass
@@ -115,8 +70,9 @@ class PretrainSpec(SpecBase):
     norm_pix_loss: bool = option(True, "per-patch normalised pixel targets (and standardised NoR inputs)")
     epochs: int = option(200, "pre-training epochs")
     warmup_epochs: float = option(40, "linear warm-up epochs, then half-cycle cosine")
-    batch_size: int = option(64, "images per process per step")
-    accum_iter: int = option(1, "gradient accumulation steps (effective batch = batch_size x accum_iter x processes)")
+    batch_size: int = option(64, BATCH_SIZE_HELP)
+    accum_iter: int = option(1, ACCUM_HELP)
+    global_batch: int | None = option(None, GLOBAL_BATCH_HELP)
     blr: float = option(1.5e-4, "base learning rate: lr = blr x effective batch / 256")
     lr: float | None = option(None, "absolute learning rate (overrides blr)")
     min_lr: float = option(0.0, "learning rate at the end of the cosine")
@@ -140,7 +96,7 @@ class PretrainSpec(SpecBase):
         if self.dataset not in PRETRAIN_DATASETS:
             problems.append(f"dataset must be one of {', '.join(PRETRAIN_DATASETS)}, got {self.dataset!r}")
         problems += at_least(self, 0, "lam")
-        problems += masking_problems(self)
+        problems += masking_problems(self) + global_batch_problems(self)
         return problems
 
     def run_id(self) -> str:
@@ -157,7 +113,7 @@ class PretrainSpec(SpecBase):
                 parts.append(f"cnp-{self.cnp}")
             if self.nor_variant != "offdiag":
                 parts.append(self.nor_variant)
-        parts += [f"mr{self.mask_ratio:g}", f"ep{self.epochs}", f"s{self.seed}"]
+        parts += [f"mr{self.mask_ratio:g}", f"ep{self.epochs}", *batch_part(self), f"s{self.seed}"]
         return "-".join(parts) + "-" + self.digest()[:8]
 
 
@@ -210,8 +166,9 @@ class DownstreamSpec(InitSource, SpecBase):
     patch_size: int = option(2, "patch size; our own checkpoints override it")
     epochs: int = option(100, "epochs")
     warmup_epochs: float = option(5, "linear warm-up epochs, then half-cycle cosine")
-    batch_size: int = option(256, "images per process per step")
-    accum_iter: int = option(1, "gradient accumulation steps")
+    batch_size: int = option(256, BATCH_SIZE_HELP)
+    accum_iter: int = option(1, ACCUM_HELP)
+    global_batch: int | None = option(None, GLOBAL_BATCH_HELP)
     blr: float = option(5e-4, "base learning rate: lr = blr x effective batch / 256")
     lr: float | None = option(None, "absolute learning rate (overrides blr)")
     min_lr: float = option(1e-6, "learning rate at the end of the cosine")
@@ -227,12 +184,13 @@ class DownstreamSpec(InitSource, SpecBase):
     def problems(self) -> list[str]:
         problems = common_problems(self)
         problems += self.source_problems()
-        problems += at_least(self, 1, "eval_samples", "eval_batch_size")
+        problems += at_least(self, 1, "eval_samples", "eval_batch_size") + global_batch_problems(self)
         return problems
 
     def run_id(self) -> str:
         source = self.init_name()
-        return f"{self.dataset}-{self.stage}-from-{source}-ep{self.epochs}-s{self.seed}-{self.digest()[:8]}"
+        parts = [self.dataset, self.stage, "from", source, f"ep{self.epochs}", *batch_part(self), f"s{self.seed}"]
+        return "-".join(parts) + "-" + self.digest()[:8]
 
 
 @dataclass
@@ -266,7 +224,7 @@ class LinprobeSpec(DownstreamSpec):
     stage = "linprobe"
     epochs: int = option(90, "epochs")
     warmup_epochs: float = option(10, "linear warm-up epochs, then half-cycle cosine")
-    batch_size: int = option(512, "images per process per step")
+    batch_size: int = option(512, BATCH_SIZE_HELP)
     blr: float = option(0.1, "base learning rate: lr = blr x effective batch / 256")
     min_lr: float = option(0.0, "learning rate at the end of the cosine")
     weight_decay: float = option(0.0, "LARS weight decay")
@@ -316,36 +274,42 @@ class KnnSpec(InitSource, SpecBase):
         return f"{self.dataset}-knn-from-{self.init_name()}-k{self.k}-s{self.seed}-{self.digest()[:8]}"
 
 
-SPEC_CLASSES: dict[str, type[SpecBase]] = {
-    "pretrain": PretrainSpec,
-    "finetune": FinetuneSpec,
-    "linprobe": LinprobeSpec,
-    "knn": KnnSpec,
-}
+@dataclass
+class BenchSpec(SpecBase):
+    """The cost claim's measurement as a run: MAE vs NoR-MAE step time and peak memory, interleaved in
+    one process (normae.analysis.bench), on whatever device the job gets (a GPU job at the paper scale)."""
+
+    stage = "bench"
+    model: str = option("vit_tiny", "model size")
+    img_size: int = option(224, "input size in pixels")
+    patch_size: int = option(16, "patch size in pixels")
+    batch_size: int = option(256, "images per step")
+    steps: int = option(50, "timed steps per method")
+    warmup: int = option(10, "untimed steps per method first")
+    lam: float = option(5e-5, "lambda of the NoR-MAE model")
+    cnp: CnpMode = option("paper", "closest-neighbour source of the NoR-MAE model")
+    amp: Amp = option("auto", "mixed precision: auto (bf16 on CUDA, none on CPU), bf16, fp16, none")
+    dataset: str | None = option(
+        None, "read the images through this pre-training set's loader (None: synthetic images, said so in the result)"
+    )
+    data_root: str | None = option(None, "the data set's folder")
+    num_workers: int = option(2, "data-loading worker processes (with a dataset)")
+    seed: int = option(0, "random seed (weights, images, masks)")
+
+    def problems(self) -> list[str]:
+        problems = at_least(self, 1, "img_size", "patch_size", "batch_size", "steps") + at_least(self, 0, "warmup")
+        if self.dataset is not None and self.dataset not in PRETRAIN_DATASETS:
+            problems.append(f"dataset must be one of {', '.join(PRETRAIN_DATASETS)} or null, got {self.dataset!r}")
+        if self.cnp not in CNP_MODES:
+            problems.append(f"cnp must be one of {', '.join(CNP_MODES)}, got {self.cnp!r}")
+        if self.img_size >= 1 and self.patch_size >= 1 and self.img_size % self.patch_size:
+            problems.append(f"patch_size {self.patch_size} does not divide img_size {self.img_size}")
+        return problems
+
+    def run_id(self) -> str:
+        images = short_name(self.dataset) if self.dataset else "synthetic"
+        parts = ["bench", self.model, f"p{self.patch_size}", f"{self.img_size}px", f"b{self.batch_size}", images]
+        return "-".join(parts) + "-" + self.digest()[:8]
 
 
-def spec_from_dict(data: dict) -> SpecBase:
-    """The spec that ``data`` describes, of the class its ``stage`` field names (pretrain if absent)."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"a spec is a JSON object, got {type(data).__name__}")
-    stage = data.get("stage", "pretrain")
-    if stage not in SPEC_CLASSES:
-        raise ConfigError(f"unknown stage {stage!r} in spec; known: {', '.join(SPEC_CLASSES)}")
-    return SPEC_CLASSES[stage].from_dict(data)
-
-
-def load_spec(path: str | Path) -> SpecBase:
-    """Read a spec file (spec.json), dispatching on its ``stage`` field; every problem names the file."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"spec file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ConfigError(f"cannot read spec file {path}: {error}") from None
-    try:
-        return spec_from_dict(data)
-    except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from None
-    except TypeError as error:  # a field of the wrong type that __post_init__'s checks trip over
-        raise ConfigError(f"{path}: {error}") from None
+assert set(SPEC_CLASSES) == set(STAGES), "every stage of normae.spec has a spec class"

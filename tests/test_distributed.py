@@ -32,18 +32,28 @@ def run_cli(args, cwd, torchrun_processes=None):
 
 @pytest.mark.slow
 def test_two_process_ddp_equals_one_process(tmp_path):
-    one = small_spec(epochs=1, warmup_epochs=0, batch_size=16, cnp="paper")
-    two = small_spec(epochs=1, warmup_epochs=0, batch_size=8, cnp="paper")
-    (tmp_path / "one.json").write_text(one.to_json())
-    (tmp_path / "two.json").write_text(two.to_json())
+    """One spec (global batch 16, forward passes of at most 4): one process accumulates 4 passes per
+    step, each of two processes 2; the weights agree."""
+    spec = small_spec(epochs=1, warmup_epochs=0, batch_size=4, global_batch=16, cnp="paper")
+    (tmp_path / "spec.json").write_text(spec.to_json())
 
-    single = run_cli(["pretrain", "--spec", "one.json", "--out", "single"], tmp_path)
+    single = run_cli(["pretrain", "--spec", "spec.json", "--out", "single"], tmp_path)
     assert single.returncode == 0, single.stderr
-    ddp = run_cli(["pretrain", "--spec", "two.json", "--out", "ddp"], tmp_path, torchrun_processes=2)
+    ddp = run_cli(["pretrain", "--spec", "spec.json", "--out", "ddp"], tmp_path, torchrun_processes=2)
     assert ddp.returncode == 0, ddp.stderr
 
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["effective_batch"] == 16
+    assert summary["batch"] == {
+        "global_batch": 16,
+        "per_process": 8,
+        "micro_batch": 4,
+        "accum_iter": 2,
+        "world_size": 2,
+        "requested": 16,
+        "capped": False,
+    }
+    assert json.loads((tmp_path / "single" / "summary.json").read_text())["batch"]["accum_iter"] == 4
     a = load_checkpoint(tmp_path / "single" / "checkpoint.pt")["model"]
     b = load_checkpoint(tmp_path / "ddp" / "checkpoint.pt")["model"]
     for key in a:

@@ -13,11 +13,12 @@ import sys
 from pathlib import Path
 from typing import Literal, get_args
 
-from normae.cluster.resources import RESOURCE_DEFAULTS
+from normae.cluster.resources import RESOURCE_DEFAULTS, num_tasks, resources_from
 from normae.errors import ConfigError
 from normae.paths import RunFolder
 from normae.spec import load_spec
 from normae.stages import run_here, summary_line
+from normae.training.batching import world_size_problem
 
 Launcher = Literal["inprocess", "local", "slurm"]
 LAUNCHERS: tuple[str, ...] = get_args(Launcher)
@@ -26,7 +27,6 @@ LAUNCHERS: tuple[str, ...] = get_args(Launcher)
 def run_as_job(spec_path: Path, folder: RunFolder, launcher: str, resources: dict | None, threads: int | None) -> int:
     """Submit (or re-attach to) the run's job and wait for it; 1 with the job's log paths if it fails."""
     from normae.cluster.job import StageJob
-    from normae.cluster.resources import resources_from
     from normae.cluster.submitit_adapter import submit_or_attach, wait_for
     from normae.errors import LaunchError
 
@@ -68,6 +68,9 @@ def launch(
     folder.check_spec(spec)
     if launcher == "inprocess":
         return run_here(spec, folder.path, resume=True)
+    problem = world_size_problem(getattr(spec, "global_batch", None), num_tasks(resources_from(resources)))
+    if problem:  # before the job waits in the queue, not on the node
+        raise ConfigError(f"{spec_path}: {problem} (--slurm nodes, gpus_per_node, tasks_per_node)")
     summary = folder.finished_summary(set_aside=True)  # a corrupt summary.json is set aside: the run resumes
     if summary is not None:
         print(f"[normae] {folder.path} is already finished; nothing to submit", file=sys.stderr)

@@ -24,6 +24,7 @@ from torch.utils.data import Subset
 
 from normae.errors import RunFolderError
 from normae.paths import RunFolder
+from normae.training.batching import BatchPlan, plan_batch
 from normae.training.loop import LoopConfig
 
 # What rank 0 found when it took the folder, as broadcast to the other ranks.
@@ -116,14 +117,15 @@ def fixed_subset(dataset, size: int | None):
     return Subset(dataset, sorted(chosen.tolist()))
 
 
-def loop_config(spec, world_size: int, amp: str) -> LoopConfig:
-    """The loop settings every stage's spec carries; lr = blr x effective batch / 256 unless given."""
-    effective_batch = spec.batch_size * spec.accum_iter * world_size
-    return LoopConfig(
+def loop_config(spec, world_size: int, amp: str, dataset_len: int) -> tuple[LoopConfig, BatchPlan]:
+    """The loop settings every stage's spec carries, with the step's split over processes
+    (``normae.training.batching``); lr = blr x global batch / 256 unless given."""
+    batch = plan_batch(spec.global_batch, spec.batch_size, spec.accum_iter, world_size, dataset_len)
+    cfg = LoopConfig(
         epochs=spec.epochs,
-        batch_size=spec.batch_size,
-        lr=spec.lr if spec.lr is not None else spec.blr * effective_batch / 256,
-        accum_iter=spec.accum_iter,
+        batch_size=batch.micro_batch,
+        lr=spec.lr if spec.lr is not None else spec.blr * batch.global_batch / 256,
+        accum_iter=batch.accum_iter,
         min_lr=spec.min_lr,
         warmup_epochs=spec.warmup_epochs,
         weight_decay=spec.weight_decay,
@@ -134,6 +136,7 @@ def loop_config(spec, world_size: int, amp: str) -> LoopConfig:
         seed=spec.seed,
         log_every=spec.log_every,
     )
+    return cfg, batch
 
 
 def evaluation_facts(

@@ -54,7 +54,7 @@ def run_pretrain(
         model = build_mae_from_spec(spec, img_size).to(device)
         num_patches = model.patch_embed.num_patches
         amp = resolve_amp(spec.amp, device)
-        cfg = loop_config(spec, world_size, amp)
+        cfg, batch_plan = loop_config(spec, world_size, amp, len(dataset))
         optimizer = torch.optim.AdamW(
             param_groups_weight_decay(model, spec.weight_decay, model.no_weight_decay()), lr=cfg.lr, betas=cfg.betas
         )
@@ -84,6 +84,7 @@ def run_pretrain(
             {
                 **results,
                 "lr": cfg.lr,
+                "batch": batch_plan.facts(),
                 "amp": amp,
                 **environment_facts(device),
                 "train_images": len(dataset),

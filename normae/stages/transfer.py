@@ -198,7 +198,7 @@ def run_transfer(
         model.to(device)
 
         amp = resolve_amp(spec.amp, device)
-        cfg = loop_config(spec, world_size, amp)
+        cfg, batch_plan = loop_config(spec, world_size, amp, len(train_set))
         optimizer = optimizer_for(spec, model, cfg.lr)
         mixup = None
         if finetune and (spec.mixup > 0 or spec.cutmix > 0):
@@ -259,6 +259,7 @@ def run_transfer(
                     spec, upstream, (size, patch_size, img_size), info, train_set, eval_set, train_targets
                 ),
                 "lr": cfg.lr,
+                "batch": batch_plan.facts(),
                 "amp": amp,
                 **environment_facts(device),
                 "wall_seconds_this_session": time.time() - started,
