@@ -14,7 +14,7 @@ RUNS := results/runs
 # The workflow's jobs call `normae`: the venv's, whether or not it is activated.
 WITH_VENV := PATH="$(CURDIR)/$(BIN):$$PATH"
 
-.PHONY: venv data lint test test-fast reproduce bench clean
+.PHONY: venv data lint test test-fast reproduce rehearse bench clean
 
 venv: $(BIN)/normae
 
@@ -52,8 +52,23 @@ reproduce: $(BIN)/normae data
 	$(WITH_VENV) $(BIN)/snakemake $(if $(SCALE),--config scale=$(SCALE)) $(ARGS)
 	$(WITH_VENV) $(BIN)/snakemake $(if $(SCALE),--config scale=$(SCALE)) --report report.html
 
+# The dress rehearsal of the paper scale: generated data in the real on-disk formats (ImageNet's 1000
+# wnids, the eight torchvision layouts), then the whole paper-scale DAG through the local SLURM cluster
+# and the profile a user types, every run cut to one step (config/rehearsal.yaml). Everything goes
+# under $(REHEARSAL)/ (its results/, figures/, report.html); tables say REHEARSAL.
+REHEARSAL := rehearsal
+rehearse: $(BIN)/normae
+	sinfo -h >/dev/null 2>&1 || .ci/start-slurm
+	rm -rf $(REHEARSAL) && mkdir -p $(REHEARSAL)
+	$(BIN)/normae rehearsal-data --out $(REHEARSAL)/data --config-out $(REHEARSAL)/data.yaml > $(REHEARSAL)/data.flow
+	for name in workflow config slurm; do ln -s ../$$name $(REHEARSAL)/$$name; done
+	cd $(REHEARSAL) && time $(WITH_VENV) snakemake --profile slurm \
+	    --config scale=paper rehearsal=true "data=$$(cat data.flow)" $(ARGS)
+	cd $(REHEARSAL) && $(WITH_VENV) snakemake --profile slurm \
+	    --config scale=paper rehearsal=true "data=$$(cat data.flow)" --report report.html
+
 bench: $(BIN)/normae
 	$(BIN)/normae bench --model vit_tiny --img-size 224 --patch-size 16 --batch-size 16
 
 clean:
-	rm -rf results figures report.html
+	rm -rf results figures report.html $(REHEARSAL)

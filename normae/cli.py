@@ -34,6 +34,7 @@ from normae.commands import (
 from normae.data.registry import ANALYSIS_SOURCES
 from normae.errors import NormaeError
 from normae.experiments.config import CONFIG_DIR, SWEEP_TERMS
+from normae.experiments.data_commands import add_data_commands
 from normae.experiments.summary import add_plan_options, add_plan_output_options, print_plan
 from normae.paths import (
     ALL_RUNS_CSV,
@@ -218,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     all_runs.add_argument("--root", default=".", help=f"folder holding {RUNS_DIR}")
     all_runs.add_argument("--out", default=ALL_RUNS_CSV, help="CSV to write")
     all_runs.set_defaults(func=cmd_all_runs)
+
+    add_data_commands(command)  # check-data, rehearsal-data
 
     fetch = command(
         "fetch-data",

@@ -311,9 +311,6 @@ class ResultsLayout:
     def cnp_similarity(self, source: str) -> Path:
         return self.root / ANALYSIS_DIR / "cnp_similarity" / f"{source}.json"
 
-    def cost(self) -> Path:
-        return self.root / ANALYSIS_DIR / "cost.json"
-
     def pca(self, run_id: str, suffix: str = "json") -> Path:
         return self.root / ANALYSIS_DIR / "pca" / f"{run_id}.{suffix}"
 

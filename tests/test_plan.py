@@ -198,8 +198,8 @@ def test_a_knn_protocol_plans_knn_runs_beside_finetuning(tmp_path, scale):
 
 def test_every_stage_has_a_slurm_group():
     text = (ROOT / "workflow" / "rules" / "common.smk").read_text()
-    groups = ast.literal_eval(text.split("SLURM_GROUPS = ", 1)[1].split("\n", 1)[0])
-    assert set(groups) == set(STAGES) and groups["knn"] == "evaluate"
+    groups = ast.literal_eval(text.split("SLURM_GROUPS = ", 1)[1].split("}", 1)[0] + "}")
+    assert set(groups) == set(STAGES) and groups["knn"] == groups["bench"] == "evaluate"
 
 
 def test_plan_does_not_import_torch():
@@ -378,6 +378,8 @@ def test_scale_schema_lists_the_spec_fields_a_scale_may_set(block, spec_class):
         if "$ref" in prop:
             prop = schema["$defs"][prop["$ref"].rsplit("/", 1)[1]]
         declared = prop.get("type", [JSON_TYPES[type(value)] for value in prop.get("enum", [])])
+        if "oneOf" in prop:  # a value per paper data set besides the spec's own type (pretrain.global_batch)
+            declared = [option["type"] for option in prop["oneOf"] if option["type"] != "object"]
         assert set([declared] if isinstance(declared, str) else declared) == _json_types(hints[name]), name
         if typing.get_origin(hints[name]) is typing.Literal:
             assert prop["enum"] == list(typing.get_args(hints[name])), name
@@ -408,11 +410,21 @@ def test_plan_json_gives_every_run_its_spec_and_the_rows_it_serves(capsys, tiny_
     assert main(["plan", "--scale", "tiny", "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
     runs = {run["run_id"]: run for run in document["runs"]}
-    assert set(runs) == set(tiny_plan.pretrain) | set(tiny_plan.evaluations)
+    assert set(runs) == set(tiny_plan.pretrain) | set(tiny_plan.evaluations) | set(tiny_plan.measurements)
+    assert [run["stage"] for run in runs.values()].count("bench") == 1  # the cost claim, a run like any other
     for run_id, run in runs.items():
         assert run["spec"] == tiny_plan.spec(run_id).to_dict() and run["stage"] == tiny_plan.spec(run_id).stage
         assert run["serves"], f"{run_id} serves no table row"
     t5 = [s for run in runs.values() for s in run["serves"] if s["table"] == "T5"]
     assert {s["terms"]["lam"] for s in t5 if s["terms"]["method"] == "nor_mae"} == {1e-5, 5e-5, 1e-4, 5e-4}
+    # the paper scale's batches (Sec. 4; MAE's fine-tuning and probing), each with the lr it gives
+    assert main(["plan", "--scale", "paper", "--json", "--data", "imagenet1k=/datasets/in1k"]) == 0
+    paper = json.loads(capsys.readouterr().out)
+    batches = {(r["stage"], r["spec"]["dataset"], r["spec"].get("global_batch")) for r in paper["runs"]}
+    assert ("pretrain", "imagenet1k", 4096) in batches and ("pretrain", "imagenet100", 2048) in batches
+    assert {b for stage, _, b in batches if stage == "finetune"} == {512}
+    assert all(r["spec"]["data_root"] == "/datasets/in1k" for r in paper["runs"] if r["stage"] == "pretrain")
+    in1k = next(r for r in paper["runs"] if r["stage"] == "pretrain" and r["spec"]["dataset"] == "imagenet1k")
+    assert in1k["learning_rate"]["lr"] == pytest.approx(1.5e-4 * 4096 / 256) and "-b4096-" in in1k["run_id"]
     assert main(["plan", "--table", "T99"]) == 2
     assert "no table T99" in capsys.readouterr().err

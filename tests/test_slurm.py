@@ -278,13 +278,14 @@ def workflow_folder(tmp_path):
     repo = Path(__file__).resolve().parents[1]
     folder = tmp_path / "work"
     folder.mkdir()
-    for name in ("workflow", "config", "data"):
+    for name in ("workflow", "config", "data", "slurm"):  # slurm: the root's link to workflow/profiles/slurm
         (folder / name).symlink_to(repo / name)
     return folder
 
 
 def snakemake_command(*arguments) -> list[str]:
-    return ["snakemake", "--profile", "workflow/profiles/slurm", *arguments, "--config", "scale=tiny"]
+    """The README's command, `snakemake --profile slurm`, as typed at the repository's root."""
+    return ["snakemake", "--profile", "slurm", *arguments, "--config", "scale=tiny"]
 
 
 def reduced_targets(folder) -> list[str]:

@@ -106,7 +106,7 @@ def test_paper_scale_dry_run_plans_every_run_without_data(tmp_path):
     )
     counts = job_counts(result.stdout)
     paper = normae_plan.expand(normae_plan.load_experiments(), normae_plan.load_scale("paper"))
-    assert counts["train_run"] == len(paper.pretrain) + len(paper.evaluations)
+    assert counts["train_run"] == len(paper.pretrain) + len(paper.evaluations) + len(paper.measurements)
     assert counts["table"] == len(paper.tables)
     assert not (workdir / "results").exists(), "a dry run wrote results"
 

@@ -76,7 +76,10 @@ def run_bench(
     amp: str = "auto",
     device: str | None = None,
     seed: int = 0,
+    images: torch.Tensor | None = None,
 ) -> dict:
+    """The interleaved measurement; ``images`` (batch_size, 3, img_size, img_size): what the steps see
+    (default: synthetic, standard normal)."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     amp = resolve_amp(amp, device)
     methods = {}
@@ -88,7 +91,10 @@ def run_bench(
         net = build_mae_from_spec(spec, img_size).to(device)
         methods[method] = (net, torch.optim.AdamW(net.parameters(), lr=1e-4, betas=(0.9, 0.95)))
     generator = torch.Generator().manual_seed(seed)
-    images = torch.randn(batch_size, 3, img_size, img_size, generator=generator).to(device)
+    synthetic = images is None
+    if images is None:
+        images = torch.randn(batch_size, 3, img_size, img_size, generator=generator)
+    images = images.to(device)
     num_patches = methods["mae"][0].patch_embed.num_patches
     noises = [torch.rand(batch_size, num_patches, generator=generator).to(device) for _ in range(warmup + steps)]
     times = {name: [] for name in methods}
@@ -129,6 +135,7 @@ def run_bench(
         "amp": amp,
         "cnp": cnp,
         "memory_kind": "cuda_max_allocated_mib" if device.type == "cuda" else "cpu_peak_rss_growth_mib",
+        "images": "synthetic" if synthetic else "given",
     }
     for name in methods:
         median = statistics.median(times[name])

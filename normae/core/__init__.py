@@ -4,6 +4,6 @@ MAE's parameter names), ``cnp`` (closest-neighbour selection, the paper's and th
 VisionTransformer for fine-tuning and linear probing, and loading pre-trained encoders into it)
 and ``knn`` (DINO's weighted k-NN classifier on frozen features).
 
-May import torch, timm, numpy, ``normae.spec`` (the vocabularies), ``normae.paths`` and
+May import torch, timm, numpy, ``normae.spec`` (the vocabularies), ``normae.model_sizes``, ``normae.paths`` and
 ``normae.errors``; never ``data``, ``training``, ``stages`` or anything above them.
 """

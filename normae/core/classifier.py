@@ -18,8 +18,8 @@ import torch.nn as nn
 from timm.layers import resample_abs_pos_embed, resample_patch_embed, trunc_normal_
 from timm.models.vision_transformer import VisionTransformer
 
-from normae.core.model import MODEL_SIZES
 from normae.errors import CheckpointError, ConfigError, plain_worker_errors
+from normae.model_sizes import MODEL_SIZES
 from normae.paths import RunFolder
 
 # Keys of an MAE / NoR-MAE pre-training state dict that are not part of the encoder.

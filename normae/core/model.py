@@ -20,27 +20,8 @@ from timm.models.vision_transformer import Block
 from normae.core.cnp import CNP_MODES, check_authors_code_grid, cnp_source_index
 from normae.core.losses import NOR_VARIANTS, nor_loss, reconstruction_loss
 from normae.errors import ConfigError
+from normae.model_sizes import MODEL_SIZES
 from normae.spec import METHODS
-
-
-@dataclass(frozen=True)
-class ModelSize:
-    embed_dim: int
-    depth: int
-    num_heads: int
-    decoder_embed_dim: int
-    decoder_depth: int
-    decoder_num_heads: int
-
-
-# tiny / small / base: the authors' pre-training shapes (decoder depth 12). micro / mini: the CPU scale.
-MODEL_SIZES = {
-    "vit_micro": ModelSize(64, 4, 4, 64, 2, 4),
-    "vit_mini": ModelSize(128, 6, 4, 128, 4, 4),
-    "vit_tiny": ModelSize(192, 12, 12, 192, 12, 12),
-    "vit_small": ModelSize(384, 12, 6, 256, 12, 8),
-    "vit_base": ModelSize(768, 12, 12, 512, 12, 16),
-}
 
 
 @dataclass

@@ -40,6 +40,9 @@ METHODS_WITHOUT_NOR_LOSS = ("mae", "sup_mae", NO_PRETRAINING)
 SEED_COUNT = "seed_count"
 PROTOCOLS = ("finetune", "linprobe", "knn", "pca", "segmentation")
 PAPER_IMG_SIZE = 224
+# The authors' public code hard-wires its neighbour table to 196 tokens (REFERENCE-FACTS.md): a 14 x 14
+# grid, 224 px at patch 16. Their CNP on another grid is our extrapolation of it, not their code's number.
+AUTHORS_CODE_GRID = 14
 PAPER_FINETUNE_EPOCHS = 100
 
 # protocol -> the spec of its evaluation runs; a scale holds a block of settings for each (its `knn:` etc.).
@@ -115,6 +118,11 @@ def _load_checked(path: str | Path, schema_name: str) -> dict:
     ):
         message += f" (YAML 1.1 reads {problem.instance} as a string: write it with a dot, e.g. 5.0e-5)"
     raise ConfigError(f"{_shown(path)}: {'.'.join(where) or '(top level)'}: {message}")
+
+
+def load_workflow_config(path: str | Path) -> dict:
+    """config/config.yaml, checked against the workflow's config schema."""
+    return _load_checked(path, "config.schema.yaml")
 
 
 def as_list(value) -> list:
@@ -263,10 +271,57 @@ def load_scale(name: str, config_dir: str | Path = CONFIG_DIR) -> Scale:
     )
 
 
+REHEARSAL_FILE = "rehearsal.yaml"
+
+
+def rehearsed(scale: Scale, config_dir: str | Path = CONFIG_DIR) -> Scale:
+    """The scale with config/rehearsal.yaml laid over its blocks: every run cut to a step on a few
+    images, at the scale's models, sizes and batches; every table's header says REHEARSAL."""
+    path = Path(config_dir) / REHEARSAL_FILE
+    if not path.exists():
+        raise ConfigError(f"{_shown(path)} not found: the rehearsal's settings live there")
+    cut = _load_checked(path, "rehearsal.schema.yaml")
+    analysis = dict(scale.analysis)
+    for name, settings in cut["analysis"].items():
+        if name == "cnp_similarity":  # one block per image source
+            analysis[name] = {source: {**options, **settings} for source, options in analysis[name].items()}
+        else:
+            analysis[name] = {**analysis[name], **settings}
+    header = cut["header"] + (f"; {scale.header}" if scale.header else "")
+    pretrain = dict(cut["pretrain"])
+    epochs = pretrain.pop("epochs", None)  # a pre-training run's epochs come from the scale's mapping
+    mapped_epochs = {
+        paper: (epochs if ours is not None and epochs else ours) for paper, ours in scale.pretrain_epochs.items()
+    }
+    return dataclasses.replace(
+        scale,
+        description=f"{scale.description} (REHEARSAL)",
+        pretrain={**scale.pretrain, **pretrain},
+        pretrain_epochs=mapped_epochs,
+        finetune={**scale.finetune, **cut["finetune"]},
+        linprobe={**scale.linprobe, **cut["linprobe"]},
+        knn={**scale.knn, **cut["knn"]},
+        analysis=analysis,
+        header=header,
+    )
+
+
 def scale_spec_fields(spec_class) -> set[str]:
     """Spec fields a scale may set (its pretrain, finetune, linprobe, knn blocks): all but those the table grid or
     the plan decides. workflow/schemas/scale.schema.yaml lists them; tests/test_plan.py checks it does."""
-    decided = {"dataset", "model", "patch_size", "method", "lam", "mask_ratio", "cnp", "nor_variant", "init", "seed"}
+    decided = {
+        "dataset",
+        "data_root",
+        "model",
+        "patch_size",
+        "method",
+        "lam",
+        "mask_ratio",
+        "cnp",
+        "nor_variant",
+        "init",
+        "seed",
+    }
     if spec_class is PretrainSpec:
         decided.add("epochs")  # from the scale's pretrain_epochs mapping
     return {f.name for f in dataclasses.fields(spec_class)} - decided

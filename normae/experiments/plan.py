@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from normae.errors import ConfigError
 from normae.experiments.config import (
     ANALYSES,
+    AUTHORS_CODE_GRID,
     EVAL_SPECS,
     MEASUREMENTS,
     NO_PRETRAINING,
     NOT_IMPLEMENTED,
+    PAPER_IMG_SIZE,
     SEED_COUNT,
     Scale,
     as_list,
@@ -25,10 +27,11 @@ from normae.experiments.config import (
     load_scale,
     read_reported,
 )
+from normae.experiments.data_map import folder_for
 from normae.experiments.faithful import scaled_lam
 from normae.experiments.mapping import measure_mapping, scale_mapping
 from normae.paths import ResultsLayout
-from normae.spec import FinetuneSpec, KnnSpec, LinprobeSpec, PretrainSpec
+from normae.spec import BenchSpec, FinetuneSpec, KnnSpec, LinprobeSpec, PretrainSpec
 
 # The plan's inputs are re-exported with it: a caller reads the config and expands it through one module.
 __all__ = ["REPORTED_KEYS", "Plan", "Row", "TablePlan", "expand", "load_experiments", "load_scale", "read_reported"]
@@ -93,6 +96,8 @@ class Plan:
     evaluations: dict[str, FinetuneSpec | LinprobeSpec | KnnSpec]
     tables: dict[str, TablePlan]
     seeds: list[int] = field(default_factory=lambda: [0])
+    data: dict = field(default_factory=dict)  # the data map the specs' data_root came from
+    measurements: dict[str, BenchSpec] = field(default_factory=dict)  # run id -> bench spec (the cost claim)
 
     def spec(self, run_id: str):
         """The spec of a pre-training or evaluation run; a run id the plan does not hold is a ValueError."""
@@ -100,6 +105,8 @@ class Plan:
             return self.pretrain[run_id]
         if run_id in self.evaluations:
             return self.evaluations[run_id]
+        if run_id in self.measurements:
+            return self.measurements[run_id]
         raise ConfigError(
             f"run {run_id} is not in the plan of scale {self.scale.name} (see `normae plan --scale {self.scale.name}`)"
         )
@@ -145,11 +152,13 @@ def _terms(point: dict, protocol: str, eval_dataset: str) -> dict:
 class _Planner:
     """Collects unique specs across tables while rows are built."""
 
-    def __init__(self, scale: Scale, seeds: list[int]):
+    def __init__(self, scale: Scale, seeds: list[int], data: dict | None = None):
         self.scale = scale
         self.seeds = seeds
+        self.data = data  # the data map: data set -> folder (normae.experiments.data_map)
         self.pretrain: dict[str, PretrainSpec] = {}
         self.evaluations: dict[str, FinetuneSpec | LinprobeSpec | KnnSpec] = {}
+        self.measurements: dict[str, BenchSpec] = {}  # bench runs (the cost claim)
 
     def _add(self, store: dict, spec) -> str:
         for run_id, known in store.items():
@@ -174,12 +183,18 @@ class _Planner:
             extra["lam"] = 0.0
         elif "lam" in point:
             extra["lam"], _ = scaled_lam(self.scale.lam_scale, point)
+        settings = dict(self.scale.pretrain)
+        if isinstance(settings.get("global_batch"), dict):  # per paper data set: ImageNet-1K 4096, ImageNet-100 2048
+            if point["dataset"] not in settings["global_batch"]:
+                raise ConfigError(f"scale {self.scale.name}: pretrain.global_batch has no entry for {point['dataset']}")
+            settings["global_batch"] = settings["global_batch"][point["dataset"]]
         spec = PretrainSpec(
             **mapped,
+            data_root=folder_for(self.data, mapped["dataset"]),
             method=point["method"],
             mask_ratio=point["mask_ratio"],
             **extra,
-            **{"seed": seed, **self.scale.pretrain},
+            **{"seed": seed, **settings},
         )
         return spec, None
 
@@ -209,6 +224,7 @@ class _Planner:
             evaluation = EVAL_SPECS[protocol](
                 init=str(ResultsLayout().run(pretrain_id).checkpoint_path),
                 dataset=eval_set,
+                data_root=folder_for(self.data, eval_set),
                 model=spec.model,
                 patch_size=spec.patch_size,
                 **{"seed": seed, **overrides},
@@ -227,6 +243,7 @@ class _Planner:
             evaluation = EVAL_SPECS[protocol](
                 init="none",
                 dataset=eval_set,
+                data_root=folder_for(self.data, eval_set),
                 model=spec.model,
                 patch_size=spec.patch_size,
                 img_size=spec.img_size,
@@ -236,8 +253,15 @@ class _Planner:
         return row
 
 
-def expand(experiments: dict, scale: Scale, reported: list[dict] | None = None, seeds: list[int] | None = None) -> Plan:
-    """Every table's grid at this scale and seeds, linked to the paper's rows.
+def expand(
+    experiments: dict,
+    scale: Scale,
+    reported: list[dict] | None = None,
+    seeds: list[int] | None = None,
+    data: dict | None = None,
+) -> Plan:
+    """Every table's grid at this scale and seeds, linked to the paper's rows; ``data``: the data map
+    (data set -> folder), written into every spec's ``data_root``.
 
     A reported row that no grid covers is an error.
     """
@@ -245,7 +269,7 @@ def expand(experiments: dict, scale: Scale, reported: list[dict] | None = None, 
     seeds = list(seeds or scale.seeds or [0])
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds must be a non-empty list of distinct integers, got {seeds}")
-    planner = _Planner(scale, seeds)
+    planner = _Planner(scale, seeds, data)
     tables = {}
     unknown_tables = sorted(set(scale.tables or ()) - set(experiments))
     if unknown_tables:
@@ -255,7 +279,7 @@ def expand(experiments: dict, scale: Scale, reported: list[dict] | None = None, 
             continue
         paper_rows = [r for r in reported if r["table"] == name]
         if table["measure"]:
-            rows = [_measure_row(name, table["measure"], r, scale) for r in paper_rows]
+            rows = [_measure_row(name, table["measure"], r, planner) for r in paper_rows]
         else:
             rows = _grid_rows(name, table, paper_rows, planner)
         mapping = measure_mapping(table["measure"], scale) if table["measure"] else scale_mapping(rows, scale)
@@ -265,7 +289,7 @@ def expand(experiments: dict, scale: Scale, reported: list[dict] | None = None, 
     unknown = sorted({r["table"] for r in reported} - set(experiments))
     if unknown:
         raise ConfigError(f"reported.csv has tables {unknown} that experiments.yaml does not declare")
-    return Plan(scale, planner.pretrain, planner.evaluations, tables, seeds)
+    return Plan(scale, planner.pretrain, planner.evaluations, tables, seeds, dict(data or {}), planner.measurements)
 
 
 def _grid_rows(name: str, table: dict, paper_rows: list[dict], planner: _Planner) -> list[Row]:
@@ -277,18 +301,26 @@ def _grid_rows(name: str, table: dict, paper_rows: list[dict], planner: _Planner
         seeds = planner.seeds[: grid.get(SEED_COUNT, len(planner.seeds))]
         for point in grid_points(grid, table["cnp_modes"]):
             doubled_out = "cnp" not in grid and point.get("cnp", "paper") not in planner.scale.cnp_modes
+            off_grid = _authors_code_off_grid(point)
             for entry in table["evaluate"]:
                 for eval_dataset in as_list(entry["dataset"]):
+                    terms = _terms(point, entry["protocol"], eval_dataset)
                     if doubled_out:
                         row = Row(
                             name,
-                            _terms(point, entry["protocol"], eval_dataset),
+                            terms,
                             "not_run",
                             reason=f"cnp {point['cnp']}: this scale runs the table's NoR-MAE rows with "
                             f"cnp {' / '.join(planner.scale.cnp_modes)} only (the ablation table compares modes)",
                         )
+                    elif off_grid and "cnp" not in grid:  # doubled by cnp_modes: only where their code runs
+                        row = Row(
+                            name, terms, "not_run", reason=f"{off_grid}: name cnp authors_code in the grid to run it"
+                        )
                     else:
                         row = planner.row(name, point, entry["protocol"], eval_dataset, seeds)
+                        if off_grid and row.status == "run":
+                            row.reason = f"extrapolated: {off_grid}"
                     key = _point_key(point, entry["protocol"], eval_dataset)
                     if key in by_key:
                         matched.add(key)
@@ -312,10 +344,30 @@ def _grid_rows(name: str, table: dict, paper_rows: list[dict], planner: _Planner
     return rows
 
 
-def _measure_row(name: str, measure: str, paper_row: dict, scale: Scale) -> Row:
+def _authors_code_off_grid(point: dict) -> str | None:
+    """Why the authors' code cannot run this NoR-MAE point's CNP as published (None: it can)."""
+    if point.get("cnp") != "authors_code":
+        return None
+    side = PAPER_IMG_SIZE // point["patch_size"]
+    if side == AUTHORS_CODE_GRID:
+        return None
+    return (
+        f"the authors' code's CNP on a {side}x{side} grid (patch {point['patch_size']}); their public code "
+        f"runs only {AUTHORS_CODE_GRID}x{AUTHORS_CODE_GRID} (224 px, patch 16)"
+    )
+
+
+def _measure_row(name: str, measure: str, paper_row: dict, planner: _Planner) -> Row:
+    """A measured row; the cost claim's is a bench run (a stage the launcher sends to a job like any run)."""
     terms = {k: paper_row[k] for k in REPORTED_KEYS}
     value, metric = float(paper_row["value"]), paper_row["metric"]
-    _, reason = scale.map("datasets", paper_row["eval_dataset"])
+    _, reason = planner.scale.map("datasets", paper_row["eval_dataset"])
     if reason:
         return Row(name, terms, "not_run", value, metric, reason=reason)
-    return Row(name, terms, "measure", value, metric, reason=f"measured by `{MEASUREMENTS[measure]}`")
+    row = Row(name, terms, "measure", value, metric, reason=f"measured by `{MEASUREMENTS[measure]}`")
+    if measure == "cost":
+        settings = planner.scale.analysis["cost"]
+        bench = BenchSpec(**settings, data_root=folder_for(planner.data, settings.get("dataset") or ""))
+        row.eval_ids.append(planner._add(planner.measurements, bench))
+        row.reason = f"measured by the bench run {bench.run_id()} on its job's device"
+    return row

@@ -9,8 +9,18 @@ from pathlib import Path
 
 from normae.data.registry import DATASETS
 from normae.errors import ConfigError
-from normae.experiments.config import CONFIG_DIR, Scale, load_experiments, load_scale, read_reported
+from normae.experiments.config import (
+    CONFIG_DIR,
+    PAPER_IMG_SIZE,
+    Scale,
+    load_experiments,
+    load_scale,
+    read_reported,
+    rehearsed,
+)
+from normae.experiments.data_map import read_data_map, with_overrides
 from normae.experiments.plan import Plan, expand
+from normae.model_sizes import image_flops
 from normae.spec import PretrainSpec
 
 
@@ -26,19 +36,29 @@ def _train_images(spec) -> int:
     return min(total, spec.train_samples or total)
 
 
+def _flops_factor(spec, img_size: int, reference_patch: int, mask_ratio: float | None) -> float:
+    """FLOPs per image of this run over those at the reference patch (the throughput's), with the
+    attention term that grows with the square of the token count (normae.model_sizes)."""
+    ran = image_flops(spec.model, img_size, spec.patch_size, mask_ratio)
+    return ran / image_flops(spec.model, img_size, reference_patch, mask_ratio)
+
+
+def _img_size(spec) -> int:
+    return spec.img_size or DATASETS[spec.dataset].img_size or PAPER_IMG_SIZE
+
+
 def pretrain_hours(spec: PretrainSpec, scale: Scale) -> float:
-    """epochs x images / throughput, scaled by the token count relative to the paper's patch 16 at this scale."""
+    """epochs x images / throughput, scaled by the FLOPs per image relative to the paper's patch 16 at this scale."""
     images = _train_images(spec)
-    reference_patch = scale.patch_sizes[16]
-    token_factor = (reference_patch / spec.patch_size) ** 2
-    return _hours(spec.epochs * images, scale.throughput["pretrain"][spec.model]) * token_factor
+    factor = _flops_factor(spec, _img_size(spec), scale.patch_sizes[16], spec.mask_ratio)
+    return _hours(spec.epochs * images, scale.throughput["pretrain"][spec.model]) * factor
 
 
 def eval_hours(spec, scale: Scale) -> float:
     """As pre-training, at the fine-tuning throughput; k-NN (no epochs) as one pass over its memory bank."""
     images = _train_images(spec)
-    token_factor = (scale.patch_sizes[16] / spec.patch_size) ** 2
-    return _hours(getattr(spec, "epochs", 1) * images, scale.throughput["finetune"][spec.model]) * token_factor
+    factor = _flops_factor(spec, _img_size(spec), scale.patch_sizes[16], None)
+    return _hours(getattr(spec, "epochs", 1) * images, scale.throughput["finetune"][spec.model]) * factor
 
 
 def summarize(plan: Plan) -> str:
@@ -69,7 +89,7 @@ def summarize(plan: Plan) -> str:
             if row.status in ("not_implemented", "not_run"):
                 lines.append(f"    {row.status}: {_describe(row.terms)}: {row.reason}")
         hours = sum(pretrain_hours(plan.pretrain[i], scale) for i in pretrain)
-        hours += sum(eval_hours(plan.evaluations[i], scale) for i in evals)
+        hours += sum(eval_hours(plan.evaluations[i], scale) for i in evals if i in plan.evaluations)
         lines.append(f"  estimate: {hours:.1f} device-hours for its runs (shared runs counted in each table)")
         lines.append("")
     total = sum(pretrain_hours(s, scale) for s in plan.pretrain.values())
@@ -77,7 +97,7 @@ def summarize(plan: Plan) -> str:
     lines.append(
         f"total estimate: {total:.1f} device-hours, each run counted once; from the throughput "
         f"configured in config/scales/{scale.name}.yaml (its comment says whether it was measured), "
-        "MAE's for both methods; start-up time per run not included"
+        "MAE's for both methods, scaled by FLOPs per image (attention quadratic in tokens); start-up time not included"
     )
     return "\n".join(lines)
 
@@ -96,15 +116,28 @@ def add_plan_options(parser: argparse.ArgumentParser) -> None:
         default=str(CONFIG_DIR),
         help="folder holding experiments.yaml, reported.csv and scales/ (default: the repository's)",
     )
+    parser.add_argument(
+        "--rehearsal",
+        action="store_true",
+        help="the plan cut to a step per run on generated data (config/rehearsal.yaml; `make rehearse`)",
+    )
+    parser.add_argument(
+        "--data",
+        action="append",
+        metavar="NAME=FOLDER",
+        help="where a data set lies, over config.yaml's data map (e.g. imagenet1k=/datasets/imagenet); repeat",
+    )
 
 
 def plan_from_args(args: argparse.Namespace) -> Plan:
     config_dir = Path(args.config_dir)
+    scale = load_scale(args.scale, config_dir)
     return expand(
         load_experiments(config_dir / "experiments.yaml"),
-        load_scale(args.scale, config_dir),
+        rehearsed(scale, config_dir) if getattr(args, "rehearsal", False) else scale,
         read_reported(config_dir / "reported.csv"),
         seeds=args.seeds,
+        data=with_overrides(read_data_map(config_dir), getattr(args, "data", None)),
     )
 
 
@@ -143,6 +176,8 @@ def select_tables(plan: Plan, names: list[str] | None) -> Plan:
         {k: v for k, v in plan.evaluations.items() if k in needed},
         tables,
         plan.seeds,
+        plan.data,
+        {k: v for k, v in plan.measurements.items() if k in needed},
     )
 
 
@@ -154,17 +189,47 @@ def plan_document(plan: Plan) -> dict:
             for run_id in dict.fromkeys(row.pretrain_ids + row.eval_ids):
                 serves.setdefault(run_id, []).append({"table": table.name, "status": row.status, "terms": row.terms})
     runs = [
-        {"run_id": run_id, "stage": spec.stage, "spec": spec.to_dict(), "serves": serves.get(run_id, [])}
-        for run_id, spec in [*plan.pretrain.items(), *plan.evaluations.items()]
+        {
+            "run_id": run_id,
+            "stage": spec.stage,
+            "spec": spec.to_dict(),
+            "learning_rate": _learning_rate(spec),
+            "serves": serves.get(run_id, []),
+        }
+        for run_id, spec in [*plan.pretrain.items(), *plan.evaluations.items(), *plan.measurements.items()]
     ]
-    return {"scale": plan.scale.name, "seeds": plan.seeds, "tables": list(plan.tables), "runs": runs}
+    return {
+        "scale": plan.scale.name,
+        "seeds": plan.seeds,
+        "data": plan.data,
+        "tables": list(plan.tables),
+        "runs": runs,
+    }
+
+
+def _learning_rate(spec) -> dict | None:
+    """The learning rate a run will use: lr, or blr x global batch / 256 (per process without a global batch)."""
+    if not hasattr(spec, "blr"):
+        return None  # k-NN trains nothing
+    if spec.lr is not None:
+        return {"lr": spec.lr, "from": "lr"}
+    if spec.global_batch is not None:
+        return {
+            "lr": spec.blr * spec.global_batch / 256,
+            "from": f"blr {spec.blr:g} x global batch {spec.global_batch} / 256",
+        }
+    per_process = spec.batch_size * spec.accum_iter
+    return {
+        "lr": spec.blr * per_process / 256,
+        "from": f"blr {spec.blr:g} x {per_process} / 256 per process: multiply by the number of processes",
+    }
 
 
 def print_plan(args: argparse.Namespace) -> int:
     """`normae plan --scale NAME`: what each table needs at that scale (or its run ids, or the plan as JSON)."""
     plan = select_tables(plan_from_args(args), getattr(args, "tables", None))
     if getattr(args, "ids", False):
-        print("\n".join([*plan.pretrain, *plan.evaluations]))
+        print("\n".join([*plan.pretrain, *plan.evaluations, *plan.measurements]))
     elif getattr(args, "json", False):
         print(json.dumps(plan_document(plan), indent=1))
     else:

@@ -179,12 +179,15 @@ def row_records(table: TablePlan, plan: Plan, layout: ResultsLayout) -> list[dic
 
 def _measured_records(base: dict, table: TablePlan, plan: Plan, layout: ResultsLayout) -> list[dict]:
     field = MEASURED_FIELDS[base["metric"]]
-    if table.measure == "cost":
-        measured = read_result(layout.cost())
+    if table.measure == "cost":  # the bench run's summary: which device, precision and images measured it
+        path = layout.run(table.rows[int(base["row"])].eval_ids[0]).summary_path
+        measured = read_result(path)
         setting = (
-            f"normae bench {measured.get('model')} {measured.get('img_size')} px patch {measured.get('patch_size')}"
+            f"bench {measured.get('model')} {measured.get('img_size')} px patch {measured.get('patch_size')} "
+            f"batch {measured.get('batch_size')} on {measured.get('device')}, {measured.get('amp')}, "
+            f"{measured.get('images')} images"
         )
-        return [{**base, "ours": result_value(measured, field, layout.cost()), "source": setting}]
+        return [{**base, "ours": result_value(measured, field, path), "source": setting}]
     records = []
     for source in plan.scale.analysis["cnp_similarity"]:
         path = layout.cnp_similarity(source)

@@ -1,6 +1,7 @@
 """Stages: a spec in, a finished run folder out. ``pretrain`` (MAE / NoR-MAE) and ``transfer``
 (fine-tuning, linear probing) build the model, data and training loop for a spec and write the
-run folder (``normae.paths.RunFolder``); ``knn`` (weighted k-NN on frozen features) is one pass.
+run folder (``normae.paths.RunFolder``); ``knn`` (weighted k-NN on frozen features) is one pass;
+``bench`` measures MAE vs NoR-MAE step time and memory on the job's device.
 
 This ``__init__`` is the torch-free registry, stage name -> entry point, that the command line and
 the cluster job read; the stage modules themselves (torch, timm) are imported only when a stage
@@ -22,6 +23,7 @@ ENTRY_POINTS = {
     "finetune": ("normae.stages.transfer", "run_transfer"),
     "linprobe": ("normae.stages.transfer", "run_transfer"),
     "knn": ("normae.stages.knn", "run_knn"),
+    "bench": ("normae.stages.bench", "run_bench_stage"),
 }
 assert set(ENTRY_POINTS) == set(STAGES), "every stage of normae.spec needs an entry point"
 # The final metrics that the one-line summary of a run prints.

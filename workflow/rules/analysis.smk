@@ -1,19 +1,4 @@
-# Measurements that train nothing (Figure 3, cost) and the PCA of a pre-trained encoder (Figures 7-8).
-
-
-rule cost_benchmark:
-    """The cost claim: NoR-MAE vs MAE step time and memory (normae bench)."""
-    output:
-        LAYOUT.cost(),
-    log:
-        LAYOUT.log("analysis/cost"),
-    conda:
-        "../../environment.yml"
-    threads: 1
-    params:
-        bench=cli_options(ANALYSIS["cost"]),
-    shell:
-        "normae bench {params.bench} --threads {threads} --out {output:q} > {log:q} 2>&1"
+# Measurements that train nothing (Figure 3; the cost claim is a bench run, launched like any run) and the PCA of a pre-trained encoder (Figures 7-8).
 
 
 rule cnp_similarity:
@@ -26,7 +11,9 @@ rule cnp_similarity:
         "../../environment.yml"
     threads: 1
     params:
-        options=lambda wildcards: cli_options(ANALYSIS["cnp_similarity"][wildcards.source]),
+        options=lambda wildcards: cli_options(
+            {**ANALYSIS["cnp_similarity"][wildcards.source], **data_root_of(wildcards.source)}
+        ),
     shell:
         "normae cnp-stats --source {wildcards.source:q} {params.options} --out {output:q} > {log:q} 2>&1"
 

@@ -5,24 +5,40 @@ import shlex
 from pathlib import Path
 
 from normae.experiments import plan as normae_plan
-from normae.experiments.config import SWEEP_TERMS
+from normae.experiments.data_map import as_options, folder_for, normalised
+from normae.experiments.config import SWEEP_TERMS, rehearsed
 from normae.paths import RunFolder, ResultsLayout
 
 LAYOUT = ResultsLayout()
 CONFIG_DIR = Path(config["config_dir"])
 SCALE = normae_plan.load_scale(config["scale"], CONFIG_DIR)
+REHEARSAL = str(config.get("rehearsal", False)).lower() == "true"  # `make rehearse`: every run cut to a step
+if REHEARSAL:
+    SCALE = rehearsed(SCALE, CONFIG_DIR)
 # config.yaml's seeds, else the scale's, else [0]
 SEEDS = [int(seed) for seed in config.get("seeds") or SCALE.seeds or [0]]
+# data set -> folder: config.yaml's data map, a profile's and --config data='{...}' merged by Snakemake
+DATA = normalised(config.get("data") or {}, "the workflow config's data map")
 PLAN = normae_plan.expand(
     normae_plan.load_experiments(CONFIG_DIR / "experiments.yaml"),
     SCALE,
     normae_plan.read_reported(CONFIG_DIR / "reported.csv"),
     seeds=SEEDS,
+    data=DATA,
 )
 TABLES = {table.file: table for table in PLAN.tables.values()}
 ANALYSIS = PLAN.scale.analysis
-PLAN_OPTIONS = shlex.join(["--scale", config["scale"], "--seeds", *map(str, SEEDS), "--config-dir", str(CONFIG_DIR)])
-SLURM_GROUPS = {"pretrain": "pretrain", "finetune": "finetune", "linprobe": "evaluate", "knn": "evaluate"}
+PLAN_OPTIONS = shlex.join(
+    ["--scale", config["scale"], "--seeds", *map(str, SEEDS), "--config-dir", str(CONFIG_DIR), *as_options(DATA)]
+    + (["--rehearsal"] if REHEARSAL else [])
+)
+SLURM_GROUPS = {
+    "pretrain": "pretrain",
+    "finetune": "finetune",
+    "linprobe": "evaluate",
+    "knn": "evaluate",
+    "bench": "evaluate",
+}
 
 
 wildcard_constraints:
@@ -37,15 +53,21 @@ def cli_options(settings):
     return shlex.join(f"--{key.replace('_', '-')}={value}" for key, value in settings.items())
 
 
+def data_root_of(dataset):
+    """{"data_root": the data map's folder for ``dataset``}, or {} where none is set (looked up, or not needed)."""
+    folder = folder_for(DATA, dataset)
+    return {"data_root": folder} if folder else {}
+
+
 def summary_file(run_id):
     return str(LAYOUT.run(run_id).summary_path)
 
 
 def run_inputs(wildcards):
-    """For an evaluation, the pre-training run it starts from; a pre-training run, or an evaluation of a
-    randomly initialised encoder, needs nothing."""
+    """For an evaluation, the pre-training run it starts from; a pre-training or bench run, or an evaluation
+    of a randomly initialised encoder, needs nothing."""
     spec = PLAN.spec(wildcards.run)
-    if spec.stage == "pretrain" or spec.init == "none":  # "none": a randomly initialised encoder
+    if getattr(spec, "init", "none") == "none":  # "none": a randomly initialised encoder
         return {}
     return {"pretrain": str(RunFolder(Path(spec.init).parent).summary_path)}
 
@@ -67,8 +89,8 @@ def table_inputs(wildcards):
     table = TABLES[wildcards.table]
     if table.measure == "cnp_similarity":
         return [str(LAYOUT.cnp_similarity(source)) for source in ANALYSIS["cnp_similarity"]]
-    if table.measure == "cost":
-        return [str(LAYOUT.cost())]
+    if table.measure == "cost":  # the bench run (a GPU job at the paper scale)
+        return summaries(table.eval_ids())
     return summaries(table.eval_ids()) + [str(LAYOUT.pca(run_id)) for run_id in pca_runs(table)]
 
 

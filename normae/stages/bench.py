@@ -1,0 +1,70 @@
+"""The bench stage: the cost claim measured in a run folder, on the device of the job that runs it.
+
+The workflow launches it like any run, so at the paper scale it runs in a GPU job, not on the login
+node; its summary.json says which device and precision measured it, and whether the images came
+through the real pre-training loader or were synthetic.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from normae.analysis.bench import run_bench
+from normae.data.pretrain import build_pretrain_dataset
+from normae.spec import BenchSpec
+from normae.stages.common import finish_run_folder, open_run_folder, spec_withdrawn_on_early_failure, start_run_folder
+from normae.training.runtime import environment_facts, setup_distributed
+from normae.training.signals import StopSignals
+
+
+def loader_images(spec: BenchSpec) -> torch.Tensor:
+    """The first ``batch_size`` images of the set through its pre-training loader (augmentation included)."""
+    dataset = build_pretrain_dataset(spec.dataset, root=spec.data_root, img_size=spec.img_size)
+    loader = DataLoader(dataset, batch_size=spec.batch_size, num_workers=spec.num_workers, shuffle=False)
+    images = next(iter(loader))[0]
+    if len(images) < spec.batch_size:  # a set smaller than one batch: its images repeated
+        images = images.repeat((spec.batch_size + len(images) - 1) // len(images), 1, 1, 1)[: spec.batch_size]
+    return images
+
+
+def run_bench_stage(spec: BenchSpec, run_dir: str | Path, resume: bool = False, signals: StopSignals | None = None):
+    """Measure into ``run_dir``; returns the summary. Nothing to resume: a stopped bench measures again."""
+    folder, done = open_run_folder(spec, run_dir)
+    if done is not None:
+        return done
+    rank, _, device = setup_distributed()
+    with start_run_folder(folder, spec, rank, device) as finished, spec_withdrawn_on_early_failure(folder, rank):
+        if finished is not None:
+            return finished
+        started = time.time()
+        images = loader_images(spec) if spec.dataset else None
+        result = run_bench(
+            model=spec.model,
+            img_size=spec.img_size,
+            patch_size=spec.patch_size,
+            batch_size=spec.batch_size,
+            steps=spec.steps,
+            warmup=spec.warmup,
+            lam=spec.lam,
+            cnp=spec.cnp,
+            amp=spec.amp,
+            device=str(device),
+            seed=spec.seed,
+            images=images,
+        )
+        result["images"] = f"{spec.dataset} through its pre-training loader" if spec.dataset else "synthetic"
+        return finish_run_folder(
+            folder,
+            rank,
+            spec,
+            {
+                "final": {"nor_over_mae_time": result["nor_over_mae_time"]},
+                **result,
+                **environment_facts(device),
+                "wall_seconds_this_session": time.time() - started,
+            },
+        )
