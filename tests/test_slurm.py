@@ -350,6 +350,8 @@ def test_killing_snakemake_while_jobs_run_then_restarting_submits_nothing_twice(
         time.sleep(0.5)
     os.killpg(snakemake.pid, signal.SIGHUP)  # the login session is gone: Snakemake and its launchers with it
     snakemake.communicate(timeout=60)
+    # a job may end between its submission and the kill; Snakemake then took its summary as finished
+    ended_before_kill = len(list(runs.glob("*/summary.json")))
     submitted = [json.loads(path.read_text())["job_id"] for path in runs.glob("*/job.json")]
     assert any(job_state(job_id) in ("PENDING", "RUNNING") for job_id in submitted), "no SLURM job outlived Snakemake"
 
@@ -361,4 +363,5 @@ def test_killing_snakemake_while_jobs_run_then_restarting_submits_nothing_twice(
     # Each job of the first Snakemake is waited for again ("re-attached"), or it ended meanwhile and its
     # summary.json, which --rerun-incomplete deleted, comes back from the job's result.
     logs = [path.read_text() for path in runs.glob("*/launch.log")]
-    assert sum("re-attached to slurm job" in log or "summary.json restored" in log for log in logs) >= 2, logs
+    attached = sum("re-attached to slurm job" in log or "summary.json restored" in log for log in logs)
+    assert attached >= 1 and attached + ended_before_kill >= 2, logs
