@@ -428,3 +428,11 @@ def test_plan_json_gives_every_run_its_spec_and_the_rows_it_serves(capsys, tiny_
     assert in1k["learning_rate"]["lr"] == pytest.approx(1.5e-4 * 4096 / 256) and "-b4096-" in in1k["run_id"]
     assert main(["plan", "--table", "T99"]) == 2
     assert "no table T99" in capsys.readouterr().err
+
+
+def test_the_config_schema_names_the_data_map_keys_of_the_registry():
+    from normae.data.registry import FOLDER_DATASETS
+
+    keys = _schema("config.schema.yaml")["properties"]["data"]["propertyNames"]["enum"]
+    assert tuple(keys) == FOLDER_DATASETS
+    assert set(yaml.safe_load((CONFIG / "config.yaml").read_text())["data"]) == set(FOLDER_DATASETS)

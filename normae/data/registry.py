@@ -300,19 +300,11 @@ def short_name(dataset: str) -> str:
 # The data map's keys (config/config.yaml `data:`, `--data NAME=FOLDER`): the sets read from a folder
 # on disk. ImageNet-100 is read in place from the ImageNet-1K folder, the 5-class Fashion-MNIST from
 # Fashion-MNIST's; digits, generated and sklearn_samples need no folder.
-FOLDER_DATASETS: tuple[str, ...] = (
-    "imagenet1k",
-    "cifar10",
-    "cifar100",
-    "flowers102",
-    "pets",
-    "dtd",
-    "food101",
-    "aircraft",
-    "caltech101",
-    "fashion_mnist",
-)
 _FOLDER_OF = {"imagenet100": "imagenet1k", "fashion_mnist_subset5": "fashion_mnist"}
+_NO_FOLDER = ("digits", "generated")
+FOLDER_DATASETS: tuple[str, ...] = tuple(
+    name for name in CLASSIFICATION_DATASETS if name not in _FOLDER_OF and name not in _NO_FOLDER
+)
 
 
 def folder_key(dataset: str) -> str | None:
