@@ -51,6 +51,10 @@ class RunFolder:
     JOB_RECORD = "job.json"
     SUBMITIT_DIR = "slurm"
     LAUNCH_LOG = "launch.log"
+    # Snakemake's `benchmark:` of the run's job (wall time, memory and CPU of `normae launch`: the training
+    # itself when in-process, the submitting and waiting launcher under SLURM, whose job's own time is in
+    # summary.json); one line per attempt.
+    BENCHMARK = "benchmark.tsv"
     TRAINING_LOCK = ".training.lock"  # locked by the one process that trains here (rank 0)
     LAUNCH_LOCK = ".launch.lock"  # in SUBMITIT_DIR: one launcher at a time decides on a submission
     CORRUPT_SUMMARY = "summary.json.corrupt"  # an unreadable summary.json, set aside so the run resumes

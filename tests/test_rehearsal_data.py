@@ -12,8 +12,8 @@ from torchvision.datasets import cifar, flowers102
 
 from normae.data.classification import build_classification_dataset, targets_of
 from normae.data.pretrain import build_pretrain_dataset
-from normae.data.registry import CLASSIFICATION_SETS, REHEARSAL_MANIFEST
-from normae.data.rehearsal import CALTECH101_NAMED, imagenet100_wnids, write_rehearsal_data
+from normae.data.registry import CLASSIFICATION_SETS, REHEARSAL_MANIFEST, read_class_file
+from normae.data.rehearsal import CALTECH101_NAMED, write_rehearsal_data
 
 DOWNSTREAM = ["cifar10", "cifar100", "flowers102", "pets", "dtd", "food101", "aircraft", "caltech101"]
 
@@ -107,7 +107,7 @@ def test_imagenet_loads_with_its_odd_files(rehearsal, name):
         assert len(dataset) == count * classes // facts["num_classes"]
         assert len(dataset.classes) == classes and sorted(set(dataset.targets)) == list(range(classes))
         if name == "imagenet100":
-            assert dataset.classes == imagenet100_wnids()
+            assert dataset.classes == read_class_file()
         odd = odd_files(dataset.samples)
         assert all(odd.values()), odd  # each kind in each split, in the ImageNet-100 classes too
         assert_rgb_items(dataset, [index for indices in odd.values() for index in indices] + spread(dataset))

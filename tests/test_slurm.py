@@ -365,3 +365,58 @@ def test_killing_snakemake_while_jobs_run_then_restarting_submits_nothing_twice(
     logs = [path.read_text() for path in runs.glob("*/launch.log")]
     attached = sum("re-attached to slurm job" in log or "summary.json restored" in log for log in logs)
     assert attached >= 1 and attached + ended_before_kill >= 2, logs
+
+
+# ---- the paper scale's dress rehearsal, reduced ---------------------------------------------------------
+def test_reduced_rehearsal_runs_each_stage_of_the_paper_scale_through_slurm(tmp_path):
+    """`make rehearse` cut to one run per stage and protocol: generated ImageNet and CIFAR-10 in their
+    on-disk formats, the paper's models at 224 px and global batches, the profile as typed; the data is
+    checked before the first job, every run goes through sbatch, the cost table says REHEARSAL."""
+    import yaml
+
+    from normae.data.rehearsal import write_rehearsal_data
+    from normae.experiments.config import load_scale, rehearsed
+    from normae.experiments.plan import expand, load_experiments
+
+    folders = write_rehearsal_data(tmp_path / "data", train_per_class=1, eval_per_class=1)
+    data = {name: str(folder) for name, folder in folders.items() if name != "imagenet100"}
+    folder = workflow_folder(tmp_path)
+    plan = expand(load_experiments(), rehearsed(load_scale("paper")), data=data)
+    pretrain = next(
+        run_id
+        for run_id, spec in plan.pretrain.items()
+        if (spec.dataset, spec.model, spec.patch_size, spec.method) == ("imagenet100", "vit_tiny", 16, "mae")
+    )
+    finetune = next(i for i, s in plan.evaluations.items() if s.stage == "finetune" and pretrain in s.init)
+    knn = next(i for i, s in plan.evaluations.items() if s.stage == "knn")
+    (bench,) = plan.measurements
+    cost_table = next(table.file for table in plan.tables.values() if table.measure == "cost")
+    targets = [f"results/runs/{run_id}/summary.json" for run_id in (pretrain, finetune, knn, bench)]
+    command = ["snakemake", "--profile", "slurm", "--config", "scale=paper", "rehearsal=true"]
+    command += [f"data={yaml.safe_dump(data, default_flow_style=True, width=10_000).strip()}"]
+    done = subprocess.run(
+        [*command, *targets, f"results/tables/{cost_table}.md"],
+        cwd=folder,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "GENERATED rehearsal data" in output.split("train_run")[0], "check-data did not run before the jobs"
+    runs = folder / "results" / "runs"
+    summaries = {
+        run_id: json.loads((runs / run_id / "summary.json").read_text()) for run_id in (pretrain, finetune, knn, bench)
+    }
+    for run_id in (pretrain, finetune, knn, bench):
+        assert json.loads((runs / run_id / "job.json").read_text())["launcher"] == "slurm", run_id
+        assert (runs / run_id / "benchmark.tsv").exists(), run_id
+    batch = summaries[pretrain]["batch"]
+    assert (batch["requested"], batch["global_batch"], batch["accum_iter"], batch["capped"]) == (2048, 2, 2, True)
+    assert summaries[pretrain]["image_size"] == 224
+    assert json.loads((runs / pretrain / "spec.json").read_text())["data_root"] == data["imagenet1k"]
+    assert summaries[finetune]["batch"]["requested"] == 512 and summaries[finetune]["top1"] is not None
+    assert summaries[knn]["top1"] is not None
+    assert summaries[bench]["images"] == "imagenet1k through its pre-training loader"
+    assert "REHEARSAL" in (folder / "results" / "tables" / f"{cost_table}.md").read_text()

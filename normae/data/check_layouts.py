@@ -7,11 +7,8 @@ them. Torch-free: standard library and numpy; scipy.io (Flowers-102's .mat files
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-from importlib.resources import files
-from pathlib import Path
 
 import numpy as np
 
@@ -26,27 +23,13 @@ from normae.data.check_found import (
     need,
     read_lines,
 )
-from normae.data.registry import CALTECH101_EVAL_PER_CLASS, CALTECH101_TRAIN_PER_CLASS, DATASETS
-
-
-def imagenet1k_wnids() -> list[str] | None:
-    """The 1000 ImageNet-1K wnids, sorted, from timm's installed synset list; None without timm.
-
-    timm is found, not imported: importing it imports torch.
-    """
-    spec = importlib.util.find_spec("timm")
-    if spec is None or spec.origin is None:
-        return None
-    path = Path(spec.origin).parent / "data" / "_info" / "imagenet_synsets.txt"
-    if not path.is_file():
-        return None
-    return sorted({line.strip() for line in path.read_text().splitlines() if line.strip()})
-
-
-def imagenet100_wnids() -> list[str]:
-    """The packaged ImageNet-100 wnids, as normae.data.sources.read_class_file reads them (sources imports torch)."""
-    text = files("normae").joinpath("resources/imagenet100_classes.txt").read_text()
-    return sorted({line.strip() for line in text.splitlines() if line.strip()})
+from normae.data.registry import (
+    CALTECH101_EVAL_PER_CLASS,
+    CALTECH101_TRAIN_PER_CLASS,
+    DATASETS,
+    imagenet1k_wnids,
+    read_class_file,
+)
 
 
 def some(names: list[str], limit: int = 5) -> str:
@@ -63,7 +46,7 @@ def inspect_imagenet(copy: Copy, samples: int, seed: int) -> Found:
     """
     found = Found(classes_checked=True)
     subset = copy.name == "imagenet100"
-    wanted = imagenet100_wnids() if subset else imagenet1k_wnids()
+    wanted = read_class_file() if subset else imagenet1k_wnids()
     if wanted is None:
         found.notes.append("wnids not checked: timm, whose imagenet_synsets.txt lists them, is not installed")
         found.classes_checked = False

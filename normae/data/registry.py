@@ -10,7 +10,9 @@ set, analysis image source); each vocabulary is one ``Literal``, its tuple is de
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -311,3 +313,26 @@ def folder_key(dataset: str) -> str | None:
     """The data map's key whose folder ``dataset`` is read from (None: it needs no folder)."""
     key = _FOLDER_OF.get(dataset, dataset)
     return key if key in FOLDER_DATASETS else None
+
+
+def read_class_file(class_file: str | Path | None = None) -> list[str]:
+    """Sorted wnids listed one per line in class_file (default: the packaged ImageNet-100 list)."""
+    if class_file is None:
+        text = files("normae").joinpath("resources/imagenet100_classes.txt").read_text()
+    else:
+        text = Path(class_file).read_text()
+    return sorted({line.strip() for line in text.splitlines() if line.strip()})
+
+
+def imagenet1k_wnids() -> list[str] | None:
+    """The 1000 ImageNet-1K wnids, sorted, from timm's installed synset list; None without timm.
+
+    timm is found, not imported: importing it imports torch.
+    """
+    spec = importlib.util.find_spec("timm")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "data" / "_info" / "imagenet_synsets.txt"
+    if not path.is_file():
+        return None
+    return sorted({line.strip() for line in path.read_text().splitlines() if line.strip()})

@@ -15,18 +15,22 @@ Torch-free: standard library, numpy and PIL (scipy.io, for Flowers-102's .mat fi
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import pickle
 from collections.abc import Callable
-from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from normae.data.registry import CALTECH101_EVAL_PER_CLASS, CALTECH101_TRAIN_PER_CLASS, REHEARSAL_MANIFEST
+from normae.data.registry import (
+    CALTECH101_EVAL_PER_CLASS,
+    CALTECH101_TRAIN_PER_CLASS,
+    REHEARSAL_MANIFEST,
+    imagenet1k_wnids,
+    read_class_file,
+)
 
 JPEG_QUALITY = 50
 IMAGENET_SIDES = (150, 500)  # each side of an ImageNet picture is drawn from this range
@@ -43,17 +47,11 @@ CALTECH101_NAMED = ["Faces", "Faces_easy", "Motorbikes", "airplanes"]
 
 
 def imagenet_wnids() -> list[str]:
-    """The 1000 ImageNet-1K wnids, sorted, from timm's installed synset list (timm is not imported)."""
-    spec = importlib.util.find_spec("timm")
-    if spec is None or spec.origin is None:
+    """The 1000 ImageNet-1K wnids (normae.data.registry); an error without timm, whose list they come from."""
+    wnids = imagenet1k_wnids()
+    if wnids is None:
         raise FileNotFoundError("timm is not installed: its data/_info/imagenet_synsets.txt lists the wnids")
-    text = (Path(spec.origin).parent / "data" / "_info" / "imagenet_synsets.txt").read_text()
-    return sorted({line.strip() for line in text.splitlines() if line.strip()})
-
-
-def imagenet100_wnids() -> list[str]:
-    text = files("normae").joinpath("resources/imagenet100_classes.txt").read_text()
-    return sorted({line.strip() for line in text.splitlines() if line.strip()})
+    return wnids
 
 
 def draw_image(rng: np.random.Generator, sides: tuple[int, int]) -> Image.Image:
@@ -105,7 +103,7 @@ def _lines(path: Path, lines: list[str]) -> None:
 def _write_imagenet(folder: Path, rng: np.random.Generator, train_per_class: int, eval_per_class: int) -> Path:
     wnids = imagenet_wnids()
     odd = {wnids[position]: kind for position, kind in ODD_FILES_IN1K.items()}
-    subset = imagenet100_wnids()
+    subset = read_class_file()
     odd.update({subset[position]: kind for position, kind in ODD_FILES_IN100.items()})
     # Validation images are numbered 1..N over all classes in a random order, as ILSVRC2012's are.
     val_numbers = iter(int(number) for number in rng.permutation(len(wnids) * eval_per_class) + 1)

@@ -9,7 +9,6 @@ import math
 import os
 import struct
 import zlib
-from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import datasets
 
-from normae.data.registry import DEBIAN_FASHION_MNIST, FASHION_MNIST_ENV, FASHION_MNIST_FILES, LAYOUTS
+from normae.data.registry import DEBIAN_FASHION_MNIST, FASHION_MNIST_ENV, FASHION_MNIST_FILES, LAYOUTS, read_class_file
 from normae.data.registry import IDX_DTYPES as _IDX_DTYPES
 from normae.errors import ConfigError, CorruptDataError, DataNotFoundError
 
@@ -143,15 +142,6 @@ def _split_folder(root, split) -> Path:
 
 def imagenet1k(root, split="train", transform=None) -> datasets.ImageFolder:
     return datasets.ImageFolder(_split_folder(root, split), transform=transform, loader=load_image)
-
-
-def read_class_file(class_file=None) -> list[str]:
-    """Sorted wnids listed one per line in class_file (default: the packaged ImageNet-100 list)."""
-    if class_file is None:
-        text = files("normae").joinpath("resources/imagenet100_classes.txt").read_text()
-    else:
-        text = Path(class_file).read_text()
-    return sorted({line.strip() for line in text.splitlines() if line.strip()})
 
 
 class ImageNet100(datasets.ImageFolder):

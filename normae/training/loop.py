@@ -282,6 +282,9 @@ class Trainer:
         lr = group["lr"] / group.get("lr_scale", 1.0)  # as the last step set it (restored on resume)
         step_start = time.perf_counter()
         self.batches = plain_worker_errors(self.signals.worker_init().started(self.loader(state.epoch)))
+        # the step's forward passes: its line holds their mean, whatever the split into passes and processes
+        step_sums: dict[str, float] = {}
+        step_counts: dict[str, int] = {}
         for batch in self.batches:
             if state.batches_done % cfg.accum_iter == 0:
                 lr = learning_rate(state.epoch + state.batches_done / batches_per_epoch, cfg)
@@ -312,8 +315,13 @@ class Trainer:
                     )
                 self.scaler.scale(loss / cfg.accum_iter).backward()
             state.add_batch(record)
+            for name, value in record.items():
+                step_sums[name] = step_sums.get(name, 0.0) + value
+                step_counts[name] = step_counts.get(name, 0) + 1
             if not boundary:
                 continue
+            record = {name: total / step_counts[name] for name, total in step_sums.items()}
+            step_sums, step_counts = {}, {}
             if cfg.clip_grad:
                 self.scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)

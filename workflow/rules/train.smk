@@ -12,6 +12,8 @@ rule train_run:
         LAYOUT.run_file("{run}", RunFolder.SUMMARY),
     log:
         LAYOUT.run_file("{run}", RunFolder.LAUNCH_LOG),
+    benchmark:
+        LAYOUT.run_file("{run}", RunFolder.BENCHMARK)
     conda:
         "../../environment.yml"
     threads: 1

@@ -1,0 +1,70 @@
+"""The paper scale's path, read without running it: the data map into every spec, the authors' code's
+CNP only where their code runs, and a device-hour estimate that weighs attention's quadratic cost."""
+
+import pytest
+
+from normae.errors import ConfigError
+from normae.experiments.config import CONFIG_DIR, load_scale, rehearsed
+from normae.experiments.data_map import folder_for, read_data_map, with_overrides
+from normae.experiments.plan import expand, load_experiments
+from normae.experiments.summary import pretrain_hours
+from normae.spec import PretrainSpec
+
+
+def one_grid_table(**point) -> dict:
+    grid = dict(model="vit_tiny", dataset="imagenet100", method="nor_mae", epochs=200, patch_size=16)
+    grid.update(mask_ratio=0.75, lam=5e-5, **point)
+    return {
+        "X": {
+            "file": "x",
+            "title": "x",
+            "measure": None,
+            "sweep": None,
+            "grids": [grid],
+            "evaluate": [{"protocol": "finetune", "dataset": "cifar10"}],
+            "cnp_modes": ["paper", "authors_code"],
+        }
+    }
+
+
+def test_the_data_map_reaches_every_spec_and_imagenet100_reads_imagenet1k():
+    data = with_overrides(read_data_map(CONFIG_DIR), ["imagenet1k=/datasets/in1k", "cifar10=/datasets/c10"])
+    plan = expand(one_grid_table(), load_scale("paper"), reported=[], data=data)
+    assert {spec.data_root for spec in plan.pretrain.values()} == {"/datasets/in1k"}
+    assert {spec.data_root for spec in plan.evaluations.values()} == {"/datasets/c10"}
+    assert folder_for(data, "fashion_mnist") is None  # unset: looked up where the loader looks
+    with pytest.raises(ConfigError, match="read from the imagenet1k folder"):
+        with_overrides(data, ["imagenet100=/x"])
+    with pytest.raises(ConfigError, match="write NAME=FOLDER"):
+        with_overrides(data, ["imagenet1k"])
+    assert with_overrides(data, ["cifar10="])["cifar10"] is None  # NAME= unsets
+
+
+def test_the_authors_code_cnp_runs_where_their_code_runs_and_is_marked_extrapolated_elsewhere():
+    scale = load_scale("paper")
+    doubled = expand(one_grid_table(patch_size=8), scale, reported=[])  # cnp_modes doubles the NoR-MAE row
+    by_cnp = {row.terms["cnp"]: row for row in doubled.tables["X"].rows}
+    assert by_cnp["paper"].status == "run" and by_cnp["authors_code"].status == "not_run"
+    assert "28x28 grid" in by_cnp["authors_code"].reason and "14x14" in by_cnp["authors_code"].reason
+    asked = expand(one_grid_table(patch_size=8, cnp="authors_code"), scale, reported=[])
+    (row,) = asked.tables["X"].rows
+    assert row.status == "run" and row.reason.startswith("extrapolated: ")
+    on_grid = expand(one_grid_table(cnp="authors_code"), scale, reported=[])  # patch 16: 14x14
+    assert on_grid.tables["X"].rows[0].reason is None
+
+
+def test_the_estimate_grows_faster_than_the_token_count():
+    scale = load_scale("paper")
+    hours = {p: pretrain_hours(PretrainSpec(dataset="imagenet100", img_size=224, patch_size=p), scale) for p in (2, 16)}
+    tokens = (16 / 2) ** 2
+    assert hours[2] / hours[16] > 1.5 * tokens  # attention's N^2 term: linear scaling underestimated patch 2
+
+
+def test_a_rehearsal_keeps_models_sizes_and_batches_and_cuts_the_rest():
+    paper = load_scale("paper")
+    cut = rehearsed(paper)
+    plan = expand(load_experiments(), cut, data={"imagenet1k": "/generated"})
+    spec = next(s for s in plan.pretrain.values() if s.dataset == "imagenet1k")
+    assert (spec.img_size, spec.global_batch, spec.epochs, spec.train_samples) == (224, 4096, 1, 2)
+    assert {s.model for s in plan.pretrain.values()} == {"vit_tiny", "vit_small", "vit_base"}
+    assert "REHEARSAL" in cut.header and "REHEARSAL" not in (paper.header or "")
