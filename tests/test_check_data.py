@@ -15,7 +15,7 @@ from PIL import Image
 from scipy.io import savemat
 
 from normae.data.check import check_dataset
-from normae.data.registry import DATASETS, LAYOUTS, REHEARSAL_MANIFEST
+from normae.data.registry import DATASETS, LAYOUTS, REHEARSAL_MANIFEST, folder_key
 from normae.errors import ConfigError
 
 from helpers import write_fashion_mnist
@@ -234,7 +234,8 @@ def test_missing_folder_says_how_to_set_it(tmp_path, name):
     folder = tmp_path / "nowhere"
     check = check_dataset(name, str(folder))
     problem = problem_about(check, f"the data folder {folder} does not exist")
-    for fix in (f"set data.{name} in config/config.yaml", f"--config data='{{{name}: /path}}'", f"--data {name}=/path"):
+    key = folder_key(name)  # ImageNet-100 is read from the imagenet1k folder
+    for fix in (f"set data.{key} in config/config.yaml", f"--config data='{{{key}: /path}}'", f"--data {key}=/path"):
         assert fix in problem
     assert LAYOUTS[name] in problem and "\n" not in problem
     assert check.line().startswith(f"FAIL  {name}") and str(folder) in check.line()
@@ -411,3 +412,9 @@ def test_a_folder_of_garbage_names_a_few_files_and_counts_the_rest(tmp_path):
     assert len([problem for problem in check.problems if "cannot decode" in problem]) == 5
     problem_about(check, "45 more sampled files do not decode")
     assert "0 of 50 sampled files decode" in check.facts
+
+
+def test_the_fix_for_imagenet100_names_the_imagenet1k_folder_it_is_read_from(tmp_path):
+    check = check_dataset("imagenet100", str(tmp_path / "nowhere"))
+    assert "set data.imagenet1k in config/config.yaml" in check.problems[0]
+    assert "data.imagenet100" not in check.problems[0]

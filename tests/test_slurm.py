@@ -392,10 +392,11 @@ def test_reduced_rehearsal_runs_each_stage_of_the_paper_scale_through_slurm(tmp_
     (bench,) = plan.measurements
     cost_table = next(table.file for table in plan.tables.values() if table.measure == "cost")
     targets = [f"results/runs/{run_id}/summary.json" for run_id in (pretrain, finetune, knn, bench)]
-    command = ["snakemake", "--profile", "slurm", "--config", "scale=paper", "rehearsal=true"]
+    command = ["snakemake", "--profile", "slurm", *targets, f"results/tables/{cost_table}.md"]
+    command += ["--config", "scale=paper", "rehearsal=true"]  # targets first: --config takes what follows
     command += [f"data={yaml.safe_dump(data, default_flow_style=True, width=10_000).strip()}"]
     done = subprocess.run(
-        [*command, *targets, f"results/tables/{cost_table}.md"],
+        command,
         cwd=folder,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         capture_output=True,

@@ -41,6 +41,7 @@ from normae.data.registry import (
     LAYOUTS,
     REHEARSAL_MANIFEST,
     DatasetFacts,
+    folder_key,
 )
 from normae.errors import ConfigError
 
@@ -108,10 +109,12 @@ class _Expected:
 
 
 def _how_to_set(name: str) -> str:
+    """The fix for a folder that is not set or wrong, under the data map's key (ImageNet-100: imagenet1k's)."""
+    key = folder_key(name) or name
     fetch = f"; or {SOURCES[name]}" if name == "fashion_mnist" else ""
     return (
-        f"(fix: set data.{name} in config/config.yaml, or --config data='{{{name}: /path}}' on the snakemake "
-        f"command line, or --data {name}=/path for normae commands{fetch}; expected layout: {LAYOUTS[name]})"
+        f"(fix: set data.{key} in config/config.yaml, or --config data='{{{key}: /path}}' on the snakemake "
+        f"command line, or --data {key}=/path for normae commands{fetch}; expected layout: {LAYOUTS[name]})"
     )
 
 
