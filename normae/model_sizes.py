@@ -24,6 +24,8 @@ MODEL_SIZES = {
     "vit_tiny": ModelSize(192, 12, 12, 192, 12, 12),
     "vit_small": ModelSize(384, 12, 6, 256, 12, 8),
     "vit_base": ModelSize(768, 12, 12, 512, 12, 16),
+    # MAE's ViT-Large (decoder 512 wide, 8 deep): DMAE's teacher; its encoder is all a teacher uses.
+    "vit_large": ModelSize(1024, 24, 16, 512, 8, 16),
 }
 
 

@@ -31,13 +31,18 @@ from normae.spec_base import (
 )
 from normae.spec_checks import at_least, common_problems, masking_problems, within
 
-Method = Literal["mae", "nor_mae"]
+Method = Literal["mae", "nor_mae", "sup_mae", "sup_nor_mae", "dmae", "nor_dmae"]
 CnpMode = Literal["paper", "authors_code", "random"]
 NorVariant = Literal["offdiag", "diag", "token"]
 Stage = Literal["pretrain", "finetune", "linprobe", "knn", "bench"]
 Amp = Literal["auto", "bf16", "fp16", "none"]
 
 METHODS: tuple[str, ...] = get_args(Method)
+# What each method adds to MAE: the NoR term (lambda), SupMAE's supervised branch, DMAE's distillation.
+BASE_OF_NOR: dict[str, str] = {"nor_mae": "mae", "sup_nor_mae": "sup_mae", "nor_dmae": "dmae"}  # NoR method -> without
+NOR_METHODS: tuple[str, ...] = tuple(BASE_OF_NOR)
+SUPERVISED_METHODS: tuple[str, ...] = ("sup_mae", "sup_nor_mae")
+DISTILLED_METHODS: tuple[str, ...] = ("dmae", "nor_dmae")
 CNP_MODES: tuple[str, ...] = get_args(CnpMode)
 NOR_VARIANTS: tuple[str, ...] = get_args(NorVariant)
 STAGES: tuple[str, ...] = get_args(Stage)
@@ -67,6 +72,15 @@ class PretrainSpec(SpecBase):
     )
     cnp_wrap: bool = option(True, "torus border for the 3x3 neighbour window, as in the authors' code")
     mask_ratio: float = option(0.75, "fraction of patches removed")
+    sup_weight: float = option(0.01, "sup_*: weight of the supervised loss (SupMAE's cls_loss_ratio)")
+    sup_temperature: float = option(10.0, "sup_*: the cross-entropy sees logits / this (SupMAE: 10)")
+    sup_hidden: int = option(3072, "sup_*: hidden width of the head's MLP, with BatchNorm (SupMAE: 3072; 0: linear)")
+    teacher: str | None = option(
+        None, "dmae / nor_dmae: the frozen teacher, a {'model': ...} MAE checkpoint file or one of our run folders"
+    )
+    teacher_model: str = option("vit_large", "dmae / nor_dmae: the teacher's model size (DMAE: an MAE ViT-Large)")
+    alpha: float = option(1.0, "dmae / nor_dmae: weight of the distillation loss (DMAE's code: 1)")
+    distill_depth: float = option(0.75, "dmae / nor_dmae: relative depth of the aligned blocks (DMAE: 9/12 and 18/24)")
     norm_pix_loss: bool = option(True, "per-patch normalised pixel targets (and standardised NoR inputs)")
     epochs: int = option(200, "pre-training epochs")
     warmup_epochs: float = option(40, "linear warm-up epochs, then half-cycle cosine")
@@ -95,9 +109,23 @@ class PretrainSpec(SpecBase):
                 problems.append(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if self.dataset not in PRETRAIN_DATASETS:
             problems.append(f"dataset must be one of {', '.join(PRETRAIN_DATASETS)}, got {self.dataset!r}")
-        problems += at_least(self, 0, "lam")
+        problems += at_least(self, 0, "lam", "sup_weight", "sup_hidden", "alpha")
         problems += masking_problems(self) + global_batch_problems(self)
+        if self.sup_temperature <= 0:
+            problems.append(f"sup_temperature must be positive, got {self.sup_temperature}")
+        if not 0 < self.distill_depth <= 1:
+            problems.append(f"distill_depth must be in (0, 1], got {self.distill_depth}")
+        if self.method in DISTILLED_METHODS and not self.teacher:
+            problems.append(f"method {self.method} needs a teacher: a {{'model': ...}} MAE checkpoint or a run folder")
         return problems
+
+    def inert_fields(self) -> set[str]:
+        inert = super().inert_fields()
+        if self.method not in SUPERVISED_METHODS:
+            inert |= {"sup_weight", "sup_temperature", "sup_hidden"}
+        if self.method not in DISTILLED_METHODS:
+            inert |= {"teacher", "teacher_model", "alpha", "distill_depth"}
+        return inert
 
     def run_id(self) -> str:
         """A readable id that changes whenever a field that affects the result changes."""
@@ -107,7 +135,11 @@ class PretrainSpec(SpecBase):
             f"p{self.patch_size}",
             self.method,
         ]
-        if self.method == "nor_mae":
+        if self.method in SUPERVISED_METHODS and self.sup_weight != 0.01:
+            parts.append(f"sw{self.sup_weight:g}")
+        if self.method in DISTILLED_METHODS:
+            parts.append(f"t-{self.teacher_model}" + (f"-a{self.alpha:g}" if self.alpha != 1.0 else ""))
+        if self.method in NOR_METHODS:
             parts.append(f"lam{self.lam:g}")
             if self.cnp != "paper":
                 parts.append(f"cnp-{self.cnp}")

@@ -54,6 +54,13 @@ class SpecBase:
     def problems(self) -> list[str]:
         return []
 
+    def inert_fields(self) -> set[str]:
+        """Fields that cannot change this spec's result (an unset global batch; another method's options).
+
+        Left out of the digest, so a spec that does not use a field added later keeps its digest and run id.
+        """
+        return {"global_batch"} if getattr(self, "global_batch", None) is None else set()
+
     @staticmethod
     def parse(data: dict) -> SpecBase:
         """The spec ``data`` describes, of whichever stage its ``stage`` field names."""
@@ -66,7 +73,8 @@ class SpecBase:
         hardware reaches it (normae.training.batching): they are left out, and the global batch is in.
         """
         split_only = {"batch_size", "accum_iter"} if getattr(self, "global_batch", None) is not None else set()
-        payload = {k: v for k, v in self.to_dict().items() if k not in self.cosmetic_fields | split_only}
+        left_out = self.cosmetic_fields | split_only | self.inert_fields()
+        payload = {k: v for k, v in self.to_dict().items() if k not in left_out}
         return hashlib.sha256(json.dumps({"stage": self.stage, **payload}, sort_keys=True).encode()).hexdigest()
 
     def to_dict(self) -> dict:

@@ -107,7 +107,12 @@ def test_an_evaluation_restarts_when_its_pretraining_run_was_trained_again(tmp_p
         ("pretrain", "lam", "5e-5", 'lam must be a finite number, got "5e-5"'),
         ("pretrain", "mask_ratio", None, "mask_ratio must be a finite number, got null"),
         ("pretrain", "train_samples", 64.0, "train_samples must be an integer or null, got 64.0"),
-        ("pretrain", "method", "simclr", 'method must be one of "mae", "nor_mae", got "simclr"'),
+        (
+            "pretrain",
+            "method",
+            "simclr",
+            'method must be one of "mae", "nor_mae", "sup_mae", "sup_nor_mae", "dmae", "nor_dmae", got "simclr"',
+        ),
         ("pretrain", "data_root", ["data"], 'data_root must be a string or null, got ["data"]'),
         ("finetune", "download", "yes", 'download must be true or false, got "yes"'),
         ("finetune", "clip_grad", "inf", 'clip_grad must be a finite number or null, got "inf"'),

@@ -29,6 +29,7 @@ TORCH_FREE = (
     "normae.experiments",
     "normae.experiments.config",
     "normae.experiments.plan",
+    "normae.experiments.plan_types",
     "normae.experiments.faithful",
     "normae.experiments.mapping",
     "normae.stages",

@@ -68,3 +68,25 @@ def test_a_rehearsal_keeps_models_sizes_and_batches_and_cuts_the_rest():
     assert (spec.img_size, spec.global_batch, spec.epochs, spec.train_samples) == (224, 4096, 1, 2)
     assert {s.model for s in plan.pretrain.values()} == {"vit_tiny", "vit_small", "vit_base"}
     assert "REHEARSAL" in cut.header and "REHEARSAL" not in (paper.header or "")
+
+
+def test_a_field_a_spec_does_not_use_leaves_its_run_id_alone():
+    """Ids of runs made before global_batch and the SupMAE / DMAE options existed still name them."""
+    from normae.spec import FinetuneSpec
+
+    assert PretrainSpec().run_id().endswith("-af4b603f") and FinetuneSpec().run_id().endswith("-5b310871")
+    assert PretrainSpec(method="mae", sup_weight=0.5, alpha=0).digest() == PretrainSpec(method="mae").digest()
+    assert PretrainSpec(method="sup_mae", sup_weight=0.5).digest() != PretrainSpec(method="sup_mae").digest()
+    assert PretrainSpec(global_batch=64).digest() != PretrainSpec().digest()
+
+
+def test_a_dmae_student_trains_after_its_planned_teacher():
+    """At the tiny scale the plan pre-trains the teacher stand-in (MAE, larger) and the student reads it."""
+    plan = expand(load_experiments(), load_scale("tiny"))
+    students = [spec for spec in plan.pretrain.values() if spec.method in ("dmae", "nor_dmae")]
+    assert {spec.method for spec in students} == {"dmae", "nor_dmae"}
+    for student in students:
+        teacher_id = student.teacher.split("/")[-2]
+        teacher = plan.pretrain[teacher_id]
+        assert (teacher.method, teacher.model, student.teacher_model) == ("mae", "vit_tiny", "vit_tiny")
+        assert (teacher.dataset, teacher.patch_size, teacher.epochs) == (student.dataset, student.patch_size, 1)

@@ -24,13 +24,14 @@ SILHOUETTE_POINTS = 4000
 
 
 def load_pretrained_mae(run: str | Path):
-    """The run's MAE / NoR-MAE model with its checkpoint weights, in eval mode, and the run's spec."""
+    """The run's pre-trained model (any method; a DMAE student without its teacher) with its checkpoint
+    weights, in eval mode, and the run's spec."""
     from normae.core.classifier import read_checkpoint
     from normae.core.model import build_mae_from_spec
     from normae.data.registry import DATASETS
     from normae.errors import ConfigError
     from normae.paths import RunFolder
-    from normae.spec import PretrainSpec
+    from normae.spec import SUPERVISED_METHODS, PretrainSpec
 
     run = Path(run)
     spec = RunFolder(run).read_spec()
@@ -40,7 +41,10 @@ def load_pretrained_mae(run: str | Path):
         )
     state, _ = read_checkpoint(run)
     img_size = spec["img_size"] or DATASETS[spec["dataset"]].img_size
-    model = build_mae_from_spec(PretrainSpec.from_dict(spec), img_size)
+    pretrain_spec = PretrainSpec.from_dict(spec)
+    supervised = pretrain_spec.method in SUPERVISED_METHODS  # its checkpoint holds SupMAE's head
+    num_classes = DATASETS[pretrain_spec.dataset].num_classes if supervised else None
+    model = build_mae_from_spec(pretrain_spec, img_size, num_classes=num_classes)
     model.load_state_dict(state)
     return model.eval(), spec
 

@@ -1,8 +1,9 @@
 """Core: the models and the math of the paper. ``model`` (the MAE / NoR-MAE encoder-decoder with
 MAE's parameter names), ``cnp`` (closest-neighbour selection, the paper's and the authors' code's),
 ``losses`` (reconstruction and the NoR relation penalties) and ``classifier`` (timm's
-VisionTransformer for fine-tuning and linear probing, and loading pre-trained encoders into it)
-and ``knn`` (DINO's weighted k-NN classifier on frozen features).
+VisionTransformer for fine-tuning and linear probing, and loading pre-trained encoders into it),
+``knn`` (DINO's weighted k-NN classifier on frozen features), ``auxiliary`` (SupMAE's supervised
+head and DMAE's distillation) and ``teacher`` (DMAE's frozen teacher, read from a checkpoint).
 
 May import torch, timm, numpy, ``normae.spec`` (the vocabularies), ``normae.model_sizes``, ``normae.paths`` and
 ``normae.errors``; never ``data``, ``training``, ``stages`` or anything above them.

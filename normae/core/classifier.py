@@ -18,11 +18,13 @@ import torch.nn as nn
 from timm.layers import resample_abs_pos_embed, resample_patch_embed, trunc_normal_
 from timm.models.vision_transformer import VisionTransformer
 
+from normae.core.auxiliary import AUXILIARY_PREFIXES
 from normae.errors import CheckpointError, ConfigError, plain_worker_errors
 from normae.model_sizes import MODEL_SIZES
 from normae.paths import RunFolder
 
-# Keys of an MAE / NoR-MAE pre-training state dict that are not part of the encoder.
+# Keys of an MAE / NoR-MAE pre-training state dict that are not part of the encoder (SupMAE's head and
+# DMAE's projection, AUXILIARY_PREFIXES, are pre-training only too).
 DECODER_PREFIXES = ("decoder_", "mask_token")
 
 
@@ -77,7 +79,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict]:
 def encoder_weights(state: dict, model: VisionTransformer) -> dict:
     """The encoder part of a pre-training state dict, resized to ``model``'s patch and token grid."""
     # A fine-tuned checkpoint's head belongs to its own classes; the new model starts its own.
-    weights = {k: v for k, v in state.items() if not k.startswith(DECODER_PREFIXES + ("head.",))}
+    weights = {k: v for k, v in state.items() if not k.startswith(DECODER_PREFIXES + AUXILIARY_PREFIXES + ("head.",))}
     if "patch_embed.proj.weight" not in weights or "pos_embed" not in weights:
         raise CheckpointError("the checkpoint has no encoder (patch_embed.proj.weight and pos_embed are missing)")
     expected_dim = model.pos_embed.shape[-1]

@@ -1,9 +1,12 @@
-"""ViT encoder and MAE decoder from timm pieces, trained as MAE or NoR-MAE.
+"""ViT encoder and MAE decoder from timm pieces, trained as MAE, NoR-MAE, SupMAE or DMAE (and the
+NoR versions of the last two: the same NoR term added to their losses).
 
 Parameter names follow the MAE reference (``patch_embed.proj``, ``cls_token``, ``pos_embed``,
 ``blocks.N``, ``norm``, ``decoder_embed``, ``mask_token``, ``decoder_pos_embed``,
 ``decoder_blocks.N``, ``decoder_norm``, ``decoder_pred``), so public MAE / NoR-MAE checkpoints
-load with ``strict=True`` and the encoder part loads into a timm ``VisionTransformer``.
+load with ``strict=True`` and the encoder part loads into a timm ``VisionTransformer``. SupMAE's
+head (``cls_head.*``) and DMAE's projection (``aligned_feature_projection_heads.*``) keep their public
+code's names (``normae.core.auxiliary``) and are left out of the encoder.
 """
 
 from __future__ import annotations
@@ -17,11 +20,23 @@ import torch.nn as nn
 from timm.layers import PatchEmbed, to_2tuple
 from timm.models.vision_transformer import Block
 
+from normae.core.auxiliary import (
+    AUXILIARY_PREFIXES,
+    SupervisedHead,
+    TeacherHolder,
+    aligned_block_index,
+    check_method_needs,
+    distillation_loss,
+    projection_heads,
+    supervised_loss,
+    teacher_feature,
+    teacher_width,
+)
 from normae.core.cnp import CNP_MODES, check_authors_code_grid, cnp_source_index
 from normae.core.losses import NOR_VARIANTS, nor_loss, reconstruction_loss
 from normae.errors import ConfigError
 from normae.model_sizes import MODEL_SIZES
-from normae.spec import METHODS
+from normae.spec import DISTILLED_METHODS, METHODS, NOR_METHODS, SUPERVISED_METHODS
 
 
 @dataclass
@@ -29,9 +44,12 @@ class MAEOutput:
     loss: torch.Tensor
     loss_rec: torch.Tensor
     loss_nor: torch.Tensor
+    # SupMAE's cross-entropy and DMAE's distillation loss, unweighted (zeros for the other methods).
+    loss_sup: torch.Tensor
+    loss_distill: torch.Tensor
     pred: torch.Tensor
     mask: torch.Tensor
-    # NoR-MAE only, for the diagnostics (``normae.training.diagnostics``): the embedded tokens, the kept
+    # NoR methods only, for the diagnostics (``normae.training.diagnostics``): the embedded tokens, the kept
     # positions, the token each kept position's CNP branch used, and that branch's prediction.
     tokens: torch.Tensor | None = None
     ids_keep: torch.Tensor | None = None
@@ -82,12 +100,18 @@ def random_masking(tokens: torch.Tensor, mask_ratio: float, noise: torch.Tensor 
     return kept, mask, ids_restore, ids_keep
 
 
-class MaskedAutoencoderViT(nn.Module):
-    """MAE with an optional Neighbour-Repelling second branch (``method="nor_mae"``).
+class MaskedAutoencoderViT(TeacherHolder):
+    """MAE with an optional Neighbour-Repelling second branch, SupMAE head or DMAE teacher.
 
-    NoR-MAE runs the kept positions' closest-neighbour tokens through the same encoder and
-    decoder under no-grad, decodes them with the same ``ids_restore``, and adds
-    ``lam * nor_loss(pred, pred_cnp)`` to the reconstruction loss.
+    NoR methods (``NOR_METHODS``: nor_mae, sup_nor_mae, nor_dmae) run the kept positions'
+    closest-neighbour tokens through the same encoder and decoder under no-grad, decode them with
+    the same ``ids_restore``, and add ``lam * nor_loss(pred, pred_cnp)`` to the reconstruction loss.
+    Supervised methods (sup_mae, sup_nor_mae; ``num_classes`` required, ``labels`` in ``forward``)
+    add ``sup_weight * CE(cls_head(latent) / sup_temperature, labels)`` as SupMAE's code does.
+    Distilled methods (dmae, nor_dmae; ``teacher_dim`` required, a teacher attached with
+    ``attach_teacher``) add ``alpha * L1(normalize(teacher), normalize(projection(student)))`` as
+    DMAE's code does (weight 1 there). Details and sources: ``normae.core.auxiliary``; the teacher is
+    held outside the module tree and moves with the student (``TeacherHolder``).
     """
 
     def __init__(
@@ -109,6 +133,13 @@ class MaskedAutoencoderViT(nn.Module):
         nor_variant="offdiag",
         cnp="paper",
         cnp_wrap=True,
+        num_classes: int | None = None,
+        sup_weight=0.01,
+        sup_temperature=10.0,
+        sup_hidden=3072,
+        teacher_dim: int | None = None,
+        alpha=1.0,
+        distill_depth=0.75,
     ):
         super().__init__()
         img_size = to_2tuple(img_size)
@@ -125,20 +156,19 @@ class MaskedAutoencoderViT(nn.Module):
             raise ConfigError(f"unknown CNP mode {cnp!r}; choose one of {CNP_MODES}")
         if not 0.0 <= mask_ratio < 1.0:
             raise ConfigError(f"mask ratio must be in [0, 1), got {mask_ratio}")
+        check_method_needs(method, num_classes, teacher_dim)
         self.patch_size = patch_size
         self.in_chans = in_chans
         self.norm_pix_loss = norm_pix_loss
         self.mask_ratio = mask_ratio
-        self.method = method
-        self.lam = lam
-        self.nor_variant = nor_variant
-        self.cnp = cnp
-        self.cnp_wrap = cnp_wrap
+        self.method, self.lam, self.nor_variant, self.cnp, self.cnp_wrap = method, lam, nor_variant, cnp, cnp_wrap
+        self.num_classes, self.sup_weight, self.sup_temperature = num_classes, sup_weight, sup_temperature
+        self.teacher_dim, self.alpha, self.distill_depth = teacher_dim, alpha, distill_depth
         norm_layer = partial(nn.LayerNorm, eps=1e-6)
 
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
         self.grid = self.patch_embed.grid_size
-        if method == "nor_mae" and cnp == "authors_code":
+        if method in NOR_METHODS and cnp == "authors_code":
             if not cnp_wrap:
                 raise ConfigError(
                     "cnp='authors_code' always uses the torus border, as the public code does: keep cnp_wrap=True"
@@ -163,7 +193,12 @@ class MaskedAutoencoderViT(nn.Module):
         )
         self.decoder_norm = norm_layer(decoder_embed_dim)
         self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size**2 * in_chans, bias=True)
+        if method in SUPERVISED_METHODS:  # before initialize_weights: xavier Linears, as in SupMAE
+            self.cls_head = SupervisedHead(embed_dim, num_classes, sup_hidden)
         self.initialize_weights()
+        if method in DISTILLED_METHODS:  # after it: PyTorch's default Linear init, as in DMAE
+            self.student_block = aligned_block_index(depth, distill_depth)
+            self.aligned_feature_projection_heads = projection_heads(embed_dim, teacher_dim)
 
     def initialize_weights(self):
         self.pos_embed.data.copy_(torch.from_numpy(sincos_pos_embed(self.pos_embed.shape[-1], self.grid)).float()[None])
@@ -197,8 +232,8 @@ class MaskedAutoencoderViT(nn.Module):
         }
 
     def encoder_state_dict(self) -> dict:
-        """The encoder's weights under timm ``VisionTransformer`` names (no decoder, no head)."""
-        skip = ("decoder_", "mask_token")
+        """The encoder's weights under timm ``VisionTransformer`` names (no decoder, no head, no projection)."""
+        skip = ("decoder_", "mask_token", *AUXILIARY_PREFIXES)
         return {k: v for k, v in self.state_dict().items() if not k.startswith(skip)}
 
     def patchify(self, imgs: torch.Tensor) -> torch.Tensor:
@@ -218,11 +253,20 @@ class MaskedAutoencoderViT(nn.Module):
         return self.patch_embed(imgs) + self.pos_embed[:, 1:, :]
 
     def encode(self, kept_tokens: torch.Tensor) -> torch.Tensor:
+        return self.encode_features(kept_tokens)[0]
+
+    def encode_features(
+        self, kept_tokens: torch.Tensor, feature_block: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The normed encoder output and the raw output of block ``feature_block`` (None: not kept)."""
         cls = (self.cls_token + self.pos_embed[:, :1, :]).expand(kept_tokens.shape[0], -1, -1)
         x = torch.cat([cls, kept_tokens], dim=1)
-        for block in self.blocks:
+        feature = None
+        for index, block in enumerate(self.blocks):
             x = block(x)
-        return self.norm(x)
+            if index == feature_block:
+                feature = x
+        return self.norm(x), feature
 
     def decode(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
         """Predicted patches for all L positions, (N, L, p*p*C)."""
@@ -250,20 +294,47 @@ class MaskedAutoencoderViT(nn.Module):
             cnp_tokens = torch.gather(tokens, 1, kept_source.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
             return self.decode(self.encode(cnp_tokens), ids_restore), kept_source
 
-    def forward(self, imgs: torch.Tensor, noise: torch.Tensor | None = None) -> MAEOutput:
+    def forward(
+        self, imgs: torch.Tensor, noise: torch.Tensor | None = None, labels: torch.Tensor | None = None
+    ) -> MAEOutput:
+        """loss = loss_rec + lam * loss_nor + sup_weight * loss_sup + alpha * loss_distill, each term
+        for the methods that have it. ``labels``: the images' classes, for the supervised methods."""
+        supervised, distilled = self.method in SUPERVISED_METHODS, self.method in DISTILLED_METHODS
+        if supervised and labels is None:
+            raise ConfigError(f"method {self.method} needs labels: the pre-training set returns none")
+        if distilled and self.teacher is None:
+            raise ConfigError(f"method {self.method} needs a teacher: load one (--teacher) and attach_teacher it")
         tokens = self.embed(imgs)
         kept, mask, ids_restore, ids_keep = random_masking(tokens, self.mask_ratio, noise)
-        pred = self.decode(self.encode(kept), ids_restore)
-        loss_rec = reconstruction_loss(pred, self.patchify(imgs), mask, norm_pix=self.norm_pix_loss)
-        if self.method == "nor_mae":
+        # encode_features only where a block's output is needed: ``encode`` stays the one path otherwise.
+        latent, feature = self.encode_features(kept, self.student_block) if distilled else (self.encode(kept), None)
+        pred = self.decode(latent, ids_restore)
+        loss = loss_rec = reconstruction_loss(pred, self.patchify(imgs), mask, norm_pix=self.norm_pix_loss)
+        loss_nor = loss_sup = loss_distill = torch.zeros((), device=imgs.device)
+        branch = {}
+        if self.method in NOR_METHODS:
             pred_cnp, cnp_source = self.cnp_branch(tokens, ids_keep, ids_restore)
             loss_nor = nor_loss(pred, pred_cnp, variant=self.nor_variant, standardize=self.norm_pix_loss)
-            loss = loss_rec + self.lam * loss_nor
+            loss = loss + self.lam * loss_nor
             branch = {"tokens": tokens.detach(), "ids_keep": ids_keep, "cnp_source": cnp_source, "pred_cnp": pred_cnp}
-        else:
-            loss_nor = torch.zeros((), device=imgs.device)
-            loss, branch = loss_rec, {}
-        return MAEOutput(loss=loss, loss_rec=loss_rec, loss_nor=loss_nor, pred=pred, mask=mask, **branch)
+        if supervised:
+            loss_sup = supervised_loss(self.cls_head(latent), labels, self.sup_temperature)
+            loss = loss + self.sup_weight * loss_sup
+        if distilled:
+            target = teacher_feature(self.teacher, imgs, ids_keep, self.teacher_block)
+            loss_distill = distillation_loss(target, self.aligned_feature_projection_heads[0](feature))
+            loss = loss + self.alpha * loss_distill
+        return MAEOutput(
+            loss=loss, loss_rec=loss_rec, loss_nor=loss_nor, loss_sup=loss_sup, loss_distill=loss_distill,
+            pred=pred, mask=mask, **branch,
+        )  # fmt: skip
+
+
+# The PretrainSpec fields that are model options under the same name.
+SPEC_OPTIONS = (
+    "patch_size", "mask_ratio", "norm_pix_loss", "method", "lam", "nor_variant", "cnp", "cnp_wrap",
+    "sup_weight", "sup_temperature", "sup_hidden", "alpha", "distill_depth",
+)  # fmt: skip
 
 
 def build_mae(size: str = "vit_tiny", **kwargs) -> MaskedAutoencoderViT:
@@ -274,21 +345,19 @@ def build_mae(size: str = "vit_tiny", **kwargs) -> MaskedAutoencoderViT:
     return MaskedAutoencoderViT(**{**shape.__dict__, **kwargs})
 
 
-def build_mae_from_spec(spec, img_size: int) -> MaskedAutoencoderViT:
-    """The MAE / NoR-MAE model that a ``PretrainSpec`` describes, at ``img_size`` pixels.
+def build_mae_from_spec(
+    spec, img_size: int, num_classes: int | None = None, teacher: MaskedAutoencoderViT | None = None
+) -> MaskedAutoencoderViT:
+    """The model that a ``PretrainSpec`` describes, at ``img_size`` pixels.
 
     ``img_size`` is given because a spec may leave it to the data set (``spec.img_size`` None).
-    Pre-training, the PCA analysis and the benchmark all build their model here.
+    Pre-training, the PCA analysis and the benchmark all build their model here. Supervised methods
+    need ``num_classes``. Distilled methods size their projection by ``teacher`` (attached here) or,
+    without one (loading a checkpoint), by ``spec.teacher_model``'s width.
     """
-    return build_mae(
-        spec.model,
-        img_size=img_size,
-        patch_size=spec.patch_size,
-        mask_ratio=spec.mask_ratio,
-        norm_pix_loss=spec.norm_pix_loss,
-        method=spec.method,
-        lam=spec.lam,
-        nor_variant=spec.nor_variant,
-        cnp=spec.cnp,
-        cnp_wrap=spec.cnp_wrap,
-    )
+    teacher_dim = teacher_width(teacher, spec.teacher_model) if spec.method in DISTILLED_METHODS else None
+    options = {name: getattr(spec, name) for name in SPEC_OPTIONS}
+    model = build_mae(spec.model, img_size=img_size, num_classes=num_classes, teacher_dim=teacher_dim, **options)
+    if teacher is not None:
+        model.attach_teacher(teacher)
+    return model

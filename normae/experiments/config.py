@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from normae.errors import ConfigError
-from normae.spec import CNP_MODES, FinetuneSpec, KnnSpec, LinprobeSpec, PretrainSpec
+from normae.spec import CNP_MODES, NOR_METHODS, FinetuneSpec, KnnSpec, LinprobeSpec, PretrainSpec
 from normae.spec import METHODS as SPEC_METHODS
 
 # The settings a table's `sweep:` may name: its figure plots the metric against this term.
@@ -34,8 +34,8 @@ NOR_LOSS_TERMS = ("lam", "cnp", "nor_variant")
 # pre-training must clear (its rows have evaluation runs with ``init: none`` and no pre-training run).
 NO_PRETRAINING = "random_init"
 # The paper's methods, including those the spec cannot run yet (NOT_IMPLEMENTED below), and no pre-training.
-METHODS = (*SPEC_METHODS, "sup_mae", "sup_nor_mae", "nor_dmae", NO_PRETRAINING)
-METHODS_WITHOUT_NOR_LOSS = ("mae", "sup_mae", NO_PRETRAINING)
+METHODS = (*SPEC_METHODS, NO_PRETRAINING)
+METHODS_WITHOUT_NOR_LOSS = tuple(method for method in METHODS if method not in NOR_METHODS)
 # A grid (table or variant) key that is not a pre-training term: run only the first N of the plan's seeds.
 SEED_COUNT = "seed_count"
 PROTOCOLS = ("finetune", "linprobe", "knn", "pca", "segmentation")
@@ -50,9 +50,6 @@ EVAL_SPECS = {"finetune": FinetuneSpec, "linprobe": LinprobeSpec, "knn": KnnSpec
 ANALYSES = {"pca": "PCA of visible vs CNP features of the pre-trained encoder (analysis stage)"}
 MEASUREMENTS = {"cnp_similarity": "normae cnp-stats", "cost": "normae bench"}
 NOT_IMPLEMENTED = {
-    "sup_mae": "supervised MAE (sup_mae) is not implemented",
-    "sup_nor_mae": "supervised NoR-MAE (sup_nor_mae) is not implemented",
-    "nor_dmae": "NoR-MAE with a distillation teacher (nor_dmae) is not implemented",
     "segmentation": "ADE20K segmentation is not implemented",
 }
 
@@ -186,9 +183,9 @@ def grid_points(grid: dict, cnp_modes: list[str]) -> list[dict]:
         point = dict(zip(keys, values))
         if point["method"] in METHODS_WITHOUT_NOR_LOSS:
             point = {k: v for k, v in point.items() if k not in NOR_LOSS_TERMS}
-        elif point["method"] == "nor_mae":
+        elif point["method"] in NOR_METHODS:
             point.setdefault("nor_variant", "offdiag")
-        if point["method"] == "nor_mae" and "cnp" not in point:
+        if point["method"] in NOR_METHODS and "cnp" not in point:
             for mode in cnp_modes:
                 points.append({**point, "cnp": mode})
             continue
@@ -226,6 +223,9 @@ class Scale:
     tables: tuple | None = None  # the experiments.yaml tables this scale runs (None: all)
     seeds: tuple | None = None  # the seeds a run of this scale uses where the config names none
     header: str | None = None  # a line every table of this scale carries (what its numbers can and cannot say)
+    # DMAE's teacher: {model, pretrain: true} (the plan pre-trains it: MAE, the student's data, patch and
+    # epochs) or {model, checkpoint: <{'model': ...} file>}; None: distilled rows are not run here
+    teacher: dict | None = None
 
     def map(self, kind: str, value):
         """(value at this scale, None) or (None, the reason it does not run here)."""
@@ -268,6 +268,7 @@ def load_scale(name: str, config_dir: str | Path = CONFIG_DIR) -> Scale:
         tables=tuple(data["tables"]) if "tables" in data else None,
         seeds=tuple(data["seeds"]) if "seeds" in data else None,
         header=data.get("header"),
+        teacher=data.get("teacher"),
     )
 
 
@@ -323,7 +324,7 @@ def scale_spec_fields(spec_class) -> set[str]:
         "seed",
     }
     if spec_class is PretrainSpec:
-        decided.add("epochs")  # from the scale's pretrain_epochs mapping
+        decided |= {"epochs", "teacher", "teacher_model"}  # the pretrain_epochs mapping; the scale's teacher block
     return {f.name for f in dataclasses.fields(spec_class)} - decided
 
 

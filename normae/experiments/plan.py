@@ -8,8 +8,6 @@ processes plan too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from normae.errors import ConfigError
 from normae.experiments.config import (
     ANALYSES,
@@ -30,8 +28,9 @@ from normae.experiments.config import (
 from normae.experiments.data_map import folder_for
 from normae.experiments.faithful import scaled_lam
 from normae.experiments.mapping import measure_mapping, scale_mapping
+from normae.experiments.plan_types import Plan, Row, TablePlan
 from normae.paths import ResultsLayout
-from normae.spec import BenchSpec, FinetuneSpec, KnnSpec, LinprobeSpec, PretrainSpec
+from normae.spec import DISTILLED_METHODS, NOR_METHODS, BenchSpec, FinetuneSpec, KnnSpec, LinprobeSpec, PretrainSpec
 
 # The plan's inputs are re-exported with it: a caller reads the config and expands it through one module.
 __all__ = ["REPORTED_KEYS", "Plan", "Row", "TablePlan", "expand", "load_experiments", "load_scale", "read_reported"]
@@ -50,66 +49,6 @@ REPORTED_KEYS = (
 
 
 # ---------------------------------------------------------------- the plan
-
-
-@dataclass
-class Row:
-    """One row of a table: the paper's terms, the paper's number if it prints one, and what we do for it.
-
-    terms use reported.csv's column names. status: run (pretrain_ids and eval_ids set, one per
-    seed), analysis (pretrain_ids set; the analysis stage reads those runs), measure (reason names
-    the command that measures it; nothing is trained), cited, not_implemented or not_run (reason
-    says why).
-    """
-
-    table: str
-    terms: dict
-    status: str
-    paper_value: float | None = None
-    metric: str | None = None
-    pretrain_ids: list[str] = field(default_factory=list)
-    eval_ids: list[str] = field(default_factory=list)
-    reason: str | None = None
-
-
-@dataclass
-class TablePlan:
-    name: str
-    file: str
-    title: str
-    mapping: list[str]
-    rows: list[Row]
-    measure: str | None = None
-    sweep: str | None = None  # the swept term, for the table's plot
-
-    def pretrain_ids(self) -> set[str]:
-        return {run_id for row in self.rows for run_id in row.pretrain_ids}
-
-    def eval_ids(self) -> set[str]:
-        return {run_id for row in self.rows for run_id in row.eval_ids}
-
-
-@dataclass
-class Plan:
-    scale: Scale
-    pretrain: dict[str, PretrainSpec]  # run id -> spec
-    evaluations: dict[str, FinetuneSpec | LinprobeSpec | KnnSpec]
-    tables: dict[str, TablePlan]
-    seeds: list[int] = field(default_factory=lambda: [0])
-    data: dict = field(default_factory=dict)  # the data map the specs' data_root came from
-    measurements: dict[str, BenchSpec] = field(default_factory=dict)  # run id -> bench spec (the cost claim)
-
-    def spec(self, run_id: str):
-        """The spec of a pre-training or evaluation run; a run id the plan does not hold is a ValueError."""
-        if run_id in self.pretrain:
-            return self.pretrain[run_id]
-        if run_id in self.evaluations:
-            return self.evaluations[run_id]
-        if run_id in self.measurements:
-            return self.measurements[run_id]
-        raise ConfigError(
-            f"run {run_id} is not in the plan of scale {self.scale.name} (see `normae plan --scale {self.scale.name}`)"
-        )
 
 
 def _reported_key(row: dict) -> tuple:
@@ -179,7 +118,7 @@ class _Planner:
             if reason:
                 return None, f"{term} {point[term]}: {reason}"
         extra = {k: point[k] for k in ("lam", "cnp", "nor_variant") if k in point}
-        if point["method"] == "mae":
+        if point["method"] not in NOR_METHODS:
             extra["lam"] = 0.0
         elif "lam" in point:
             extra["lam"], _ = scaled_lam(self.scale.lam_scale, point)
@@ -188,6 +127,10 @@ class _Planner:
             if point["dataset"] not in settings["global_batch"]:
                 raise ConfigError(f"scale {self.scale.name}: pretrain.global_batch has no entry for {point['dataset']}")
             settings["global_batch"] = settings["global_batch"][point["dataset"]]
+        if point["method"] in DISTILLED_METHODS:
+            extra["teacher"], extra["teacher_model"], reason = self.teacher(mapped, point["mask_ratio"], settings)
+            if reason:
+                return None, reason
         spec = PretrainSpec(
             **mapped,
             data_root=folder_for(self.data, mapped["dataset"]),
@@ -197,6 +140,27 @@ class _Planner:
             **{"seed": seed, **settings},
         )
         return spec, None
+
+    def teacher(self, mapped: dict, mask_ratio: float, settings: dict) -> tuple[str | None, str, str | None]:
+        """(checkpoint, model size, None) of the scale's DMAE teacher, or (None, "", why it is not run)."""
+        teacher = self.scale.teacher
+        if not teacher:
+            return None, "", f"scale {self.scale.name} names no DMAE teacher (its teacher: block)"
+        if not teacher.get("pretrain"):
+            if not teacher.get("checkpoint"):
+                where = f"config/scales/{self.scale.name}.yaml"
+                return None, "", f"set teacher.checkpoint in {where}: an MAE {teacher['model']} file"
+            return teacher["checkpoint"], teacher["model"], None
+        # the stand-in teacher: MAE at the teacher's size on the student's data, patch and schedule (seed 0)
+        spec = PretrainSpec(
+            **{**mapped, "model": teacher["model"]},
+            data_root=folder_for(self.data, mapped["dataset"]),
+            method="mae",
+            lam=0.0,
+            mask_ratio=mask_ratio,
+            **{**settings, "seed": 0},
+        )
+        return str(ResultsLayout().run(self._add(self.pretrain, spec)).checkpoint_path), teacher["model"], None
 
     def row(self, table: str, point: dict, protocol: str, eval_dataset: str, seeds: list[int]) -> Row:
         terms = _terms(point, protocol, eval_dataset)

@@ -188,6 +188,10 @@ def plan_document(plan: Plan) -> dict:
         for row in table.rows:
             for run_id in dict.fromkeys(row.pretrain_ids + row.eval_ids):
                 serves.setdefault(run_id, []).append({"table": table.name, "status": row.status, "terms": row.terms})
+                teacher = getattr(plan.spec(run_id), "teacher", None) or ""
+                if Path(teacher).parent.name in plan.pretrain:  # a planned DMAE teacher serves its students' rows
+                    entry = {"table": table.name, "status": f"teacher of {run_id}", "terms": row.terms}
+                    serves.setdefault(Path(teacher).parent.name, []).append(entry)
     runs = [
         {
             "run_id": run_id,

@@ -11,6 +11,7 @@ import pandas as pd
 from normae.experiments.config import NO_PRETRAINING
 from normae.report.statistics import gain_sign, paired_difference, verdict
 from normae.report.table_text import TERM_COLUMNS
+from normae.spec import BASE_OF_NOR, METHODS
 
 # Terms that make a NoR-MAE row differ from the MAE row it is compared with.
 NOR_ONLY_TERMS = ("method", "lam", "cnp", "nor_variant")
@@ -58,9 +59,8 @@ def add_gains(frame: pd.DataFrame) -> pd.DataFrame:
     for column in ("verdict", "gain_sign", "pair"):
         frame[column] = None
     keys = [c for c in TERM_COLUMNS if c not in NOR_ONLY_TERMS]
-    mae = frame[frame["method"] == "mae"]
-    for index, row in frame[frame["method"] == "nor_mae"].iterrows():
-        match = _matching(mae, row, keys)
+    for index, row in frame[frame["method"].isin(BASE_OF_NOR)].iterrows():  # NoR-MAE, Sup NoR-MAE, NoR-DMAE
+        match = _matching(frame[frame["method"] == BASE_OF_NOR[row["method"]]], row, keys)
         if not len(match):
             continue
         partner = match.iloc[0]
@@ -97,7 +97,8 @@ def add_pretraining_effect(frame: pd.DataFrame) -> pd.DataFrame:
     if floors.empty:
         return frame
     keys = [c for c in TERM_COLUMNS if c not in NOR_ONLY_TERMS]
-    for index, row in frame[frame["method"].isin(["mae", "nor_mae"]) & frame["ours"].notna()].iterrows():
+    pretrained = frame["method"].isin(METHODS)
+    for index, row in frame[pretrained & frame["ours"].notna()].iterrows():
         match = _matching(floors, row, keys)
         difference = _paired(row, match.iloc[0]) if len(match) else None
         if difference is not None:

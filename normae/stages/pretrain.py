@@ -1,4 +1,5 @@
-"""The pre-training stage: a PretrainSpec -> a finished run folder (MAE or NoR-MAE)."""
+"""The pre-training stage: a PretrainSpec -> a finished run folder (MAE, NoR-MAE, SupMAE, DMAE and their NoR
+variants)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import torch
 from timm.optim import param_groups_weight_decay
 
 from normae.core.model import build_mae_from_spec
+from normae.core.teacher import load_teacher
 from normae.data.pretrain import build_pretrain_dataset
 from normae.data.registry import DATASETS
-from normae.spec import PretrainSpec
+from normae.errors import ConfigError
+from normae.spec import DISTILLED_METHODS, NOR_METHODS, SUPERVISED_METHODS, PretrainSpec
 from normae.stages.common import (
     finish_run_folder,
     fixed_subset,
@@ -27,9 +30,16 @@ from normae.training.signals import StopSignals
 
 
 def pretrain_step(model, batch):
-    images, _, noise = batch
-    out = model(images, noise)
-    return out.loss, {"loss_rec": out.loss_rec, "loss_nor": out.loss_nor}
+    """One forward pass; the labels reach the model (SupMAE's branch uses them, the other methods do not)."""
+    images, labels, noise = batch
+    out = model(images, noise, labels=labels)
+    metrics = {"loss_rec": out.loss_rec, "loss_nor": out.loss_nor}
+    method = getattr(model, "module", model).method  # under DDP the model is its .module
+    if method in SUPERVISED_METHODS:
+        metrics["loss_sup"] = out.loss_sup
+    if method in DISTILLED_METHODS:
+        metrics["loss_distill"] = out.loss_distill
+    return out.loss, metrics
 
 
 def run_pretrain(
@@ -42,6 +52,13 @@ def run_pretrain(
     folder, done = open_run_folder(spec, run_dir)
     if done is not None:
         return done
+    img_size = spec.img_size or DATASETS[spec.dataset].img_size
+    # DMAE's teacher is read and checked before anything of the run folder is written
+    distilled = spec.method in DISTILLED_METHODS
+    teacher = load_teacher(spec.teacher, spec.teacher_model, img_size, spec.patch_size) if distilled else None
+    num_classes = DATASETS[spec.dataset].num_classes if spec.method in SUPERVISED_METHODS else None
+    if spec.method in SUPERVISED_METHODS and not num_classes:
+        raise ConfigError(f"method {spec.method} needs labels: {spec.dataset} has no classes (choose a labelled set)")
     rank, world_size, device = setup_distributed()
     with start_run_folder(folder, spec, rank, device) as finished, spec_withdrawn_on_early_failure(folder, rank):
         if finished is not None:
@@ -50,8 +67,10 @@ def run_pretrain(
         dataset = fixed_subset(
             build_pretrain_dataset(spec.dataset, root=spec.data_root, img_size=spec.img_size), spec.train_samples
         )
-        img_size = spec.img_size or DATASETS[spec.dataset].img_size
-        model = build_mae_from_spec(spec, img_size).to(device)
+        model = build_mae_from_spec(spec, img_size, num_classes=num_classes, teacher=teacher).to(device)
+        if world_size > 1 and device.type == "cuda" and spec.method in SUPERVISED_METHODS:
+            # SupMAE's head has a BatchNorm: its statistics over the whole step's processes (CUDA only)
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         num_patches = model.patch_embed.num_patches
         amp = resolve_amp(spec.amp, device)
         cfg, batch_plan = loop_config(spec, world_size, amp, len(dataset))
@@ -59,7 +78,9 @@ def run_pretrain(
             param_groups_weight_decay(model, spec.weight_decay, model.no_weight_decay()), lr=cfg.lr, betas=cfg.betas
         )
         wrapped = wrap_ddp(model, device, world_size)
-        step = DiagnosedStep(pretrain_step, model, diagnostics_interval(cfg.log_every), cfg.accum_iter)
+        step = DiagnosedStep(
+            pretrain_step, model, diagnostics_interval(cfg.log_every), cfg.accum_iter, spec.method in NOR_METHODS
+        )
         trainer = Trainer(
             wrapped,
             dataset,
@@ -75,7 +96,7 @@ def run_pretrain(
         step.state = lambda: trainer.state  # the Trainer replaces its state on resume
         started = time.time()
         results = trainer.fit(resume=resume)
-        if rank == 0 and spec.method == "nor_mae":  # metrics.jsonl holds every diagnosed step
+        if rank == 0 and spec.method in NOR_METHODS:  # metrics.jsonl holds every diagnosed step
             results["diagnostics"] = diagnostics_summary(results["history"], folder.read_metrics("step"))
         return finish_run_folder(
             folder,

@@ -87,8 +87,12 @@ class DiagnosedStep:
     ``LoopState``) says which step the batch belongs to; set it once the Trainer exists.
     """
 
-    def __init__(self, step_fn: Callable, module: torch.nn.Module, every: int, accum_iter: int = 1):
+    def __init__(
+        self, step_fn: Callable, module: torch.nn.Module, every: int, accum_iter: int = 1, enabled: bool = True
+    ):
+        """``enabled``: whether the model has a NoR branch to diagnose (the stage knows its method)."""
         self.step_fn, self.module, self.every, self.accum_iter = step_fn, module, every, accum_iter
+        self.enabled = enabled
         self.state: Callable | None = None
         self.caught = None
         module.register_forward_hook(self._catch)
@@ -97,7 +101,7 @@ class DiagnosedStep:
         self.caught = output
 
     def due(self) -> bool:
-        if self.state is None or self.module.method != "nor_mae":
+        if self.state is None or not self.enabled:
             return False
         state = self.state()
         boundary = (state.batches_done + 1) % self.accum_iter == 0

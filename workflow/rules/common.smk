@@ -64,12 +64,15 @@ def summary_file(run_id):
 
 
 def run_inputs(wildcards):
-    """For an evaluation, the pre-training run it starts from; a pre-training or bench run, or an evaluation
-    of a randomly initialised encoder, needs nothing."""
+    """For an evaluation, the pre-training run it starts from; for a DMAE student, its planned teacher's run;
+    other pre-training and bench runs, and evaluations of a randomly initialised encoder, need nothing."""
     spec = PLAN.spec(wildcards.run)
-    if getattr(spec, "init", "none") == "none":  # "none": a randomly initialised encoder
-        return {}
-    return {"pretrain": str(RunFolder(Path(spec.init).parent).summary_path)}
+    inputs = {}
+    if getattr(spec, "init", "none") != "none":  # "none": a randomly initialised encoder
+        inputs["pretrain"] = str(RunFolder(Path(spec.init).parent).summary_path)
+    if getattr(spec, "teacher", None) and Path(spec.teacher).name == RunFolder.CHECKPOINT:  # a planned teacher
+        inputs["teacher"] = str(RunFolder(Path(spec.teacher).parent).summary_path)
+    return inputs
 
 
 def launcher_options(wildcards):
