@@ -43,7 +43,7 @@ def method_spec(method: str, teacher_file: str, **overrides):
         "sup_mae",
         pytest.param("sup_nor_mae", marks=pytest.mark.slow),
         pytest.param("dmae", marks=pytest.mark.slow),
-        "nor_dmae",
+        pytest.param("nor_dmae", marks=pytest.mark.slow),
     ],
 )
 def test_sigterm_then_resume_equals_uninterrupted(tmp_path, monkeypatch, method, teacher_file):
