@@ -143,9 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = command(
         "bench",
-        "time MAE vs NoR-MAE training steps",
-        "Times MAE and NoR-MAE training steps interleaved in one process on random images and prints one "
-        "JSON line: median step time, images/s and peak memory of each, and the NoR-MAE / MAE ratios.",
+        "time MAE vs NoR-MAE (and SupMAE, DMAE) training steps",
+        "Times the methods' training steps interleaved in one process on random images and prints one JSON "
+        "line: median step time, images/s and peak memory of each, and the NoR-MAE / MAE and / DMAE ratios.",
     )
     bench.add_argument("--model", default="vit_tiny", help="model size")
     bench.add_argument("--img-size", type=int, default=224, help="image size in pixels")
@@ -156,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--lam", type=float, default=5e-5, help="NoR lambda")
     bench.add_argument("--cnp", default="paper", choices=CNP_MODES, help="CNP mode")
     bench.add_argument("--amp", default="auto", choices=AMP_MODES, help="mixed precision (auto: bf16 on CUDA)")
+    bench.add_argument(
+        "--methods", default="mae,nor_mae", help="comma-separated, interleaved (e.g. mae,nor_mae,sup_mae,dmae)"
+    )
+    bench.add_argument("--teacher-model", default="vit_base", help="DMAE's teacher size (random weights: cost only)")
     bench.add_argument("--device", help="cpu or cuda (default: cuda if available)")
     bench.add_argument("--out", help="also write the JSON result to this file (atomically)")
     add_threads_option(bench)

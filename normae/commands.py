@@ -63,6 +63,8 @@ def cmd_bench(args) -> int:
         cnp=args.cnp,
         amp=args.amp,
         device=args.device,
+        methods=tuple(args.methods.split(",")),
+        teacher_model=args.teacher_model,
     )
     print(json.dumps(result))
     if args.out:

@@ -320,6 +320,8 @@ class BenchSpec(SpecBase):
     warmup: int = option(10, "untimed steps per method first")
     lam: float = option(5e-5, "lambda of the NoR-MAE model")
     cnp: CnpMode = option("paper", "closest-neighbour source of the NoR-MAE model")
+    methods: str = option("mae,nor_mae,sup_mae,dmae", "the methods timed, interleaved (comma-separated)")
+    teacher_model: str = option("vit_base", "DMAE's teacher size (random weights: its forward's cost is what counts)")
     amp: Amp = option("auto", "mixed precision: auto (bf16 on CUDA, none on CPU), bf16, fp16, none")
     dataset: str | None = option(
         None, "read the images through this pre-training set's loader (None: synthetic images, said so in the result)"
@@ -334,6 +336,9 @@ class BenchSpec(SpecBase):
             problems.append(f"dataset must be one of {', '.join(PRETRAIN_DATASETS)} or null, got {self.dataset!r}")
         if self.cnp not in CNP_MODES:
             problems.append(f"cnp must be one of {', '.join(CNP_MODES)}, got {self.cnp!r}")
+        unknown = [method for method in self.methods.split(",") if method not in METHODS]
+        if unknown or "mae" not in self.methods.split(","):
+            problems.append(f"methods must list mae and others of {', '.join(METHODS)}, got {self.methods!r}")
         if self.img_size >= 1 and self.patch_size >= 1 and self.img_size % self.patch_size:
             problems.append(f"patch_size {self.patch_size} does not divide img_size {self.img_size}")
         return problems

@@ -97,3 +97,16 @@ def test_two_gloo_processes_equal_one(tmp_path, method, teacher_file):
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=lr, msg=key)
     assert json.loads((tmp_path / "ddp" / "summary.json").read_text())["world_size"] == 2
+
+
+@pytest.mark.slow
+def test_bench_times_the_four_methods_interleaved_with_the_teacher_in_dmae_step():
+    from normae.analysis.bench import run_bench
+
+    methods = ("mae", "nor_mae", "sup_mae", "dmae")
+    result = run_bench("vit_micro", 16, 4, batch_size=4, steps=2, warmup=0, methods=methods, teacher_model="vit_mini")
+    assert result["methods"] == list(methods) and result["teacher_model"] == "vit_mini"
+    for method in methods:
+        assert len(result[method]["step_times_s"]) == 2
+    paired = sorted(n / d for n, d in zip(result["nor_mae"]["step_times_s"], result["dmae"]["step_times_s"]))
+    assert result["nor_over_dmae_time"] == pytest.approx(sum(paired) / 2)

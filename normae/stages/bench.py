@@ -55,6 +55,8 @@ def run_bench_stage(spec: BenchSpec, run_dir: str | Path, resume: bool = False, 
             device=str(device),
             seed=spec.seed,
             images=images,
+            methods=tuple(spec.methods.split(",")),
+            teacher_model=spec.teacher_model,
         )
         result["images"] = f"{spec.dataset} through its pre-training loader" if spec.dataset else "synthetic"
         return finish_run_folder(
