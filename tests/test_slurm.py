@@ -91,8 +91,18 @@ def step_lines(text: str) -> int:
     return sum(json.loads(line)["kind"] == "step" for line in text.splitlines() if line.strip())
 
 
-def wait_for_steps(run, steps: int, timeout=300.0) -> None:  # generous: a loaded CI machine starts jobs slowly
-    wait_for_file(run / "metrics.jsonl", timeout, lambda text: step_lines(text) >= steps)
+def wait_for_steps(run, steps: int, timeout=300.0, job_id: str | None = None) -> None:
+    """Until the run's metrics hold ``steps`` step lines (generous: a loaded CI machine starts jobs slowly).
+
+    With ``job_id`` (a requeued job), a job found pending again is told to start now each time: SLURM has
+    been seen to reset a requeued job's begin time after ``start_requeued_job_now`` saw it leave PENDING."""
+
+    def reached(text: str) -> bool:
+        if job_id is not None and job_state(job_id) == "PENDING":
+            subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], timeout=30)
+        return step_lines(text) >= steps
+
+    wait_for_file(run / "metrics.jsonl", timeout, reached)
 
 
 def job_id_of(run) -> str:
@@ -135,7 +145,7 @@ def test_requeued_mid_run_resumes_and_equals_an_uninterrupted_run(tmp_path):
     first_stop = load_checkpoint(run / "checkpoint.pt")["loop"]["optimizer_steps"]
     assert 6 <= first_stop < 64
 
-    wait_for_steps(run, first_stop + 8)
+    wait_for_steps(run, first_stop + 8, job_id=job_id)
     subprocess.run(["scontrol", "requeue", job_id], check=True, timeout=30)
     start_requeued_job_now(job_id)
 
