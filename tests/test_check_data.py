@@ -247,7 +247,7 @@ def test_folder_not_set(tmp_path, monkeypatch):
     # Fashion-MNIST without a folder is looked for where its loader looks, and found or not.
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NORMAE_FASHION_MNIST", str(tmp_path / "fmnist"))
-    monkeypatch.setattr("normae.data.check.DEBIAN_FASHION_MNIST", tmp_path / "debian")
+    monkeypatch.setattr("normae.data.registry.DEBIAN_FASHION_MNIST", tmp_path / "debian")
     problem_about(check_dataset("fashion_mnist", None), "no folder set, and none in", "fetch-data fashion-mnist")
     write_fashion_mnist(tmp_path / "fmnist", 10, 10)
     found = check_dataset("fashion_mnist", None)

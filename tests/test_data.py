@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from normae.data import fetch
+from normae.data import fetch, registry
 from normae.data import sources as data
 from normae.data.pretrain import build_pretrain_dataset
 from normae.data.registry import DATASETS, FASHION_MNIST_MEAN, FASHION_MNIST_STD, IMAGENET_MEAN, IMAGENET_STD
@@ -28,7 +28,7 @@ def fashion_folder(tmp_path):
 def no_default_fashion_mnist(tmp_path, monkeypatch):
     """Hide every default Fashion-MNIST location of this machine from the code under test."""
     monkeypatch.delenv(data.FASHION_MNIST_ENV, raising=False)
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian" / "fashion-mnist")
+    monkeypatch.setattr(registry, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian" / "fashion-mnist")
     workdir = tmp_path / "workdir"
     workdir.mkdir()
     monkeypatch.chdir(workdir)
@@ -144,7 +144,7 @@ def test_find_fashion_mnist_order(tmp_path, monkeypatch, no_default_fashion_mnis
 def test_find_fashion_mnist_uses_debian_folder_last(tmp_path, monkeypatch, no_default_fashion_mnist):
     debian = tmp_path / "debian"
     write_fashion_mnist(debian, 2, 2, gzipped=("train", "test"))
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", debian)
+    monkeypatch.setattr(registry, "DEBIAN_FASHION_MNIST", debian)
     assert data.find_fashion_mnist() == debian
     write_fashion_mnist(no_default_fashion_mnist / "data" / "fashion-mnist", 2, 2)
     assert data.find_fashion_mnist() == no_default_fashion_mnist / "data" / "fashion-mnist"
@@ -160,7 +160,7 @@ def test_find_fashion_mnist_error_lists_every_place(tmp_path, monkeypatch, no_de
     with pytest.raises(DataNotFoundError) as error:
         data.find_fashion_mnist()
     message = str(error.value)
-    for place in (tmp_path / "env", no_default_fashion_mnist / "data" / "fashion-mnist", data.DEBIAN_FASHION_MNIST):
+    for place in (tmp_path / "env", no_default_fashion_mnist / "data" / "fashion-mnist", registry.DEBIAN_FASHION_MNIST):
         assert str(place) in message
     assert "fetch-data fashion-mnist" in message and "NORMAE_FASHION_MNIST" in message
 
@@ -354,14 +354,14 @@ def full_size_fake(tmp_path_factory):
 @pytest.fixture
 def no_fetch_sources(tmp_path, monkeypatch):
     """No Debian folder and no apt-get / dpkg on PATH."""
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian" / "fashion-mnist")
+    monkeypatch.setattr(registry, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian" / "fashion-mnist")
     empty_bin = tmp_path / "empty-bin"
     empty_bin.mkdir()
     monkeypatch.setenv("PATH", str(empty_bin))
 
 
 def test_fetch_copies_debian_folder(tmp_path, monkeypatch, full_size_fake):
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", full_size_fake)
+    monkeypatch.setattr(registry, "DEBIAN_FASHION_MNIST", full_size_fake)
     dest = tmp_path / "data" / "fashion-mnist"
     assert fetch.fetch_fashion_mnist(dest) == dest
     assert sorted(path.name for path in dest.iterdir()) == sorted(fetch.GZ_FILES)
@@ -379,7 +379,7 @@ def test_fetch_keeps_files_already_there(tmp_path, full_size_fake, no_fetch_sour
 def test_fetch_rejects_wrong_counts_and_leaves_no_partial_folder(tmp_path, monkeypatch):
     small = tmp_path / "small-debian"
     write_fashion_mnist(small, 6, 4, gzipped=("train", "test"))
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", small)
+    monkeypatch.setattr(registry, "DEBIAN_FASHION_MNIST", small)
     dest = tmp_path / "data" / "fashion-mnist"
     with pytest.raises(CorruptDataError, match="expected 60000 images"):
         fetch.fetch_fashion_mnist(dest)
@@ -391,7 +391,7 @@ def test_fetch_error_says_what_was_tried(tmp_path, no_fetch_sources):
     with pytest.raises(DataNotFoundError) as error:
         fetch.fetch_fashion_mnist(dest)
     message = str(error.value)
-    assert str(data.DEBIAN_FASHION_MNIST) in message
+    assert str(registry.DEBIAN_FASHION_MNIST) in message
     assert "`apt-get` is not installed" in message
     assert "allow_download is False" in message
     assert "apt-get install dataset-fashion-mnist" in message and "--download" in message
@@ -401,7 +401,7 @@ def test_fetch_error_says_what_was_tried(tmp_path, no_fetch_sources):
 
 @pytest.mark.slow
 def test_fetch_real_fashion_mnist(tmp_path):
-    if shutil.which("apt-get") is None and not data.DEBIAN_FASHION_MNIST.is_dir():
+    if shutil.which("apt-get") is None and not registry.DEBIAN_FASHION_MNIST.is_dir():
         pytest.skip("neither apt-get nor Debian's dataset-fashion-mnist folder is available")
     dest = fetch.fetch_fashion_mnist(tmp_path / "fashion-mnist")
     train, test = data.FashionMNIST(dest, "train"), data.FashionMNIST(dest, "test")

@@ -14,7 +14,6 @@ normae.errors; the loaders' modules (normae.data.sources, .classification...) im
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,13 +34,12 @@ from normae.data.check_layouts import (
 )
 from normae.data.registry import (
     DATASETS,
-    DEBIAN_FASHION_MNIST,
-    FASHION_MNIST_ENV,
-    FASHION_MNIST_FILES,
     LAYOUTS,
     REHEARSAL_MANIFEST,
     DatasetFacts,
+    fashion_mnist_candidates,
     folder_key,
+    holds_fashion_mnist,
 )
 from normae.errors import ConfigError
 
@@ -120,13 +118,9 @@ def _how_to_set(name: str) -> str:
 
 def _find_fashion_mnist() -> tuple[Path | None, str]:
     """Where the loaders look for Fashion-MNIST without a folder (normae.data.sources.find_fashion_mnist), in order."""
-    candidates = []
-    if os.environ.get(FASHION_MNIST_ENV):
-        candidates.append((Path(os.environ[FASHION_MNIST_ENV]), f"${FASHION_MNIST_ENV}"))
-    candidates.append((Path.cwd() / "data" / "fashion-mnist", "the project data cache"))
-    candidates.append((DEBIAN_FASHION_MNIST, "Debian's dataset-fashion-mnist"))
+    candidates = fashion_mnist_candidates()
     for folder, where in candidates:
-        if all((folder / name).is_file() or (folder / f"{name}.gz").is_file() for name in FASHION_MNIST_FILES):
+        if holds_fashion_mnist(folder):
             return folder, where
     return None, ", ".join(str(folder) for folder, _ in candidates)
 

@@ -6,11 +6,12 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from normae.data import registry
 from normae.data import sources as data
 
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
 FASHION_MNIST_COUNTS = {"train": 60000, "t10k": 10000}
-GZ_FILES = [f"{name}.gz" for name in data.FASHION_MNIST_FILES]
+GZ_FILES = [f"{name}.gz" for name in registry.FASHION_MNIST_FILES]
 
 
 class SourceFailed(RuntimeError):
@@ -35,9 +36,9 @@ def _run(command, cwd) -> None:
 
 
 def _from_debian_folder(dest: Path) -> None:
-    if not data.DEBIAN_FASHION_MNIST.is_dir():
-        raise SourceFailed(f"{data.DEBIAN_FASHION_MNIST} does not exist")
-    _copy_gz_files(data.DEBIAN_FASHION_MNIST, dest)
+    if not registry.DEBIAN_FASHION_MNIST.is_dir():
+        raise SourceFailed(f"{registry.DEBIAN_FASHION_MNIST} does not exist")
+    _copy_gz_files(registry.DEBIAN_FASHION_MNIST, dest)
 
 
 def _from_apt_download(dest: Path) -> None:
@@ -49,7 +50,7 @@ def _from_apt_download(dest: Path) -> None:
             raise SourceFailed(f"`apt-get download {DEBIAN_PACKAGE}` left no .deb file")
         unpacked = Path(work) / "unpacked"
         _run(["dpkg", "-x", str(debs[0]), str(unpacked)], cwd=work)
-        _copy_gz_files(unpacked / data.DEBIAN_FASHION_MNIST.relative_to("/"), dest)
+        _copy_gz_files(unpacked / registry.DEBIAN_FASHION_MNIST.relative_to("/"), dest)
 
 
 def _from_torchvision(dest: Path) -> None:
@@ -112,7 +113,7 @@ def fetch_fashion_mnist(dest="data/fashion-mnist", allow_download=False) -> Path
                 "Could not fetch Fashion-MNIST. Tried:\n" + "\n".join(failures) + "\n"
                 f"Install the Debian package (`apt-get install {DEBIAN_PACKAGE}`), allow the download from "
                 f"the internet (`normae fetch-data fashion-mnist --download`), or set "
-                f"{data.FASHION_MNIST_ENV} to a folder holding the four IDX files."
+                f"{registry.FASHION_MNIST_ENV} to a folder holding the four IDX files."
             )
         verify_fashion_mnist(staging)
         if dest.exists():

@@ -11,6 +11,7 @@ set, analysis image source); each vocabulary is one ``Literal``, its tuple is de
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -269,6 +270,24 @@ FASHION_MNIST_FILES = (
 )
 FASHION_MNIST_ENV = "NORMAE_FASHION_MNIST"
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def holds_fashion_mnist(folder: Path) -> bool:
+    """Whether ``folder`` holds the four Fashion-MNIST files, each plain or gzipped."""
+    return all((folder / name).is_file() or (folder / f"{name}.gz").is_file() for name in FASHION_MNIST_FILES)
+
+
+def fashion_mnist_candidates() -> list[tuple[Path, str]]:
+    """Where Fashion-MNIST is looked for when no folder is given, in order, each with what it is:
+    $NORMAE_FASHION_MNIST, ./data/fashion-mnist, Debian's folder (the loaders and check-data alike)."""
+    candidates = []
+    if os.environ.get(FASHION_MNIST_ENV):
+        candidates.append((Path(os.environ[FASHION_MNIST_ENV]), f"${FASHION_MNIST_ENV}"))
+    candidates.append((Path.cwd() / "data" / "fashion-mnist", "project data cache"))
+    candidates.append((DEBIAN_FASHION_MNIST, "Debian package dataset-fashion-mnist"))
+    return candidates
+
+
 # The IDX format of these files: type code (third magic byte) -> big-endian numpy dtype.
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 

@@ -16,7 +16,13 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import datasets
 
-from normae.data.registry import DEBIAN_FASHION_MNIST, FASHION_MNIST_ENV, FASHION_MNIST_FILES, LAYOUTS, read_class_file
+from normae.data.registry import (
+    FASHION_MNIST_ENV,
+    LAYOUTS,
+    fashion_mnist_candidates,
+    holds_fashion_mnist,
+    read_class_file,
+)
 from normae.data.registry import IDX_DTYPES as _IDX_DTYPES
 from normae.errors import ConfigError, CorruptDataError, DataNotFoundError
 
@@ -56,10 +62,6 @@ def _fashion_mnist_file(root: Path, name: str) -> Path:
         if path.is_file():
             return path
     raise DataNotFoundError(f"Fashion-MNIST file {root / name}[.gz] not found.\n{FASHION_MNIST_HELP}")
-
-
-def _holds_fashion_mnist(folder: Path) -> bool:
-    return all((folder / name).is_file() or (folder / f"{name}.gz").is_file() for name in FASHION_MNIST_FILES)
 
 
 class GrayImageArray(Dataset):
@@ -107,16 +109,12 @@ def find_fashion_mnist(root=None) -> Path:
     """The given root (which must hold the files), else the first of $NORMAE_FASHION_MNIST,
     ./data/fashion-mnist and Debian's folder."""
     if root is not None:
-        if _holds_fashion_mnist(Path(root)):
+        if holds_fashion_mnist(Path(root)):
             return Path(root)
         raise DataNotFoundError(f"Fashion-MNIST not found in the given folder {root}.\n{FASHION_MNIST_HELP}")
-    candidates = []
-    if os.environ.get(FASHION_MNIST_ENV):
-        candidates.append((Path(os.environ[FASHION_MNIST_ENV]), f"${FASHION_MNIST_ENV}"))
-    candidates.append((Path.cwd() / "data" / "fashion-mnist", "project data cache"))
-    candidates.append((DEBIAN_FASHION_MNIST, "Debian package dataset-fashion-mnist"))
+    candidates = fashion_mnist_candidates()
     for folder, _ in candidates:
-        if _holds_fashion_mnist(folder):
+        if holds_fashion_mnist(folder):
             return folder
     looked = "\n".join(f"  {folder} ({where})" for folder, where in candidates)
     raise DataNotFoundError(f"Fashion-MNIST not found. Looked in:\n{looked}\n{FASHION_MNIST_HELP}")
