@@ -1,6 +1,6 @@
 """``normae`` command line: one front for every command (torch-free).
 
-Training commands (pretrain, finetune, linprobe, knn, bench, and launch when it runs the stage here)
+Training commands (pretrain, finetune, linprobe, knn, segment, bench, and launch when it runs the stage here)
 import torch when they run; the others (plan, spec, tables, figure, a launcher that submits a job
 and waits for it) never do. Every ``NormaeError`` ends as one line naming the fix, exit status 2.
 """
@@ -14,6 +14,7 @@ import os
 import sys
 import typing
 
+from normae.bench_options import add_bench_arguments, add_bench_data_command
 from normae.cluster.launch import add_launch_options
 from normae.commands import (
     cmd_all_runs,
@@ -42,7 +43,7 @@ from normae.paths import (
     RUNS_DIR,
     TABLES_DIR,
 )
-from normae.spec import AMP_MODES, CNP_MODES, FinetuneSpec, KnnSpec, LinprobeSpec, PretrainSpec
+from normae.spec import FinetuneSpec, KnnSpec, LinprobeSpec, PretrainSpec, SegmentSpec
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -117,53 +118,40 @@ def build_parser() -> argparse.ArgumentParser:
     add_spec_options(pretrain, PretrainSpec)
     pretrain.set_defaults(func=run_stage)
 
-    for spec_cls, summary in (
-        (FinetuneSpec, "fine-tune an encoder end to end (MAE protocol)"),
-        (LinprobeSpec, "linear-probe a frozen encoder (MAE protocol)"),
+    classify = f"Evaluates top-1 / top-5 on the set's official evaluation split after every epoch. {run_files}"
+    for spec_cls, summary, description in (
+        (FinetuneSpec, "fine-tune an encoder end to end (MAE protocol)", f"{classify} Defaults are the paper's."),
+        (LinprobeSpec, "linear-probe a frozen encoder (MAE protocol)", f"{classify} Defaults are the paper's."),
+        (
+            KnnSpec,
+            "weighted k-NN accuracy of a frozen encoder (DINO protocol)",
+            "Encodes the set's training split (the memory bank) and its evaluation split once; each evaluation "
+            "image takes the vote of its k most cosine-similar training images, weighted exp(similarity / "
+            "temperature). Reports the cls token and the mean of the patch tokens (top1: the mean). "
+            "Writes spec.json and, last, summary.json into the output folder.",
+        ),
+        (
+            SegmentSpec,
+            "train UperNet on an encoder for semantic segmentation (MAE's ADE20K protocol)",
+            "Evaluates mIoU, pixel accuracy and per-class IoU on the validation split (sliding window) every "
+            f"--eval-every epochs and after the last; summary.json also holds the trivial floor. {run_files}",
+        ),
     ):
-        transfer = command(
-            spec_cls.stage,
-            summary,
-            "Evaluates top-1 / top-5 on the set's official evaluation split "
-            f"after every epoch. {run_files} Defaults are the paper's protocol.",
-        )
-        add_spec_options(transfer, spec_cls)
-        transfer.set_defaults(func=run_stage)
-
-    knn = command(
-        "knn",
-        "weighted k-NN accuracy of a frozen encoder (DINO protocol)",
-        "Encodes the set's training split (the memory bank) and its evaluation split once; each evaluation "
-        "image takes the vote of its k most cosine-similar training images, weighted exp(similarity / "
-        "temperature). Reports the cls token and the mean of the patch tokens (top1: the mean). "
-        "Writes spec.json and, last, summary.json into the output folder.",
-    )
-    add_spec_options(knn, KnnSpec)
-    knn.set_defaults(func=run_stage)
+        evaluation = command(spec_cls.stage, summary, description)
+        add_spec_options(evaluation, spec_cls)
+        evaluation.set_defaults(func=run_stage)
 
     bench = command(
         "bench",
         "time MAE vs NoR-MAE (and SupMAE, DMAE) training steps",
         "Times the methods' training steps interleaved in one process on random images and prints one JSON "
-        "line: median step time, images/s and peak memory of each, and the NoR-MAE / MAE and / DMAE ratios.",
+        "line: median step time, images/s, FLOPs, MFU and peak memory of each, the NoR-MAE / MAE and / DMAE "
+        "ratios; with --loader and --data also the loader's images/s alone.",
     )
-    bench.add_argument("--model", default="vit_tiny", help="model size")
-    bench.add_argument("--img-size", type=int, default=224, help="image size in pixels")
-    bench.add_argument("--patch-size", type=int, default=16, help="patch size in pixels")
-    bench.add_argument("--batch-size", type=int, default=16, help="images per step")
-    bench.add_argument("--steps", type=int, default=10, help="measured steps per method")
-    bench.add_argument("--warmup", type=int, default=2, help="unmeasured steps per method first")
-    bench.add_argument("--lam", type=float, default=5e-5, help="NoR lambda")
-    bench.add_argument("--cnp", default="paper", choices=CNP_MODES, help="CNP mode")
-    bench.add_argument("--amp", default="auto", choices=AMP_MODES, help="mixed precision (auto: bf16 on CUDA)")
-    bench.add_argument(
-        "--methods", default="mae,nor_mae", help="comma-separated, interleaved (e.g. mae,nor_mae,sup_mae,dmae)"
-    )
-    bench.add_argument("--teacher-model", default="vit_base", help="DMAE's teacher size (random weights: cost only)")
-    bench.add_argument("--device", help="cpu or cuda (default: cuda if available)")
-    bench.add_argument("--out", help="also write the JSON result to this file (atomically)")
+    add_bench_arguments(bench)
     add_threads_option(bench)
     bench.set_defaults(func=cmd_bench)
+    add_bench_data_command(command)
 
     launch_parser = command(
         "launch",
@@ -330,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Commands that train in this process: the others (plan, tables, figure, a launcher that submits a job
 # and waits for it on a login node) do not load torch.
-TRAINING_COMMANDS = ("pretrain", "finetune", "linprobe", "knn", "launch", "bench")
+TRAINING_COMMANDS = ("pretrain", "finetune", "linprobe", "knn", "segment", "launch", "bench")
 
 
 def trains_here(args: argparse.Namespace) -> bool:

@@ -50,26 +50,84 @@ def cmd_launch(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from normae.analysis.bench import run_bench
+    """`normae bench`: the interleaved model measurement and, with --loader or --data, the loader alone;
+    one JSON line on stdout, a readable summary on stderr."""
+    if args.loader and not args.data:
+        raise ConfigError(f"--loader {args.loader} needs --data: an image folder (normae bench-data --out FOLDER)")
+    if args.loader_only and not args.data:
+        raise ConfigError("--loader-only needs --data (and --loader): there is nothing else to time")
+    result: dict = {}
+    if not args.loader_only:
+        from normae.analysis.bench import run_bench
 
-    result = run_bench(
-        model=args.model,
-        img_size=args.img_size,
-        patch_size=args.patch_size,
-        batch_size=args.batch_size,
-        steps=args.steps,
-        warmup=args.warmup,
-        lam=args.lam,
-        cnp=args.cnp,
-        amp=args.amp,
-        device=args.device,
-        methods=tuple(args.methods.split(",")),
-        teacher_model=args.teacher_model,
-    )
+        result = run_bench(
+            model=args.model,
+            img_size=args.img_size,
+            patch_size=args.patch_size,
+            batch_size=args.batch_size,
+            steps=args.steps,
+            warmup=args.warmup,
+            lam=args.lam,
+            cnp=args.cnp,
+            amp=args.amp,
+            device=args.device,
+            methods=tuple(args.methods.split(",")),
+            teacher_model=args.teacher_model,
+            compile=args.compile,
+        )
+    if args.data:
+        from normae.analysis.loader_bench import measure_loader
+
+        result["loader_throughput"] = measure_loader(
+            args.loader or "torchvision",
+            args.data,
+            img_size=args.img_size,
+            batch_size=args.batch_size,
+            images=args.loader_images,
+            warmup_batches=args.loader_warmup,
+            workers=args.loader_workers,
+            patch_size=args.patch_size,
+            device=args.device,
+        )
     print(json.dumps(result))
+    for line in bench_lines(result):
+        print(f"[normae] bench: {line}", file=sys.stderr)
     if args.out:
         atomic_write_json(args.out, result)
     return 0
+
+
+def bench_lines(result: dict) -> list[str]:
+    """The bench's numbers in words: each method's images/s, MFU and memory, the ratios, the loader."""
+    lines = []
+    if "methods" in result:
+        lines.append(
+            f"{result['model']} {result['img_size']} px batch {result['batch_size']} on {result['device']}, "
+            f"precision {result['precision']}, compile {result['compile']}, fused attention {result['fused_attention']}"
+        )
+        for name in result["methods"]:
+            method = result[name]
+            share = f"{100 * method['mfu']:.1f} %" if method["mfu"] is not None else "n/a"
+            memory = method["peak_memory_mib"]
+            lines.append(
+                f"{name}: {method['images_per_s']:.1f} images/s, MFU {share}, "
+                f"peak memory {'n/a' if memory is None else f'{memory:.0f} MiB'}"
+            )
+        if result.get("mfu_note"):
+            lines.append(result["mfu_note"])
+        if "nor_over_mae_time" in result:
+            memory = result["nor_over_mae_memory"]
+            lines.append(
+                f"NoR-MAE / MAE: time {result['nor_over_mae_time']:.3f}, "
+                f"memory {'n/a' if memory is None else f'{memory:.3f}'}"
+            )
+    if "loader_throughput" in result:
+        loader = result["loader_throughput"]
+        lines.append(
+            f"loader {loader['loader']} ({loader['decode_device']} decode, {loader['workers']} workers): "
+            f"{loader['images_per_s']:.1f} images/s over {loader['measured_images']} images"
+        )
+    return lines
 
 
 def cmd_summarize(args) -> int:

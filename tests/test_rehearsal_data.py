@@ -42,7 +42,7 @@ def assert_rgb_items(dataset, indices):
 
 def test_folders_and_manifests(rehearsal):
     root, folders = rehearsal
-    assert set(folders) == {"imagenet1k", "imagenet100", *DOWNSTREAM}
+    assert set(folders) == {"imagenet1k", "imagenet100", *DOWNSTREAM, "ade20k"}
     assert folders["imagenet1k"] == folders["imagenet100"] == root / "imagenet"
     for name in ["imagenet1k", *DOWNSTREAM]:
         assert folders[name] == (root / "imagenet" if name == "imagenet1k" else root / "downstream" / name)

@@ -106,7 +106,7 @@ def test_all_runs_has_a_row_per_planned_run(tmp_path, tiny_plan):
     fake_runs(tmp_path, tiny_plan, runs, lambda run_id: 10.0)
     frame = all_runs_frame(tiny_plan, tmp_path)
     assert sorted(frame["run_id"]) == sorted(runs)
-    assert set(frame["stage"]) == {"pretrain", "finetune", "knn"}
+    assert set(frame["stage"]) == {"pretrain", "finetune", "knn", "segment"}
     assert {"lam", "mask_ratio", "final_loss", "tables"} <= set(frame.columns)
 
 

@@ -242,8 +242,8 @@ def test_linear_probe_run_keeps_the_encoder_frozen(pretrained, pretrained_state,
         captured["head"] = {k: v.detach().clone() for k, v in model.head.state_dict().items()}
         return result
 
-    def optimizer_for(spec, model, lr):
-        captured["optimizer"] = real_optimizer(spec, model, lr)
+    def optimizer_for(spec, model, lr, device):
+        captured["optimizer"] = real_optimizer(spec, model, lr, device)
         return captured["optimizer"]
 
     monkeypatch.setattr(transfer, "make_linear_probe", probe)

@@ -5,6 +5,15 @@ Both models start from the same weights and see the same images and masks. Steps
 result is one JSON line with the ratios NoR-MAE / MAE (time: the median of the per-iteration
 ratios; memory: the ratio of the peaks).
 
+Each method's step is the stages' step: the model under ``autocast`` at the resolved precision (bf16 on
+CUDA), timm's fused attention, the stages' AdamW (fused on CUDA), and with ``compile`` the model through
+``torch.compile`` (its compilation happens in one extra untimed step). FLOPs per step are counted once per
+method by torch (``normae.analysis.flops``) on the eager model and batch, and give each method's MFU.
+
+Time: on CUDA each step is bracketed by CUDA events and nothing in the loop waits for the device, so
+the host queues steps as a training loop does; one synchronisation after the loop reads the events.
+On CPU, the wall clock around each step.
+
 Memory: on CUDA the allocator's peak (``max_memory_allocated``, weights and optimiser state
 included) during a step. On CPU there is no allocator counter, so after the timed steps we run
 two more steps of each method and report how far the process's peak resident memory (VmHWM,
@@ -23,8 +32,10 @@ from pathlib import Path
 
 import torch
 
+from normae.analysis.flops import count_flops, mfu, peak_facts
 from normae.core.model import build_mae, build_mae_from_spec
 from normae.spec import DISTILLED_METHODS, SUPERVISED_METHODS, PretrainSpec
+from normae.training.optim import adamw
 from normae.training.runtime import autocast, resolve_amp
 
 
@@ -56,12 +67,45 @@ class CpuPeakMemory:
         return (_rss_kib("VmHWM") - self.base) / 1024
 
 
-def _train_step(model, optimizer, images, noise, amp, labels=None):
-    optimizer.zero_grad(set_to_none=True)
+def _forward_backward(model, images, noise, amp, labels=None) -> None:
     with autocast(amp, images.device):
         loss = model(images, noise, labels=labels).loss
     loss.backward()
+
+
+def _train_step(model, optimizer, images, noise, amp, labels=None):
+    optimizer.zero_grad(set_to_none=True)
+    _forward_backward(model, images, noise, amp, labels)
     optimizer.step()
+
+
+class StepTimer:
+    """Times steps without making the host wait for the device inside the loop (CUDA events), or by the
+    wall clock on a CPU; ``seconds()`` reads them all once the loop is done."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.marks = device, []
+
+    def start(self):
+        if self.device.type != "cuda":
+            return time.perf_counter()
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    def stop(self, started) -> None:
+        if self.device.type != "cuda":
+            self.marks.append(time.perf_counter() - started)
+            return
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        self.marks.append((started, event))
+
+    def seconds(self) -> list[float]:
+        if self.device.type != "cuda":
+            return list(self.marks)
+        torch.cuda.synchronize(self.device)
+        return [begin.elapsed_time(end) / 1000 for begin, end in self.marks]
 
 
 BENCH_CLASSES = 1000  # SupMAE's head is sized for ImageNet-1K's classes; the labels are random
@@ -103,16 +147,12 @@ def run_bench(
     images: torch.Tensor | None = None,
     methods: tuple[str, ...] = ("mae", "nor_mae"),
     teacher_model: str = "vit_base",
+    compile: bool = False,
 ) -> dict:
     """The interleaved measurement; ``images`` (batch_size, 3, img_size, img_size): what the steps see
-    (default: synthetic, standard normal)."""
+    (default: synthetic, standard normal). ``compile``: each method's model through ``torch.compile``."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     amp = resolve_amp(amp, device)
-    built = {}
-    for method in methods:
-        net = _bench_model(method, model, img_size, patch_size, lam, cnp, amp, seed, teacher_model).to(device)
-        built[method] = (net, torch.optim.AdamW(net.parameters(), lr=1e-4, betas=(0.9, 0.95)))
-    methods = built  # type: ignore[assignment]  # name -> (model, optimiser) from here on
     labels = torch.randint(0, BENCH_CLASSES, (batch_size,), generator=torch.Generator().manual_seed(seed))
     labels = labels.to(device)
     generator = torch.Generator().manual_seed(seed)
@@ -120,25 +160,36 @@ def run_bench(
     if images is None:
         images = torch.randn(batch_size, 3, img_size, img_size, generator=generator)
     images = images.to(device)
-    num_patches = methods["mae"][0].patch_embed.num_patches
+    nets = {
+        method: _bench_model(method, model, img_size, patch_size, lam, cnp, amp, seed, teacher_model).to(device)
+        for method in methods
+    }
+    num_patches = nets["mae"].patch_embed.num_patches
     noises = [torch.rand(batch_size, num_patches, generator=generator).to(device) for _ in range(warmup + steps)]
-    times = {name: [] for name in methods}
+    built, flops = {}, {}
+    for method, net in nets.items():
+        # Counted on the eager model (a compiled one runs the same operations), then the gradients dropped.
+        flops[method] = count_flops(lambda net=net: _forward_backward(net, images, noises[0], amp, labels))
+        net.zero_grad(set_to_none=True)
+        built[method] = (torch.compile(net) if compile else net, adamw(net.parameters(), 1e-4, (0.9, 0.95), device))
+        if compile:  # the compilation: one untimed step, before any timed one
+            _train_step(*built[method], images, noises[0], amp, labels)
+    methods = built  # type: ignore[assignment]  # name -> (model, optimiser) from here on
+    timers = {name: StepTimer(device) for name in methods}
     peaks = {name: [] for name in methods}
     for i in range(warmup + steps):
         order = list(methods) if i % 2 == 0 else list(reversed(methods))
         for name in order:
             net, optimizer = methods[name]
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            if device.type == "cuda":  # the allocator's books are kept on the host: no wait for the device
                 torch.cuda.reset_peak_memory_stats(device)
-            start = time.perf_counter()
+            started = timers[name].start()
             _train_step(net, optimizer, images, noises[i], amp, labels)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
             if i >= warmup:
-                times[name].append(time.perf_counter() - start)
+                timers[name].stop(started)
                 if device.type == "cuda":
                     peaks[name].append(torch.cuda.max_memory_allocated(device) / 2**20)
+    times = {name: timer.seconds() for name, timer in timers.items()}
     cpu_memory = CpuPeakMemory() if device.type == "cpu" else None
     if cpu_memory is not None and cpu_memory.available:
         # Measured after the timing: returning freed memory to the system before every step
@@ -148,6 +199,7 @@ def run_bench(
                 cpu_memory.start()
                 _train_step(net, optimizer, images, noise, amp, labels)
                 peaks[name].append(cpu_memory.peak_mib())
+    peak = peak_facts(device, amp)
     result = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "threads": torch.get_num_threads(),
@@ -158,10 +210,15 @@ def run_bench(
         "batch_size": batch_size,
         "steps": steps,
         "amp": amp,
+        "precision": amp,
+        "compile": compile,
+        "fused_attention": fused_attention(methods["mae"][0]),
         "cnp": cnp,
+        "timing": "cuda_events" if device.type == "cuda" else "wall_clock",
         "memory_kind": "cuda_max_allocated_mib" if device.type == "cuda" else "cpu_peak_rss_growth_mib",
         "methods": list(methods),
         "images": "synthetic" if synthetic else "given",
+        **peak,
     }
     for name in methods:
         median = statistics.median(times[name])
@@ -170,6 +227,9 @@ def run_bench(
             "images_per_s": batch_size / median,
             "peak_memory_mib": max(peaks[name]) if peaks[name] else None,
             "step_times_s": times[name],
+            "flops_per_step": flops[name],
+            "achieved_flops_per_s": flops[name] / median,
+            "mfu": mfu(flops[name], median, peak["peak_flops_per_s"]),
         }
     # Median of per-iteration ratios: each pair of steps ran back to back, so slow spells of a
     # shared machine cancel out of the ratio.
@@ -181,3 +241,10 @@ def run_bench(
     if "dmae" in methods:
         result["teacher_model"] = teacher_model
     return result
+
+
+def fused_attention(model: torch.nn.Module) -> bool:
+    """Whether every attention module of ``model`` (through a torch.compile wrapper) runs timm's fused
+    attention (``F.scaled_dot_product_attention``); False if it has none."""
+    flags = [module.fused_attn for module in model.modules() if hasattr(module, "fused_attn")]
+    return bool(flags) and all(flags)

@@ -3,7 +3,10 @@ MAE's parameter names), ``cnp`` (closest-neighbour selection, the paper's and th
 ``losses`` (reconstruction and the NoR relation penalties) and ``classifier`` (timm's
 VisionTransformer for fine-tuning and linear probing, and loading pre-trained encoders into it),
 ``knn`` (DINO's weighted k-NN classifier on frozen features), ``auxiliary`` (SupMAE's supervised
-head and DMAE's distillation) and ``teacher`` (DMAE's frozen teacher, read from a checkpoint).
+head and DMAE's distillation), ``teacher`` (DMAE's frozen teacher, read from a checkpoint),
+``segmenter`` (UperNet on the ViT: BEiT's pyramid, segmentation-models-pytorch's decoder),
+``seg_metrics`` (mIoU from one confusion matrix) and ``seg_eval`` (sliding-window inference).
+The segmentation modules may also import segmentation_models_pytorch.
 
 May import torch, timm, numpy, ``normae.spec`` (the vocabularies), ``normae.model_sizes``, ``normae.paths`` and
 ``normae.errors``; never ``data``, ``training``, ``stages`` or anything above them.

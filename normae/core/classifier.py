@@ -29,8 +29,16 @@ DECODER_PREFIXES = ("decoder_", "mask_token")
 
 
 def build_classifier(
-    size: str, img_size: int, patch_size: int, num_classes: int, drop_path: float = 0.0, global_pool: str = "avg"
+    size: str,
+    img_size: int,
+    patch_size: int,
+    num_classes: int,
+    drop_path: float = 0.0,
+    global_pool: str = "avg",
+    dynamic_img_size: bool = False,
 ) -> VisionTransformer:
+    """timm's ViT at one of our sizes; ``num_classes=0``: no head (an encoder, e.g. segmentation's);
+    ``dynamic_img_size``: any image size whose sides the patch divides (the position embedding resampled)."""
     if size not in MODEL_SIZES:
         raise ConfigError(f"unknown model size {size!r}; choose one of {sorted(MODEL_SIZES)}")
     shape = MODEL_SIZES[size]
@@ -43,9 +51,11 @@ def build_classifier(
         depth=shape.depth,
         num_heads=shape.num_heads,
         drop_path_rate=drop_path,
+        dynamic_img_size=dynamic_img_size,
     )
-    trunc_normal_(model.head.weight, std=2e-5)
-    nn.init.zeros_(model.head.bias)
+    if num_classes:
+        trunc_normal_(model.head.weight, std=2e-5)
+        nn.init.zeros_(model.head.bias)
     return model
 
 

@@ -11,6 +11,8 @@ other cells of its 3x3 window. Three ways to choose the partner are offered:
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -43,6 +45,14 @@ def neighbor_table(grid: tuple[int, int], wrap: bool = True) -> torch.Tensor:
         index = torch.where(inside, r * width + c, torch.full_like(r, -1))
         columns.append(torch.where(index == own, torch.full_like(index, -1), index))
     return torch.stack(columns, dim=1)
+
+
+@functools.lru_cache(maxsize=64)
+def neighbor_table_on(grid: tuple[int, int], wrap: bool, device: torch.device, sort: bool = False) -> torch.Tensor:
+    """``neighbor_table`` (its rows sorted with ``sort``) on ``device``, built once per grid and device:
+    copied to the GPU at every step it would make each step wait for that copy (a host synchronisation)."""
+    table = neighbor_table(grid, wrap)
+    return (table.sort(dim=-1).values if sort else table).to(device)
 
 
 def _gather_tokens(tokens: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -84,7 +94,7 @@ def closest_neighbor_index(
     are computed and the result is (N, P).
     """
     _check_grid(tokens, grid)
-    rows = _neighbor_table_at(neighbor_table(grid, wrap).to(tokens.device), positions, tokens.shape[0])
+    rows = _neighbor_table_at(neighbor_table_on(tuple(grid), wrap, tokens.device), positions, tokens.shape[0])
     valid = rows >= 0
     # A non-finite token (e.g. an fp16 overflow) must not yield an index outside the sequence.
     sims = _neighbor_cosine(tokens, rows, positions).nan_to_num(nan=float("-inf")).masked_fill(~valid, float("-inf"))
@@ -112,7 +122,7 @@ def authors_code_source_index(
     """
     _check_grid(tokens, grid)
     check_authors_code_grid(grid)
-    sorted_table = neighbor_table(grid, wrap=True).sort(dim=-1).values.to(tokens.device)
+    sorted_table = neighbor_table_on(tuple(grid), True, tokens.device, sort=True)
     rows = _neighbor_table_at(sorted_table, positions, tokens.shape[0])
     best_slot = _neighbor_cosine(tokens, rows, positions).argmax(dim=-1)
     return sorted_table[best_slot, 0]
@@ -165,7 +175,7 @@ def true_neighbor_fraction(
     Consumes no random numbers (a diagnostic must not move the training's random streams).
     """
     _check_grid(tokens, grid)
-    rows = _neighbor_table_at(neighbor_table(grid, wrap).to(tokens.device), positions, tokens.shape[0])
+    rows = _neighbor_table_at(neighbor_table_on(tuple(grid), wrap, tokens.device), positions, tokens.shape[0])
     valid = rows >= 0
     sims = _neighbor_cosine(tokens, rows, positions).nan_to_num(nan=float("-inf")).masked_fill(~valid, float("-inf"))
     best = sims.amax(dim=-1, keepdim=True)

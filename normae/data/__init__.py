@@ -1,7 +1,8 @@
 """Data: every dataset fact once (``registry``, torch-free), the readers of the on-disk formats
 (``sources``: Fashion-MNIST's IDX files, ImageNet folders, generated images), the pre-training and
-classification sets built from them with their transforms, the un-augmented analysis images, and
-fetching Fashion-MNIST.
+classification sets built from them with their transforms, the segmentation sets (ADE20K, the
+Fashion-MNIST canvas stand-in) with their joint image-and-mask transforms, the un-augmented analysis
+images, and fetching Fashion-MNIST.
 
 May import torch, torchvision, PIL, numpy, ``errors`` and ``paths``; never ``core``, ``training`` or
 anything above them. This ``__init__`` imports nothing, so ``normae.data.registry`` stays torch-free.

@@ -1,8 +1,8 @@
 """`normae check-data`: whether a data folder holds the set its loader expects, found in seconds.
 
 A wrong data path otherwise shows after a day in a SLURM queue. ``check_dataset`` reads what the
-set's loader would read, without torch (normae.data.check_layouts, normae.data.check_arrays): the
-layout, the class count, each split's image count against the published size
+set's loader would read, without torch (normae.data.check_layouts, .check_arrays, .check_segmentation):
+the layout, the class count, each split's image count against the published size
 (normae.data.registry.DATASETS), and whether a seeded sample of the image files decodes with PIL.
 A generated rehearsal copy (REHEARSAL_MANIFEST in its folder) has its counts compared with its
 manifest's instead, and its line says so.
@@ -32,6 +32,7 @@ from normae.data.check_layouts import (
     inspect_imagenet,
     inspect_pets,
 )
+from normae.data.check_segmentation import inspect_ade20k
 from normae.data.registry import (
     DATASETS,
     LAYOUTS,
@@ -55,6 +56,7 @@ INSPECTORS: dict[str, Callable[[Copy, int, int], Found]] = {
     "food101": inspect_food101,
     "aircraft": inspect_aircraft,
     "caltech101": inspect_caltech101,
+    "ade20k": inspect_ade20k,
 }
 # The sets that read no folder of their own.
 NOTHING_ON_DISK = {
@@ -62,6 +64,7 @@ NOTHING_ON_DISK = {
     "digits": "nothing on disk to check: bundled with scikit-learn",
     "sklearn_samples": "nothing on disk to check: bundled with scikit-learn",
     "fashion_mnist_subset5": "nothing of its own on disk to check: it reads the fashion_mnist files (see that check)",
+    "fashion_mnist_canvas": "nothing of its own on disk to check: it reads the fashion_mnist files (see that check)",
 }
 MAX_UNDECODABLE = 5  # undecodable files named one by one; more are counted
 GENERATED = f"GENERATED rehearsal data (counts from {REHEARSAL_MANIFEST}), not the published set"
@@ -109,7 +112,7 @@ class _Expected:
 def _how_to_set(name: str) -> str:
     """The fix for a folder that is not set or wrong, under the data map's key (ImageNet-100: imagenet1k's)."""
     key = folder_key(name) or name
-    fetch = f"; or {SOURCES[name]}" if name == "fashion_mnist" else ""
+    fetch = f"; or {SOURCES[name]}" if name in ("fashion_mnist", "ade20k") else ""
     return (
         f"(fix: set data.{key} in config/config.yaml, or --config data='{{{key}: /path}}' on the snakemake "
         f"command line, or --data {key}=/path for normae commands{fetch}; expected layout: {LAYOUTS[name]})"

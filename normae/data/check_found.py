@@ -1,6 +1,6 @@
 """What normae.data.check's inspectors share: the copy being checked, what they found, the image files to sample.
 
-Each inspector (normae.data.check_layouts, normae.data.check_arrays) reads the files its set's
+Each inspector (normae.data.check_layouts, .check_arrays, .check_segmentation) reads the files its set's
 loader opens, in the same way, and returns a ``Found``: the classes and split sizes the loader
 would see, the image files it would open (to sample for decoding), and what in the layout would
 make the loader fail. normae.data.check compares the counts with the expected ones.
@@ -35,6 +35,8 @@ SOURCES = {
     "aircraft": "re-extract fgvc-aircraft-2013b.tar.gz (`--download` fetches it)",
     "caltech101": "re-extract 101_ObjectCategories.tar.gz from caltech-101.zip (`--download` fetches it)",
     "fashion_mnist": "`normae fetch-data fashion-mnist` (or `make data`) fetches it into data/fashion-mnist",
+    "ade20k": "re-extract ADEChallengeData2016.zip from http://data.csail.mit.edu/places/ADEchallenge/ "
+    "(`--download` fetches it)",
 }
 SOURCES["imagenet100"] = SOURCES["imagenet1k"]
 REGENERATE = "regenerate the rehearsal data (normae.data.rehearsal.write_rehearsal_data)"

@@ -4,18 +4,26 @@ Standard library only (no torch, numpy or PIL): the planner, the spec and the co
 these facts on login nodes. The loaders (normae.data.sources, .pretrain, .classification,
 .analysis_images) read them from here.
 
-A set's roles are its membership of the three vocabularies below (pre-training set, classification
-set, analysis image source); each vocabulary is one ``Literal``, its tuple is derived from it.
+A set's roles are its membership of the four vocabularies below (pre-training set, classification
+set, semantic segmentation set, analysis image source); each vocabulary is one ``Literal``, its tuple
+is derived from it. The files' facts (each set's on-disk layout, Fashion-MNIST's IDX files, the
+ImageNet wnid lists) live in normae.data.registry_files and are re-exported here under the same names.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
-from dataclasses import dataclass
-from importlib.resources import files
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, get_args
+
+from normae.data.registry_files import FASHION_MNIST_ENV as FASHION_MNIST_ENV
+from normae.data.registry_files import FASHION_MNIST_FILES as FASHION_MNIST_FILES
+from normae.data.registry_files import IDX_DTYPES as IDX_DTYPES
+from normae.data.registry_files import LAYOUTS as LAYOUTS
+from normae.data.registry_files import holds_fashion_mnist as holds_fashion_mnist
+from normae.data.registry_files import imagenet1k_wnids as imagenet1k_wnids
+from normae.data.registry_files import read_class_file as read_class_file
 
 PretrainDataset = Literal["fashion_mnist", "imagenet1k", "imagenet100", "generated"]
 ClassificationDataset = Literal[
@@ -34,13 +42,16 @@ ClassificationDataset = Literal[
     "fashion_mnist_subset5",
     "generated",
 ]
+# fashion_mnist_canvas: Fashion-MNIST garments pasted on a larger black canvas, ADE20K's offline stand-in.
+SegmentationDataset = Literal["ade20k", "fashion_mnist_canvas"]
 # sklearn_samples: scikit-learn's two bundled photographs, cut into crops; an analysis source only.
 AnalysisSource = Literal["fashion_mnist", "generated", "sklearn_samples", "imagenet1k", "imagenet100"]
-DatasetName = Literal[PretrainDataset, ClassificationDataset, AnalysisSource]
-Role = Literal["pretrain", "classification", "analysis"]
+DatasetName = Literal[PretrainDataset, ClassificationDataset, SegmentationDataset, AnalysisSource]
+Role = Literal["pretrain", "classification", "segmentation", "analysis"]
 
 PRETRAIN_DATASETS: tuple[str, ...] = get_args(PretrainDataset)
 CLASSIFICATION_DATASETS: tuple[str, ...] = get_args(ClassificationDataset)
+SEGMENTATION_DATASETS: tuple[str, ...] = get_args(SegmentationDataset)
 ANALYSIS_SOURCES: tuple[str, ...] = get_args(AnalysisSource)
 DATASET_NAMES: tuple[str, ...] = get_args(DatasetName)
 
@@ -65,10 +76,22 @@ GENERATED_PRETRAIN_SAMPLES = 512
 # check-data` then checks the copy's counts against it instead of the published sizes, and says so.
 REHEARSAL_MANIFEST = "normae-rehearsal.json"
 
+# Semantic segmentation. IGNORE_INDEX: the mask value no loss or metric counts (ADE20K's unlabelled
+# pixels after reduce_zero_label, the padding of a crop). The canvas stand-in: CANVAS_ITEMS
+# Fashion-MNIST images on a black CANVAS_SIDE square; a pixel is a garment's where the image is at
+# least CANVAS_INK (of 255); each source image is used once, so a split has (source images) // items.
+IGNORE_INDEX = 255
+CANVAS_SIDE = 56
+CANVAS_ITEMS = 4
+CANVAS_INK = 50
+
 
 @dataclass(frozen=True)
 class DatasetFacts:
-    """One data set. Counts are the published split sizes (the split we use where there is none)."""
+    """One data set. Counts are the published split sizes (the split we use where there is none).
+
+    A segmentation set's img_size is its training crop; its num_classes counts the classes scored.
+    """
 
     name: str
     short_name: str  # in run ids
@@ -91,6 +114,7 @@ class DatasetFacts:
         members = {
             "pretrain": PRETRAIN_DATASETS,
             "classification": CLASSIFICATION_DATASETS,
+            "segmentation": SEGMENTATION_DATASETS,
             "analysis": ANALYSIS_SOURCES,
         }
         return frozenset(role for role, names in members.items() if self.name in names)
@@ -233,6 +257,31 @@ _FACTS = (
         "normae.data.sources.GeneratedImages",
         stand_in_for="flowers102",
     ),
+    # ADE20K (SceneParsing, ADEChallengeData2016): 150 classes after reduce_zero_label, trained on
+    # 512 x 512 crops (BEiT's and MAE's UperNet protocol); images of many sizes.
+    replace(
+        _photos("ade20k", 150, 20_210, 2_000, "training", "validation", "normae.data.segmentation.ADE20K"),
+        img_size=512,
+        eval_crop_pct=None,
+    ),
+    # Class 0 is the background, 1-10 the Fashion-MNIST classes + 1; train from Fashion-MNIST's train split,
+    # eval from its test split. Pixel statistics measured on the 15,000 training canvases (eval: 0.2023, 0.3270).
+    DatasetFacts(
+        "fashion_mnist_canvas",
+        "fmnist_canvas",
+        11,
+        CANVAS_SIDE,
+        CANVAS_SIDE,
+        (0.2029, 0.2029, 0.2029),
+        (0.3280, 0.3280, 0.3280),
+        None,
+        60_000 // CANVAS_ITEMS,
+        10_000 // CANVAS_ITEMS,
+        "canvases of the train split (numpy default_rng(0))",
+        "canvases of the test split (numpy default_rng(1))",
+        "normae.data.segmentation.FashionMNISTCanvas",
+        stand_in_for="ade20k",
+    ),
     # china.jpg and flower.jpg (427 x 640), cut into non-overlapping crops at their own resolution;
     # models see them with the ImageNet statistics.
     DatasetFacts(
@@ -259,22 +308,36 @@ if set(DATASETS) != set(DATASET_NAMES) or len(DATASETS) != len(_FACTS):
 # The classification sets, in CLASSIFICATION_DATASETS order (fine-tuning and linear probing read these).
 CLASSIFICATION_SETS: dict[str, DatasetFacts] = {name: DATASETS[name] for name in CLASSIFICATION_DATASETS}
 
-# The four IDX files of Fashion-MNIST, each plain or gzipped (with a .gz suffix), and where the
-# readers look for them when no folder is given: $NORMAE_FASHION_MNIST, then ./data/fashion-mnist,
-# then Debian's dataset-fashion-mnist package.
-FASHION_MNIST_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
-FASHION_MNIST_ENV = "NORMAE_FASHION_MNIST"
+
+@dataclass(frozen=True)
+class SegmentationFacts:
+    """What a segmentation set's loader, augmentation and evaluation need beside its DatasetFacts.
+
+    The sizes follow mmseg's ADE20K pipelines (BEiT's and MAE's configs): training rescales the image
+    by a random ratio of the base scale (short side ``scale_short_side``, long side at most
+    ``scale_long_side_max``, aspect kept), evaluation resizes to that base scale, then slides a
+    crop-sized window with ``slide_stride``. None: no such limit, or no resize at evaluation.
+    """
+
+    reduce_zero_label: bool  # raw label 0 is "unlabelled": 0 -> IGNORE_INDEX, the others - 1
+    scale_short_side: int
+    scale_long_side_max: int | None
+    eval_short_side: int | None
+    eval_long_side_max: int | None
+    slide_stride: int
+    background: int | None  # the label of the background, where it is a class of its own
+    photometric_distortion: bool  # mmseg's PhotoMetricDistortion in training (colour photographs)
+
+
+SEGMENTATION_SETS: dict[str, SegmentationFacts] = {
+    "ade20k": SegmentationFacts(True, 512, 2048, 512, 2048, 341, None, True),
+    # One window of the side of the canvas; the stride 2/3 of it, as ADE20K's 341 is of 512.
+    "fashion_mnist_canvas": SegmentationFacts(False, CANVAS_SIDE, None, None, None, 37, 0, False),
+}
+
+# Where the readers look for Fashion-MNIST when no folder is given: $NORMAE_FASHION_MNIST, then
+# ./data/fashion-mnist, then Debian's dataset-fashion-mnist package.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-
-
-def holds_fashion_mnist(folder: Path) -> bool:
-    """Whether ``folder`` holds the four Fashion-MNIST files, each plain or gzipped."""
-    return all((folder / name).is_file() or (folder / f"{name}.gz").is_file() for name in FASHION_MNIST_FILES)
 
 
 def fashion_mnist_candidates() -> list[tuple[Path, str]]:
@@ -288,70 +351,23 @@ def fashion_mnist_candidates() -> list[tuple[Path, str]]:
     return candidates
 
 
-# The IDX format of these files: type code (third magic byte) -> big-endian numpy dtype.
-IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-
-# The files and folders each set's loader reads, one line each, for the messages that say where a
-# set was looked for (the loaders' errors and `normae check-data`).
-LAYOUTS: dict[str, str] = {
-    "imagenet1k": "<root>/train/<wnid>/*.JPEG and <root>/val/<wnid>/*.JPEG, one folder per class wnid, "
-    "e.g. <root>/train/n01440764/n01440764_10026.JPEG (validation images sorted into their class folders)",
-    "cifar10": "<root>/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
-    "cifar100": "<root>/cifar-100-python/{train,test,meta}",
-    "flowers102": "<root>/flowers-102/{jpg/image_00001.jpg..,imagelabels.mat,setid.mat}",
-    "pets": "<root>/oxford-iiit-pet/{images/<Breed>_<n>.jpg,annotations/{trainval,test}.txt}",
-    "dtd": "<root>/dtd/dtd/{images/<class>/<name>.jpg,labels/{train1,val1,test1}.txt}",
-    "food101": "<root>/food-101/{images/<class>/<id>.jpg,meta/{train,test}.json}",
-    "aircraft": "<root>/fgvc-aircraft-2013b/data/{images/<id>.jpg,variants.txt,images_variant_{trainval,test}.txt}",
-    "caltech101": "<root>/caltech101/101_ObjectCategories/<class>/image_0001.jpg.. (BACKGROUND_Google included)",
-    "fashion_mnist": ", ".join(f"<folder>/{name}.gz" for name in FASHION_MNIST_FILES)
-    + " (each file plain or gzipped with a .gz suffix)",
-}
-LAYOUTS["imagenet100"] = (
-    f"the ImageNet-1K folder ({LAYOUTS['imagenet1k']}); the 100 wnids listed in "
-    "normae/resources/imagenet100_classes.txt are read from it"
-)
-
-
 def short_name(dataset: str) -> str:
     """The name a run id uses for ``dataset`` (an unknown name stands for itself)."""
     return DATASETS[dataset].short_name if dataset in DATASETS else dataset
 
 
 # The data map's keys (config/config.yaml `data:`, `--data NAME=FOLDER`): the sets read from a folder
-# on disk. ImageNet-100 is read in place from the ImageNet-1K folder, the 5-class Fashion-MNIST from
-# Fashion-MNIST's; digits, generated and sklearn_samples need no folder.
-_FOLDER_OF = {"imagenet100": "imagenet1k", "fashion_mnist_subset5": "fashion_mnist"}
+# on disk, the classification sets' then the segmentation sets'. ImageNet-100 is read in place from
+# the ImageNet-1K folder, the 5-class Fashion-MNIST and the canvases from Fashion-MNIST's; digits,
+# generated and sklearn_samples need no folder.
+_OF_FASHION_MNIST = ("fashion_mnist_subset5", "fashion_mnist_canvas")
+_FOLDER_OF = {"imagenet100": "imagenet1k", **dict.fromkeys(_OF_FASHION_MNIST, "fashion_mnist")}
 _NO_FOLDER = ("digits", "generated")
-FOLDER_DATASETS: tuple[str, ...] = tuple(
-    name for name in CLASSIFICATION_DATASETS if name not in _FOLDER_OF and name not in _NO_FOLDER
-)
+_READ = CLASSIFICATION_DATASETS + SEGMENTATION_DATASETS
+FOLDER_DATASETS: tuple[str, ...] = tuple(name for name in _READ if name not in _FOLDER_OF and name not in _NO_FOLDER)
 
 
 def folder_key(dataset: str) -> str | None:
     """The data map's key whose folder ``dataset`` is read from (None: it needs no folder)."""
     key = _FOLDER_OF.get(dataset, dataset)
     return key if key in FOLDER_DATASETS else None
-
-
-def read_class_file(class_file: str | Path | None = None) -> list[str]:
-    """Sorted wnids listed one per line in class_file (default: the packaged ImageNet-100 list)."""
-    if class_file is None:
-        text = files("normae").joinpath("resources/imagenet100_classes.txt").read_text()
-    else:
-        text = Path(class_file).read_text()
-    return sorted({line.strip() for line in text.splitlines() if line.strip()})
-
-
-def imagenet1k_wnids() -> list[str] | None:
-    """The 1000 ImageNet-1K wnids, sorted, from timm's installed synset list; None without timm.
-
-    timm is found, not imported: importing it imports torch.
-    """
-    spec = importlib.util.find_spec("timm")
-    if spec is None or spec.origin is None:
-        return None
-    path = Path(spec.origin).parent / "data" / "_info" / "imagenet_synsets.txt"
-    if not path.is_file():
-        return None
-    return sorted({line.strip() for line in path.read_text().splitlines() if line.strip()})

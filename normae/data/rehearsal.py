@@ -1,8 +1,9 @@
 """Generated data in the real on-disk formats, for a dress rehearsal of the paper-scale pipeline.
 
 ``write_rehearsal_data(root)`` writes a miniature ImageNet-1K (ILSVRC2012) tree with all 1000 real
-wnids and miniature copies of the eight downstream sets in the layouts torchvision reads, so that
-the project's real loaders (normae.data.pretrain, normae.data.classification) and everything
+wnids, miniature copies of the eight downstream sets in the layouts torchvision reads and a
+miniature ADE20K (ADEChallengeData2016: JPEG pictures, PNG label maps of raw labels 0..150), so that
+the project's real loaders (normae.data.pretrain, .classification, .segmentation) and everything
 above them run on a CPU machine without the published data. The pictures are smooth colour fields
 with one sharp-edged blob each; like the real ImageNet, a few JPEGs are grayscale or CMYK and one
 file named ``.JPEG`` is a PNG, in train and val, in ImageNet-100 classes and others.
@@ -44,6 +45,9 @@ ODD_FILES_IN100 = {0: "gray", 1: "cmyk", 2: "png", 5: "gray", 6: "cmyk"}
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 # The four Caltech-101 classes whose annotation folders torchvision renames; the rest are made up.
 CALTECH101_NAMED = ["Faces", "Faces_easy", "Motorbikes", "airplanes"]
+# (width, height) of the ADE20K pictures, in turn: a landscape and a portrait one, as most of ADE20K's.
+ADE20K_SIZES = ((500, 375), (375, 500))
+ADE20K_PAIRS_PER_UNIT = {"training": 4, "validation": 2}  # times train_per_class, eval_per_class
 
 
 def imagenet_wnids() -> list[str]:
@@ -278,6 +282,42 @@ def _write_caltech101(root: Path, rng: np.random.Generator, train: int, evaluate
     return _write_manifest(root, "caltech101", 101, 101 * CALTECH101_TRAIN_PER_CLASS, eval_images)
 
 
+def _ade20k_pair(
+    rng: np.random.Generator, palette: np.ndarray, size: tuple[int, int]
+) -> tuple[Image.Image, Image.Image]:
+    """A picture and its label map (mode L): a few ellipses and boxes of raw labels 1..150 over one of them,
+    and 20-pixel boxes of 0 ("other") and 150 in two corners; each label its palette colour, textured."""
+    width, height = size
+    labels = Image.new("L", size, int(rng.integers(1, 151)))
+    draw = ImageDraw.Draw(labels)
+    for value in rng.integers(1, 151, size=int(rng.integers(3, 7))):
+        x0, x1 = sorted(int(x) for x in rng.integers(0, width, size=2))
+        y0, y1 = sorted(int(y) for y in rng.integers(0, height, size=2))
+        shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
+        shape((x0, y0, x1 + 1, y1 + 1), fill=int(value))
+    draw.rectangle((0, 0, 19, 19), fill=0)
+    draw.rectangle((width - 20, height - 20, width - 1, height - 1), fill=150)
+    picture = Image.fromarray(palette[np.asarray(labels)])
+    texture = draw_image(rng, (32, 64)).resize(size, Image.Resampling.BILINEAR)
+    return Image.blend(picture, texture, 0.3), labels
+
+
+def _write_ade20k(root: Path, rng: np.random.Generator, train: int, evaluate: int) -> Path:
+    """4 * ``train`` training and 2 * ``evaluate`` validation pairs under root/ADEChallengeData2016."""
+    base = root / "ADEChallengeData2016"
+    palette = rng.integers(0, 256, (151, 3), dtype=np.uint8)
+    counts = {"training": ADE20K_PAIRS_PER_UNIT["training"] * train}
+    counts["validation"] = ADE20K_PAIRS_PER_UNIT["validation"] * evaluate
+    for split, count in counts.items():
+        prefix = "ADE_train" if split == "training" else "ADE_val"
+        for number in range(1, count + 1):
+            picture, labels = _ade20k_pair(rng, palette, ADE20K_SIZES[number % len(ADE20K_SIZES)])
+            _save(picture, base / "images" / split / f"{prefix}_{number:08d}.jpg")
+            (base / "annotations" / split).mkdir(parents=True, exist_ok=True)
+            labels.save(base / "annotations" / split / f"{prefix}_{number:08d}.png", format="PNG")
+    return _write_manifest(root, "ade20k", 150, counts["training"], counts["validation"])
+
+
 _DOWNSTREAM: dict[str, Callable[[Path, np.random.Generator, int, int], Path]] = {
     "cifar10": _write_cifar10,
     "cifar100": _write_cifar100,
@@ -287,6 +327,7 @@ _DOWNSTREAM: dict[str, Callable[[Path, np.random.Generator, int, int], Path]] = 
     "food101": _write_food101,
     "aircraft": _write_aircraft,
     "caltech101": _write_caltech101,
+    "ade20k": _write_ade20k,
 }
 
 
@@ -296,10 +337,11 @@ def write_rehearsal_data(
     """Write the rehearsal data under ``root``; returns each set's name -> the folder to configure for it.
 
     ``root/imagenet`` (the ImageNet-1K tree, also read as ImageNet-100) and ``root/downstream/<name>``
-    (the root torchvision is given for that set). Each set gets ``train_per_class`` images per class
-    in its train split (in each of train and val where the loader joins the two: Flowers-102, DTD) and
-    ``eval_per_class`` in its eval split; Caltech-101 gets 30 + ``eval_per_class`` per class. Files
-    already there are overwritten; nothing else is removed.
+    (the root torchvision is given for that set; ADE20K's holds ADEChallengeData2016). Each set gets
+    ``train_per_class`` images per class in its train split (in each of train and val where the loader
+    joins the two: Flowers-102, DTD) and ``eval_per_class`` in its eval split; Caltech-101 gets 30 +
+    ``eval_per_class`` per class, ADE20K 4 * ``train_per_class`` training and 2 * ``eval_per_class``
+    validation pairs. Files already there are overwritten; nothing else is removed.
     """
     if train_per_class < 1 or eval_per_class < 1:
         raise ValueError(f"train_per_class and eval_per_class must be >= 1, got {train_per_class}, {eval_per_class}")

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from normae.errors import ConfigError
-from normae.spec import CNP_MODES, NOR_METHODS, FinetuneSpec, KnnSpec, LinprobeSpec, PretrainSpec
+from normae.spec import CNP_MODES, NOR_METHODS, FinetuneSpec, KnnSpec, LinprobeSpec, PretrainSpec, SegmentSpec
 from normae.spec import METHODS as SPEC_METHODS
 
 # The settings a table's `sweep:` may name: its figure plots the metric against this term.
@@ -44,14 +44,13 @@ PAPER_IMG_SIZE = 224
 # grid, 224 px at patch 16. Their CNP on another grid is our extrapolation of it, not their code's number.
 AUTHORS_CODE_GRID = 14
 PAPER_FINETUNE_EPOCHS = 100
+PAPER_SEGMENTATION_EPOCHS = 100  # MAE's ADE20K protocol (its paper, A.4)
 
 # protocol -> the spec of its evaluation runs; a scale holds a block of settings for each (its `knn:` etc.).
-EVAL_SPECS = {"finetune": FinetuneSpec, "linprobe": LinprobeSpec, "knn": KnnSpec}
+EVAL_SPECS = {"finetune": FinetuneSpec, "linprobe": LinprobeSpec, "knn": KnnSpec, "segmentation": SegmentSpec}
 ANALYSES = {"pca": "PCA of visible vs CNP features of the pre-trained encoder (analysis stage)"}
 MEASUREMENTS = {"cnp_similarity": "normae cnp-stats", "cost": "normae bench"}
-NOT_IMPLEMENTED = {
-    "segmentation": "ADE20K segmentation is not implemented",
-}
+NOT_IMPLEMENTED: dict[str, str] = {}  # method or protocol -> why its rows cannot run yet (none left)
 
 
 # ---------------------------------------------------------------- schemas
@@ -214,6 +213,7 @@ class Scale:
     finetune: dict
     linprobe: dict
     knn: dict  # KnnSpec settings (weighted k-NN, one pass, nothing trained)
+    segmentation: dict  # SegmentSpec settings (UperNet on the encoder)
     throughput: dict
     not_run: dict = field(default_factory=dict)  # (kind, paper value) -> reason
     cnp_modes: tuple = CNP_MODES  # the CNP modes a table's cnp_modes may double NoR-MAE rows into here
@@ -260,6 +260,7 @@ def load_scale(name: str, config_dir: str | Path = CONFIG_DIR) -> Scale:
         finetune=data["finetune"],
         linprobe=data["linprobe"],
         knn=data["knn"],
+        segmentation=data["segmentation"],
         throughput=data["throughput"],
         not_run=not_run,
         cnp_modes=tuple(data.get("cnp_modes", CNP_MODES)),
@@ -302,14 +303,16 @@ def rehearsed(scale: Scale, config_dir: str | Path = CONFIG_DIR) -> Scale:
         finetune={**scale.finetune, **cut["finetune"]},
         linprobe={**scale.linprobe, **cut["linprobe"]},
         knn={**scale.knn, **cut["knn"]},
+        segmentation={**scale.segmentation, **cut["segmentation"]},
         analysis=analysis,
         header=header,
     )
 
 
 def scale_spec_fields(spec_class) -> set[str]:
-    """Spec fields a scale may set (its pretrain, finetune, linprobe, knn blocks): all but those the table grid or
-    the plan decides. workflow/schemas/scale.schema.yaml lists them; tests/test_plan.py checks it does."""
+    """Spec fields a scale may set (its pretrain, finetune, linprobe, knn, segmentation blocks): all but those
+    the table grid or the plan decides. workflow/schemas/scale.schema.yaml lists them; tests/test_plan.py
+    checks it does."""
     decided = {
         "dataset",
         "data_root",

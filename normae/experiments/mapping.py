@@ -4,7 +4,8 @@ measurement table what was measured. No torch import."""
 
 from __future__ import annotations
 
-from normae.experiments.config import PAPER_FINETUNE_EPOCHS, PAPER_IMG_SIZE, Scale
+from normae.data.registry import DATASETS
+from normae.experiments.config import PAPER_FINETUNE_EPOCHS, PAPER_IMG_SIZE, PAPER_SEGMENTATION_EPOCHS, Scale
 from normae.experiments.faithful import lam_factor_key
 
 
@@ -65,4 +66,15 @@ def scale_mapping(rows: list, scale: Scale) -> list[str]:
     finetuned = any(row.eval_ids and row.terms.get("eval") == "finetune" for row in rows)
     if finetuned and scale.finetune.get("epochs") != PAPER_FINETUNE_EPOCHS:
         lines.append(f"fine-tuning epochs {PAPER_FINETUNE_EPOCHS} -> {scale.finetune.get('epochs')}")
+    segmented = {row.terms["eval_dataset"] for row in rows if row.eval_ids and row.terms.get("eval") == "segmentation"}
+    for paper_set in sorted(segmented):
+        ours = scale.datasets[paper_set]
+        if ours != paper_set:
+            crop = scale.segmentation.get("img_size") or DATASETS[ours].img_size
+            lines.append(
+                f"segmentation on {ours} ({DATASETS[ours].num_classes} classes, {crop} px crops, "
+                f"{scale.segmentation.get('epochs', PAPER_SEGMENTATION_EPOCHS)} epochs) for {paper_set} "
+                f"({DATASETS[paper_set].num_classes} classes, {DATASETS[paper_set].img_size} px crops, "
+                f"{PAPER_SEGMENTATION_EPOCHS} epochs)"
+            )
     return lines

@@ -55,10 +55,18 @@ def pretrain_hours(spec: PretrainSpec, scale: Scale) -> float:
 
 
 def eval_hours(spec, scale: Scale) -> float:
-    """As pre-training, at the fine-tuning throughput; k-NN (no epochs) as one pass over its memory bank."""
+    """As pre-training, at the fine-tuning throughput (segmentation: its own, crops per second); k-NN (no
+    epochs) as one pass over its memory bank."""
     images = _train_images(spec)
     factor = _flops_factor(spec, _img_size(spec), scale.patch_sizes[16], None)
-    return _hours(getattr(spec, "epochs", 1) * images, scale.throughput["finetune"][spec.model]) * factor
+    kind = "segmentation" if spec.stage == "segment" else "finetune"
+    rate = scale.throughput.get(kind, {}).get(spec.model)
+    if rate is None:
+        raise ConfigError(
+            f"scale {scale.name}: throughput.{kind} has no entry for {spec.model}: add its images per second "
+            f"(measure one run and read its summary.json) to config/scales/{scale.name}.yaml"
+        )
+    return _hours(getattr(spec, "epochs", 1) * images, rate) * factor
 
 
 def summarize(plan: Plan) -> str:

@@ -221,6 +221,11 @@ def header_lines(table: TablePlan, plan: Plan) -> list[str]:
             "Top-1 of a fine-tuning or linear-probing run is its best epoch's, as the authors' "
             "main_finetune.py prints it (summary.json keeps the last epoch's as top1)."
         )
+    if any(row.eval_ids and row.terms.get("eval") == "segmentation" for row in table.rows):
+        lines.append(
+            "mIoU of a segmentation run is its last epoch's, single-scale with sliding windows (MAE's "
+            "protocol through mmsegmentation); each run's summary.json holds the majority-class floor ('trivial')."
+        )
     return lines
 
 

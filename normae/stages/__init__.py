@@ -1,7 +1,8 @@
-"""Stages: a spec in, a finished run folder out. ``pretrain`` (MAE / NoR-MAE) and ``transfer``
-(fine-tuning, linear probing) build the model, data and training loop for a spec and write the
-run folder (``normae.paths.RunFolder``); ``knn`` (weighted k-NN on frozen features) is one pass;
-``bench`` measures MAE vs NoR-MAE step time and memory on the job's device.
+"""Stages: a spec in, a finished run folder out. ``pretrain`` (MAE / NoR-MAE), ``transfer``
+(fine-tuning, linear probing) and ``segment`` (UperNet on the encoder, mIoU) build the model, data
+and training loop for a spec and write the run folder (``normae.paths.RunFolder``); ``knn``
+(weighted k-NN on frozen features) is one pass; ``bench`` measures MAE vs NoR-MAE step time and
+memory on the job's device.
 
 This ``__init__`` is the torch-free registry, stage name -> entry point, that the command line and
 the cluster job read; the stage modules themselves (torch, timm) are imported only when a stage
@@ -23,11 +24,12 @@ ENTRY_POINTS = {
     "finetune": ("normae.stages.transfer", "run_transfer"),
     "linprobe": ("normae.stages.transfer", "run_transfer"),
     "knn": ("normae.stages.knn", "run_knn"),
+    "segment": ("normae.stages.segment", "run_segment"),
     "bench": ("normae.stages.bench", "run_bench_stage"),
 }
 assert set(ENTRY_POINTS) == set(STAGES), "every stage of normae.spec needs an entry point"
 # The final metrics that the one-line summary of a run prints.
-SUMMARY_KEYS = ("loss", "loss_rec", "loss_nor", "top1", "top5")
+SUMMARY_KEYS = ("loss", "loss_rec", "loss_nor", "top1", "top5", "miou", "pixel_accuracy")
 
 
 def stage_function(stage: str):

@@ -2,7 +2,8 @@
 
 The workflow launches it like any run, so at the paper scale it runs in a GPU job, not on the login
 node; its summary.json says which device and precision measured it, and whether the images came
-through the real pre-training loader or were synthetic.
+through the real pre-training loader or were synthetic. With ``loader`` it also times that loader
+alone on ``data_root``'s images (``loader_throughput``: images/s, normae.analysis.loader_bench).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from normae.analysis.bench import run_bench
+from normae.analysis.loader_bench import measure_loader
 from normae.data.pretrain import build_pretrain_dataset
 from normae.spec import BenchSpec
 from normae.stages.common import finish_run_folder, open_run_folder, spec_withdrawn_on_early_failure, start_run_folder
@@ -57,7 +59,19 @@ def run_bench_stage(spec: BenchSpec, run_dir: str | Path, resume: bool = False, 
             images=images,
             methods=tuple(spec.methods.split(",")),
             teacher_model=spec.teacher_model,
+            compile=spec.compile,
         )
+        if spec.loader is not None:
+            result["loader_throughput"] = measure_loader(
+                spec.loader,
+                spec.data_root,
+                img_size=spec.img_size,
+                batch_size=spec.batch_size,
+                workers=spec.num_workers,
+                patch_size=spec.patch_size,
+                seed=spec.seed,
+                device=str(device),
+            )
         result["images"] = f"{spec.dataset} through its pre-training loader" if spec.dataset else "synthetic"
         return finish_run_folder(
             folder,

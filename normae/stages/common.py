@@ -140,14 +140,17 @@ def loop_config(spec, world_size: int, amp: str, dataset_len: int) -> tuple[Loop
 
 
 def evaluation_facts(
-    spec, upstream: str | None, shape: tuple[str, int, int], info, train_set, eval_set, train_labels
+    spec, upstream: str | None, shape: tuple[str, int, int], info, train_set, eval_set, train_labels=None
 ) -> dict:
     """What an evaluation's summary records about its encoder and data, whatever the protocol.
 
-    ``shape``: (model size, patch size, image size) that ran; ``info``: the set's registry facts.
+    ``shape``: (model size, patch size, image size) that ran; ``info``: the set's registry facts;
+    ``train_labels``: a classification set's training labels (None for segmentation: pixels have classes).
     """
     model, patch_size, img_size = shape
+    classes = {} if train_labels is None else {"train_classes_present": len(set(train_labels))}
     return {
+        **classes,
         "init": spec.init,
         "init_digest": upstream,
         "model": model,
@@ -157,6 +160,5 @@ def evaluation_facts(
         "eval_split": info.eval_split_name,
         "train_images": len(train_set),
         "eval_images": len(eval_set),
-        "train_classes_present": len(set(train_labels)),
         "stand_in_for": info.stand_in_for,
     }

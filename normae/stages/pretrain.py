@@ -25,6 +25,7 @@ from normae.stages.common import (
 )
 from normae.training.diagnostics import DiagnosedStep, diagnostics_interval, diagnostics_summary
 from normae.training.loop import Trainer
+from normae.training.optim import adamw
 from normae.training.runtime import environment_facts, resolve_amp, seed_everything, setup_distributed, wrap_ddp
 from normae.training.signals import StopSignals
 
@@ -74,10 +75,12 @@ def run_pretrain(
         num_patches = model.patch_embed.num_patches
         amp = resolve_amp(spec.amp, device)
         cfg, batch_plan = loop_config(spec, world_size, amp, len(dataset))
-        optimizer = torch.optim.AdamW(
-            param_groups_weight_decay(model, spec.weight_decay, model.no_weight_decay()), lr=cfg.lr, betas=cfg.betas
+        optimizer = adamw(
+            param_groups_weight_decay(model, spec.weight_decay, model.no_weight_decay()), cfg.lr, cfg.betas, device
         )
         wrapped = wrap_ddp(model, device, world_size)
+        if spec.compile:  # after DDP, as torch advises; checkpoints hold the plain module's weights (loop.unwrap)
+            wrapped = torch.compile(wrapped)
         step = DiagnosedStep(
             pretrain_step, model, diagnostics_interval(cfg.log_every), cfg.accum_iter, spec.method in NOR_METHODS
         )

@@ -42,6 +42,7 @@ from normae.stages.common import (
     start_run_folder,
 )
 from normae.training.loop import Trainer
+from normae.training.optim import adamw
 from normae.training.runtime import (
     amp_dtype,
     environment_facts,
@@ -131,7 +132,7 @@ def classification_step(criterion, mixup):
     return step
 
 
-def optimizer_for(spec: DownstreamSpec, model: nn.Module, lr: float):
+def optimizer_for(spec: DownstreamSpec, model: nn.Module, lr: float, device: torch.device | str = "cpu"):
     if isinstance(spec, LinprobeSpec):
         weights = [p for p in model.head.parameters() if p.ndim > 1]
         biases = [p for p in model.head.parameters() if p.ndim <= 1]
@@ -139,7 +140,7 @@ def optimizer_for(spec: DownstreamSpec, model: nn.Module, lr: float):
         groups = [{"params": weights, "always_adapt": True}, {"params": biases, "weight_decay": 0.0}]
         return Lars(groups, lr=lr, momentum=0.9, weight_decay=spec.weight_decay)
     groups = param_groups_layer_decay(model, spec.weight_decay, model.no_weight_decay(), layer_decay=spec.layer_decay)
-    return torch.optim.AdamW(groups, lr=lr)
+    return adamw(groups, lr, (0.9, 0.999), device)
 
 
 def run_transfer(
@@ -199,7 +200,7 @@ def run_transfer(
 
         amp = resolve_amp(spec.amp, device)
         cfg, batch_plan = loop_config(spec, world_size, amp, len(train_set))
-        optimizer = optimizer_for(spec, model, cfg.lr)
+        optimizer = optimizer_for(spec, model, cfg.lr, device)
         mixup = None
         if finetune and (spec.mixup > 0 or spec.cutmix > 0):
             mixup = Mixup(

@@ -50,8 +50,8 @@ __all__ = ["LoopConfig", "NonFiniteLossError", "SeededSamples", "Trainer", "Trai
 TIMER_FLAG = "timer"  # the flag rank 0 raises when --checkpoint-minutes have passed
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if hasattr(model, "module") else model
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:  # the plain module in torch.compile's and DDP's wrappers
+    return unwrap(model._orig_mod) if hasattr(model, "_orig_mod") else getattr(model, "module", model)
 
 
 class Trainer:

@@ -37,6 +37,7 @@ SLURM_GROUPS = {
     "finetune": "finetune",
     "linprobe": "evaluate",
     "knn": "evaluate",
+    "segment": "segmentation",
     "bench": "evaluate",
 }
 

@@ -10,7 +10,7 @@ from dataclasses import field
 from pathlib import Path
 
 from normae.errors import ConfigError
-from normae.spec_checks import at_least, type_problems
+from normae.spec.checks import at_least, type_problems
 
 BATCH_SIZE_HELP = "images per process per forward pass (with global_batch: the most; the split follows the world size)"
 ACCUM_HELP = "gradient accumulation steps, without global_batch (effective batch = batch_size x accum_iter x processes)"
@@ -44,7 +44,8 @@ class SpecBase:
         if "stage" in cls.__dict__:
             SPEC_CLASSES[cls.stage] = cls
 
-    cosmetic_fields = frozenset({"num_workers", "checkpoint_minutes", "log_every", "data_root", "download"})
+    # How a result is reached, not what it is (torch.compile matches eager within float rounding).
+    cosmetic_fields = frozenset({"num_workers", "checkpoint_minutes", "log_every", "data_root", "download", "compile"})
 
     def __post_init__(self):
         problems = type_problems(self) or self.problems()  # types first: the value checks compare numbers

@@ -1,0 +1,80 @@
+"""Run specifications: everything that decides what a run computes, as plain JSON-able data.
+
+One module per kind of run: ``pretrain`` (MAE and its variants), ``evaluation`` (fine-tuning, linear
+probing, k-NN, segmentation: an encoder from ``init`` evaluated on a downstream set), ``bench`` (the
+cost measurement); ``vocabulary`` defines the Literal vocabularies once, ``base`` what every spec shares
+(serialisation, digest, validation; each class registers its stage in ``SPEC_CLASSES``), ``checks`` the
+field checks. Everything is re-exported here: read specs from ``normae.spec``. No torch import:
+login-node processes (planning, launching) read specs too.
+"""
+
+from __future__ import annotations
+
+from normae.spec.base import (
+    ACCUM_HELP,
+    BATCH_SIZE_HELP,
+    GLOBAL_BATCH_HELP,
+    SPEC_CLASSES,
+    SpecBase,
+    batch_part,
+    global_batch_problems,
+    load_spec,
+    option,
+    spec_from_dict,
+)
+from normae.spec.bench import BenchSpec
+from normae.spec.evaluation import DownstreamSpec, FinetuneSpec, InitSource, KnnSpec, LinprobeSpec, SegmentSpec
+from normae.spec.pretrain import PretrainSpec
+from normae.spec.vocabulary import (
+    AMP_MODES,
+    BASE_OF_NOR,
+    CNP_MODES,
+    DISTILLED_METHODS,
+    METHODS,
+    NOR_METHODS,
+    NOR_VARIANTS,
+    STAGES,
+    SUPERVISED_METHODS,
+    Amp,
+    CnpMode,
+    Method,
+    NorVariant,
+    Stage,
+)
+
+__all__ = [
+    "ACCUM_HELP",
+    "AMP_MODES",
+    "BASE_OF_NOR",
+    "BATCH_SIZE_HELP",
+    "CNP_MODES",
+    "DISTILLED_METHODS",
+    "GLOBAL_BATCH_HELP",
+    "METHODS",
+    "NOR_METHODS",
+    "NOR_VARIANTS",
+    "SPEC_CLASSES",
+    "STAGES",
+    "SUPERVISED_METHODS",
+    "Amp",
+    "BenchSpec",
+    "CnpMode",
+    "DownstreamSpec",
+    "FinetuneSpec",
+    "InitSource",
+    "KnnSpec",
+    "LinprobeSpec",
+    "Method",
+    "NorVariant",
+    "PretrainSpec",
+    "SegmentSpec",
+    "SpecBase",
+    "Stage",
+    "batch_part",
+    "global_batch_problems",
+    "load_spec",
+    "option",
+    "spec_from_dict",
+]
+
+assert set(SPEC_CLASSES) == set(STAGES), "every stage of normae.spec.vocabulary has a spec class"
