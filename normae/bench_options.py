@@ -12,8 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from normae.spec import AMP_MODES, CNP_MODES
-from normae.spec.bench import LOADERS
+from normae.spec import AMP_MODES, CNP_MODES, LOADERS
 
 
 def add_bench_arguments(bench: argparse.ArgumentParser) -> None:

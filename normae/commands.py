@@ -16,6 +16,7 @@ from normae.atomic import atomic_write_json, atomic_write_text
 from normae.cluster.launch import launch
 from normae.errors import ConfigError, MissingResultError
 from normae.paths import ResultsLayout
+from normae.spec import BenchSpec
 from normae.stages import run_here
 
 
@@ -56,39 +57,31 @@ def cmd_bench(args) -> int:
         raise ConfigError(f"--loader {args.loader} needs --data: an image folder (normae bench-data --out FOLDER)")
     if args.loader_only and not args.data:
         raise ConfigError("--loader-only needs --data (and --loader): there is nothing else to time")
-    result: dict = {}
-    if not args.loader_only:
-        from normae.analysis.bench import run_bench
+    from normae.stages.bench import measure
 
-        result = run_bench(
-            model=args.model,
-            img_size=args.img_size,
-            patch_size=args.patch_size,
-            batch_size=args.batch_size,
-            steps=args.steps,
-            warmup=args.warmup,
-            lam=args.lam,
-            cnp=args.cnp,
-            amp=args.amp,
-            device=args.device,
-            methods=tuple(args.methods.split(",")),
-            teacher_model=args.teacher_model,
-            compile=args.compile,
-        )
-    if args.data:
-        from normae.analysis.loader_bench import measure_loader
-
-        result["loader_throughput"] = measure_loader(
-            args.loader or "torchvision",
-            args.data,
-            img_size=args.img_size,
-            batch_size=args.batch_size,
-            images=args.loader_images,
-            warmup_batches=args.loader_warmup,
-            workers=args.loader_workers,
-            patch_size=args.patch_size,
-            device=args.device,
-        )
+    spec = BenchSpec(
+        model=args.model,
+        img_size=args.img_size,
+        patch_size=args.patch_size,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        warmup=args.warmup,
+        lam=args.lam,
+        cnp=args.cnp,
+        methods=args.methods,
+        teacher_model=args.teacher_model,
+        amp=args.amp,
+        compile=args.compile,
+        loader=(args.loader or "torchvision") if args.data else None,
+        data_root=args.data,
+    )
+    # the command's own loader knobs (None: the CPUs, at most 16), beside the spec's
+    loader_options = {
+        "images": args.loader_images,
+        "warmup_batches": args.loader_warmup,
+        "workers": args.loader_workers,
+    }
+    result = measure(spec, args.device, models=not args.loader_only, **loader_options)
     print(json.dumps(result))
     for line in bench_lines(result):
         print(f"[normae] bench: {line}", file=sys.stderr)

@@ -1,9 +1,11 @@
 """The GPU-speed path: FLOP counting and MFU, fused attention, torch.compile, the bench's JSON, the loaders
-(torchvision and DALI) and the generated JPEG folder. Everything runs on a CPU except the tests marked
-`gpu`: no host synchronisation inside a training step, MFU on a real GPU, DALI's nvJPEG pipeline."""
+(torchvision and DALI), pre-training with `--loader dali` and the generated JPEG folder. Everything runs on
+a CPU except the tests marked `gpu`: no host synchronisation inside a training step, MFU on a real GPU,
+DALI's nvJPEG pipeline. The DALI tests run its CPU operators, and skip where DALI is not installed."""
 
 import json
 import os
+import signal
 import sys
 
 import pytest
@@ -13,10 +15,13 @@ from normae.analysis.flops import PEAK_FLOPS, count_flops, mfu, peak_facts, peak
 from normae.core.model import build_mae, build_mae_from_spec
 from normae.data import dali_loader
 from normae.data.bench_images import MANIFEST, SIZES, image_paths, write_bench_images
+from normae.data.pretrain import epoch_order
 from normae.errors import ConfigError
 from normae.spec import BenchSpec, PretrainSpec
+from normae.stages.pretrain import pretrain_step
+from normae.training.signals import TrainingInterrupted
 
-from helpers import small_spec
+from helpers import assert_same_run, small_spec
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -39,6 +44,46 @@ def jpeg_folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench-images")
     write_bench_images(root, 24, classes=3, workers=1)
     return root
+
+
+@pytest.fixture(scope="module")
+def imagenet_jpegs(tmp_path_factory):
+    """A tiny ImageNet-1K style root: train/ and val/ with 4 wnid folders, 5 and 1 small JPEGs each."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("imagenet-jpegs")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 5), ("val", 1)):
+        for label in range(4):
+            folder = root / split / f"n{label:08d}"
+            folder.mkdir(parents=True)
+            for number in range(count):
+                pixels = rng.integers(0, 256, (36 + 4 * number, 48, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"n{label:08d}_{number}.JPEG", quality=90)
+    return root
+
+
+def dali_spec(root, **overrides) -> PretrainSpec:
+    """Pre-training of vit_micro at 32 px through DALI's CPU pipeline: 16 of the 20 images, 4 steps an epoch."""
+    settings = dict(dataset="imagenet1k", data_root=str(root), train_samples=16, img_size=32, batch_size=4)
+    return small_spec(**{**settings, "loader": "dali", "num_workers": 1, **overrides})
+
+
+def record_steps(monkeypatch, stop_call: int | None = None) -> list[list[torch.Tensor]]:
+    """The batches the pre-training step sees, in order; SIGTERM to this process at call ``stop_call``."""
+    from normae.stages import pretrain as stages
+
+    seen: list[list[torch.Tensor]] = []
+
+    def step(model, batch):
+        seen.append([item.detach().clone() for item in batch])
+        if len(seen) == stop_call:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return pretrain_step(model, batch)
+
+    monkeypatch.setattr(stages, "pretrain_step", step)
+    return seen
 
 
 # ---------------------------------------------------------------- FLOPs and MFU
@@ -215,13 +260,18 @@ def test_the_torchvision_loader_bench_times_whole_waves_after_the_warmup(jpeg_fo
     assert result["data"] == str(jpeg_folder / "train") and result["library"].startswith("torchvision")
 
 
-def test_dali_file_order_is_the_pretraining_loops_order():
-    from normae.training.sampling import epoch_indices
+def test_one_epoch_order_serves_the_loop_and_dali():
+    from torch.utils.data import DistributedSampler
 
+    from normae.training import sampling
+
+    assert sampling.epoch_indices is epoch_order and dali_loader.epoch_order is epoch_order
     for count, epoch, seed, rank, world in [(10, 0, 0, 0, 1), (37, 3, 5, 1, 4), (1000, 7, 2, 2, 3)]:
-        assert dali_loader.epoch_order(count, epoch, seed, rank, world) == epoch_indices(
-            count, epoch, seed, rank, world
+        sampler = DistributedSampler(
+            range(count), num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True
         )
+        sampler.set_epoch(epoch)
+        assert epoch_order(count, epoch, seed, rank, world) == list(sampler)
 
 
 def test_dali_seeds_come_from_seed_and_epoch_alone():
@@ -240,10 +290,17 @@ def test_dali_lists_files_as_imagefolder_does(jpeg_folder):
     assert list(zip(paths, labels)) == ImageFolder(str(folder)).samples
 
 
-def test_without_dali_the_loader_names_the_package_to_install(monkeypatch, jpeg_folder, capsys):
+def test_without_dali_the_loader_names_the_package_to_install(
+    monkeypatch, jpeg_folder, imagenet_jpegs, tmp_path, capsys
+):
+    from normae.stages.pretrain import run_pretrain
+
     monkeypatch.setitem(sys.modules, "nvidia.dali", None)  # an import of it fails, as where it is not installed
     with pytest.raises(ConfigError, match="pip install nvidia-dali-cuda120"):
-        dali_loader.DaliLoader(jpeg_folder, 32, 4, device="cpu")
+        dali_loader.DaliLoader.from_folder(jpeg_folder, 32, 4, device="cpu")
+    with pytest.raises(ConfigError, match="pip install nvidia-dali-cuda120"):
+        run_pretrain(dali_spec(imagenet_jpegs), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
     argv = ["bench", "--loader", "dali", "--data", str(jpeg_folder), "--loader-only", "--device", "cpu"]
     assert cli(argv) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
@@ -252,18 +309,135 @@ def test_without_dali_the_loader_names_the_package_to_install(monkeypatch, jpeg_
 
 def test_the_dali_pipeline_runs_on_the_cpu_and_repeats_an_epoch(jpeg_folder):
     pytest.importorskip("nvidia.dali")
-    loader = dali_loader.DaliLoader(jpeg_folder, 32, 4, seed=0, device="cpu", num_threads=1)
-    assert len(loader) == 6
-    first = [(images.clone(), labels.clone()) for images, labels in loader.epoch(0)]
-    again = [(images.clone(), labels.clone()) for images, labels in loader.epoch(0)]
-    other = [images.clone() for images, _ in loader.epoch(1)]
+    loader = dali_loader.DaliLoader.from_folder(jpeg_folder, 32, 4, device="cpu", num_threads=1)
+    order = epoch_order(len(loader.paths), 0, 0)
+
+    def read(indices, epoch):
+        return [
+            (images.clone(), labels.clone())
+            for images, labels in loader.batches(indices, dali_loader.epoch_seeds(0, epoch))
+        ]
+
+    first, again, other = read(order, 0), read(order, 0), read(order, 1)
     assert len(first) == 6 and first[0][0].shape == (4, 3, 32, 32) and first[0][0].dtype == torch.float32
     assert all(torch.equal(a, b) and torch.equal(la, lb) for (a, la), (b, lb) in zip(first, again))
-    assert not torch.equal(first[0][0], other[0])
-    expected = [loader.labels[index] for index in loader.epoch_files(0)]
-    assert torch.cat([labels for _, labels in first]).tolist() == expected  # our order, not DALI's
+    assert not torch.equal(first[0][0], other[0][0])
+    assert torch.cat([labels for _, labels in first]).tolist() == [loader.labels[i] for i in order]  # our order
     pixels = torch.cat([images for images, _ in first])
     assert -3 < pixels.mean() < 3 and pixels.std() > 0.2  # normalised with ImageNet's mean and std
+    assert len(read(order[:7], 0)) == 1 and read([], 0) == []  # whole batches only
+
+
+def test_dali_reads_the_files_of_the_data_set_the_run_built(imagenet_jpegs):
+    from torch.utils.data import Subset
+
+    from normae.data.pretrain import build_pretrain_dataset
+    from normae.data.sources import GeneratedImages
+
+    folder = build_pretrain_dataset("imagenet1k", root=imagenet_jpegs, img_size=32)
+    paths, labels = dali_loader.dataset_files(folder)
+    assert list(zip(paths, labels)) == [(str(path), label) for path, label in folder.samples]
+    subset = Subset(Subset(folder, [3, 1, 19, 7]), [2, 0])
+    assert dali_loader.dataset_files(subset) == ([paths[19], paths[3]], [labels[19], labels[3]])
+    with pytest.raises(ConfigError, match="GeneratedImages has none: use loader torchvision"):
+        dali_loader.dataset_files(Subset(GeneratedImages(4), [0]))
+
+
+# ---------------------------------------------------------------- pre-training with --loader dali
+
+
+def test_the_dali_loader_is_in_the_run_id_only_when_chosen():
+    # run ids from before the loader option existed
+    assert PretrainSpec().run_id() == "fmnist-vit_tiny-p2-nor_mae-lam5e-05-mr0.75-ep200-s0-af4b603f"
+    imagenet = dict(dataset="imagenet1k", model="vit_base", patch_size=16, img_size=224, method="mae")
+    assert PretrainSpec(**imagenet).run_id() == "in1k-vit_base-p16-mae-mr0.75-ep200-s0-fe8a60a2"
+    assert PretrainSpec(**imagenet, loader="torchvision").digest() == PretrainSpec(**imagenet).digest()
+    dali = PretrainSpec(**imagenet, loader="dali")
+    assert dali.digest() != PretrainSpec(**imagenet).digest()
+    assert dali.run_id().startswith("in1k-vit_base-p16-mae-mr0.75-ep200-dali-s0-")
+    assert "-dali-" in PretrainSpec(dataset="imagenet100", loader="dali").run_id()
+    with pytest.raises(
+        ConfigError, match="loader dali reads image folders .*not fashion_mnist: use loader torchvision"
+    ):
+        PretrainSpec(loader="dali")
+    with pytest.raises(ConfigError, match="loader must be one of"):
+        PretrainSpec.from_dict({"dataset": "imagenet1k", "loader": "nvjpeg"})
+
+
+def test_dali_mask_noise_is_each_samples_whatever_its_batch():
+    from normae.training.dali_batches import sample_noise, with_noise
+
+    indices = [5, 2, 9, 0, 7, 3]
+
+    def noise_by_index(batch_size, epoch):
+        batches = [(torch.zeros(batch_size, 1), torch.zeros(batch_size)) for _ in range(len(indices) // batch_size)]
+        rows = torch.cat([noise for _, _, noise in with_noise(batches, indices, 4, epoch, 16)])
+        return dict(zip(indices, rows))
+
+    by_two, by_three = noise_by_index(2, 1), noise_by_index(3, 1)
+    for index in indices:
+        assert torch.equal(by_two[index], by_three[index]) and torch.equal(by_two[index], sample_noise(4, 1, index, 16))
+    assert not torch.equal(by_two[5], by_two[2]) and not torch.equal(by_two[5], noise_by_index(2, 2)[5])
+    assert by_two[5].shape == (16,) and by_two[5].min() >= 0 and by_two[5].max() < 1
+
+
+@pytest.mark.slow
+def test_pretraining_through_dali_reads_the_runs_files_in_the_loops_order(tmp_path, monkeypatch, imagenet_jpegs):
+    pytest.importorskip("nvidia.dali")
+    from normae.data.pretrain import build_pretrain_dataset
+    from normae.stages.common import fixed_subset
+    from normae.stages.pretrain import run_pretrain
+    from normae.training.dali_batches import sample_noise
+
+    spec = dali_spec(imagenet_jpegs)
+    seen = record_steps(monkeypatch)
+    summary = run_pretrain(spec, tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["final"] == summary["final"]
+    assert summary["optimizer_steps"] == 8 and summary["train_images"] == 16
+    _, labels = dali_loader.dataset_files(fixed_subset(build_pretrain_dataset("imagenet1k", imagenet_jpegs), 16))
+    for epoch in (0, 1):
+        order = epoch_order(16, epoch, spec.seed)
+        batches = seen[4 * epoch : 4 * epoch + 4]
+        assert torch.cat([batch[1] for batch in batches]).tolist() == [labels[i] for i in order]
+        noise = torch.stack([sample_noise(spec.seed, epoch, index, 64) for index in order])
+        assert torch.equal(torch.cat([batch[2] for batch in batches]), noise)
+    assert seen[0][0].shape == (4, 3, 32, 32)
+
+
+@pytest.mark.slow
+def test_dali_run_resumed_at_an_epoch_boundary_equals_the_uninterrupted_run(tmp_path, monkeypatch, imagenet_jpegs):
+    pytest.importorskip("nvidia.dali")
+    from normae.stages.pretrain import run_pretrain
+    from normae.training.checkpoint import load_checkpoint
+
+    spec = dali_spec(imagenet_jpegs)
+    run_pretrain(spec, tmp_path / "straight")
+    record_steps(monkeypatch, stop_call=4)  # the last step of the first epoch
+    with pytest.raises(TrainingInterrupted):
+        run_pretrain(spec, tmp_path / "stopped")
+    state = load_checkpoint(tmp_path / "stopped" / "checkpoint.pt")["loop"]
+    assert (state["epoch"], state["batches_done"]) == (0, 4)  # nothing of the epoch left: the next one reads afresh
+    run_pretrain(spec, tmp_path / "stopped", resume=True)
+    assert_same_run(tmp_path / "straight", tmp_path / "stopped")
+
+
+@pytest.mark.slow
+def test_dali_run_resumed_inside_an_epoch_keeps_order_and_noise_not_crops(tmp_path, monkeypatch, imagenet_jpegs):
+    pytest.importorskip("nvidia.dali")
+    from normae.stages.pretrain import run_pretrain
+
+    spec = dali_spec(imagenet_jpegs)
+    straight = record_steps(monkeypatch)
+    run_pretrain(spec, tmp_path / "straight")
+    resumed = record_steps(monkeypatch, stop_call=2)  # the checkpoint holds 2 of the first epoch's 4 batches
+    with pytest.raises(TrainingInterrupted):
+        run_pretrain(spec, tmp_path / "stopped")
+    run_pretrain(spec, tmp_path / "stopped", resume=True)
+    assert len(straight) == len(resumed) == 8
+    for call, (a, b) in enumerate(zip(straight, resumed), start=1):
+        assert torch.equal(a[1], b[1]) and torch.equal(a[2], b[2]), call  # the same images in order, the same noise
+        # the rest of the interrupted epoch comes from a pipeline over its remaining files: other crops
+        assert torch.equal(a[0], b[0]) == (call not in (3, 4)), call
 
 
 # ---------------------------------------------------------------- on a GPU

@@ -28,14 +28,15 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision import datasets
 
-from normae.data.dali_loader import DaliLoader, epoch_order, image_folder
+from normae.data.dali_loader import DaliLoader, epoch_seeds, image_folder
+from normae.data.pretrain import epoch_order
 from normae.data.registry import DATASETS
 from normae.data.sources import load_image
 from normae.data.transforms import pretrain_transform
 from normae.errors import ConfigError
+from normae.spec import LOADERS
 from normae.training.sampling import SeededSamples
 
-LOADERS = ("torchvision", "dali")
 DALI_WARMUP_BATCHES = 3  # DALI's prefetch queue (2 batches) and the first one
 
 
@@ -83,17 +84,17 @@ def _torchvision_epochs(
 def _dali_epochs(
     root, img_size, batch_size, workers, seed, device: torch.device
 ) -> Generator[torch.Tensor, None, None]:
-    loader = DaliLoader(
+    """DALI's batches (images on ``device``) in the loop's order, epoch after epoch, each epoch a new pipeline."""
+    loader = DaliLoader.from_folder(
         root,
         img_size,
         batch_size,
-        seed=seed,
         device="gpu" if device.type == "cuda" else "cpu",
         device_id=device.index or 0,
         num_threads=max(1, workers),
     )
     for epoch in itertools.count():
-        for images, _ in loader.epoch(epoch):
+        for images, _ in loader.batches(epoch_order(len(loader.paths), epoch, seed), epoch_seeds(seed, epoch)):
             yield images
 
 

@@ -1,41 +1,52 @@
-"""An NVIDIA DALI loader for ImageNet-style folders (``<root>/<class>/*.JPEG``) with MAE's augmentation.
+"""An NVIDIA DALI loader for ImageNet-style image files with MAE's augmentation (``--loader dali``).
 
 Pipeline: ``fn.readers.file`` reads the files in an order we give it; ``fn.decoders.image_random_crop``
 decodes them (``device="mixed"``: nvJPEG, on the GPU's hardware JPEG decoder where it has one) straight
 into a random crop of MAE's RandomResizedCrop distribution (area 0.2-1 of the picture, aspect ratio
 3/4-4/3, ten tries); ``fn.resize`` takes the crop to ``img_size`` (bicubic, antialiased);
-``fn.crop_mirror_normalize`` flips half of them and normalises with ImageNet's mean and std into NCHW
+``fn.crop_mirror_normalize`` flips half of them and normalises with the data set's mean and std into NCHW
 float. ``device="cpu"`` runs the same operators on the CPU (the tests use it; no GPU needed).
+
+``DaliLoader(paths, labels, ...)`` reads an explicit file list: the pre-training run gives it the files
+and labels of the data set the torchvision path reads (``dataset_files``: ImageNet-100's classes, a
+``train_samples`` subset), the loader bench those of a folder (``DaliLoader.from_folder``).
 
 What holds for exact resume. The torchvision path seeds every sample's augmentation by (seed, epoch,
 index) (``normae.training.sampling``), so any stop, anywhere, resumes exactly. DALI's operators draw from
 their own generators, advanced sample by sample inside the pipeline, so that rule cannot hold. Here:
 
-- The order of the files is ours: ``epoch_order`` is the pre-training loop's order (the same
-  DistributedSampler permutation of (seed, epoch), this process's share of it), truncated to whole
-  batches. It is exact everywhere, also when resuming in the middle of an epoch (``start_batch``).
-- The crops and flips come from a pipeline built afresh for every epoch with seeds derived from
-  (seed, epoch) alone (``epoch_seeds``). A run resumed at an epoch boundary sees the same crops and
-  flips as one that never stopped, given the same per-process batch size, number of processes and
-  DALI version; one resumed inside an epoch sees the same images in the same order with other crops.
-- The mask noise is not DALI's: it stays seeded per (seed, epoch, index) as in the torchvision path.
+- The order of the files is ours: ``batches(indices, seeds)`` reads exactly ``indices``, in that order
+  (the pre-training loop's: ``normae.data.pretrain.epoch_order``, less the batches already done). It is
+  exact everywhere, also when resuming in the middle of an epoch.
+- The crops and flips come from a pipeline built afresh for every call of ``batches``, that is for every
+  epoch, with seeds from (seed, epoch) alone (``epoch_seeds``), drawn sample by sample over the files it
+  reads. A run resumed at an epoch boundary sees the same crops and flips as one that never stopped, given
+  the same per-process batch size, number of processes, decoding device and DALI version. A run resumed
+  inside an epoch builds that epoch's pipeline over the remaining files only, so it sees the same images
+  in the same order with other crops and flips, until the epoch ends; from the next epoch on they are the
+  same again.
+- The mask noise is not DALI's: the pre-training loop draws it per (seed, epoch, index)
+  (``normae.training.dali_batches``).
 
-DALI is imported when a pipeline is built; without it, a ``ConfigError`` names the package to install.
-This module imports torch (the sampler, the tensors DALI hands over), never ``training`` or ``core``.
+DALI is imported when a loader is made; without it, a ``ConfigError`` names the package to install.
+This module imports torch (the tensors DALI hands over, ``Subset``), never ``training`` or ``core``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
-from torch.utils.data import DistributedSampler
+from torch.utils.data import Subset
 
+from normae.data.pretrain import epoch_order
 from normae.data.registry import DATASETS
 from normae.errors import ConfigError, DataNotFoundError
+
+__all__ = ["DaliLoader", "dataset_files", "epoch_order", "epoch_seeds", "image_folder", "list_images"]
 
 DALI_INSTALL = "pip install nvidia-dali-cuda120 (or pip install 'normae[dali]')"
 # What torchvision's ImageFolder reads (its IMG_EXTENSIONS), compared lower-case as it does.
@@ -81,14 +92,17 @@ def list_images(folder: str | Path) -> tuple[list[str], list[int]]:
     return paths, labels
 
 
-def epoch_order(count: int, epoch: int, seed: int, rank: int = 0, world_size: int = 1) -> list[int]:
-    """This process's file indices for ``epoch``: the pre-training loop's order (DistributedSampler's
-    permutation of (seed, epoch), every ``world_size``-th from ``rank``, the ragged tail dropped)."""
-    sampler = DistributedSampler(
-        range(count), num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
-    )
-    sampler.set_epoch(epoch)
-    return list(sampler)
+def dataset_files(dataset) -> tuple[list[str], list[int]]:
+    """(paths, labels) of the files a pre-training data set reads, in its index order: an ImageFolder's
+    ``samples`` (ImageNet-1K, ImageNet-100's classes), through any ``Subset`` (``train_samples``)."""
+    if isinstance(dataset, Subset):
+        paths, labels = dataset_files(dataset.dataset)
+        return [paths[i] for i in dataset.indices], [labels[i] for i in dataset.indices]
+    if not hasattr(dataset, "samples"):
+        raise ConfigError(
+            f"the dali loader reads image files; {type(dataset).__name__} has none: use loader torchvision"
+        )
+    return [str(path) for path, _ in dataset.samples], [int(label) for _, label in dataset.samples]
 
 
 def epoch_seeds(seed: int, epoch: int) -> dict[str, int]:
@@ -139,7 +153,7 @@ def build_pipeline(
             std=[255 * value for value in facts.std],
             mirror=fn.random.coin_flip(probability=0.5, seed=seeds["flip"]),
         )
-        return images, label
+        return images, (label.gpu() if device == "gpu" else label)
 
     pipeline = mae_pretrain_pipeline(
         batch_size=batch_size,
@@ -152,64 +166,68 @@ def build_pipeline(
 
 
 class DaliLoader:
-    """Epochs of (images, labels) batches through DALI, in the pre-training loop's file order.
+    """Batches of (images, labels) through DALI over an explicit list of files and labels.
 
-    ``epoch(e, start_batch)`` yields this process's whole batches of epoch ``e`` from ``start_batch`` on,
-    images (N, 3, img_size, img_size) float32 on the GPU (``device="gpu"``) or the CPU, labels int64.
+    ``batches(indices, seeds)`` reads the files ``indices`` (positions in ``paths``) in that order, in
+    whole batches: images (N, 3, img_size, img_size) float32 on the GPU (``device="gpu"``, GPU
+    ``device_id``) or the CPU, normalised with ``dataset``'s mean and std, and labels int64 beside them.
     """
 
     def __init__(
         self,
-        root: str | Path,
+        paths: Sequence[str],
+        labels: Sequence[int],
         img_size: int,
         batch_size: int,
-        seed: int = 0,
         device: str = "gpu",
-        device_id: int = 0,
+        device_id: int | None = 0,
         num_threads: int = 4,
-        rank: int = 0,
-        world_size: int = 1,
+        dataset: str = "imagenet1k",
     ):
         import_dali()  # fail now, naming the fix, rather than at the first epoch
-        self.paths, self.labels = list_images(image_folder(root))
-        self.img_size, self.batch_size, self.seed = img_size, batch_size, seed
+        if len(paths) != len(labels):
+            raise ConfigError(f"{len(paths)} files but {len(labels)} labels")
+        if len(paths) < batch_size:
+            raise ConfigError(f"{len(paths)} images cannot fill one batch of {batch_size}")
+        self.paths, self.labels = list(paths), list(labels)
+        self.img_size, self.batch_size, self.dataset = img_size, batch_size, dataset
         self.device, self.device_id, self.num_threads = device, device_id, num_threads
-        self.rank, self.world_size = rank, world_size
-        per_process = len(self.paths) // world_size
-        if per_process < batch_size:
-            raise ConfigError(
-                f"{len(self.paths)} images cannot fill one batch of {batch_size} x {world_size} processes"
-            )
 
-    def __len__(self) -> int:
-        """Batches per epoch for this process."""
-        return (len(self.paths) // self.world_size) // self.batch_size
+    @classmethod
+    def from_folder(cls, root: str | Path, img_size: int, batch_size: int, **options) -> DaliLoader:
+        """Every image of ``root/<class>/`` (``root/train/<class>/`` for an ImageNet root), as ImageFolder lists."""
+        import_dali()
+        return cls(*list_images(image_folder(root)), img_size, batch_size, **options)
 
-    def epoch_files(self, epoch: int, start_batch: int = 0) -> list[int]:
-        """The file indices the epoch reads from ``start_batch`` on, whole batches only."""
-        order = epoch_order(len(self.paths), epoch, self.seed, self.rank, self.world_size)
-        return order[start_batch * self.batch_size : len(self) * self.batch_size]
-
-    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(self, indices: Sequence[int], seeds: dict[str, int]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of files ``indices`` in that order (a ragged tail dropped), crops and flips drawn from
+        ``seeds`` (``epoch_seeds``) over these files. The pipeline is built in this call (its threads start
+        now), the batches come as they are iterated."""
         _, _, _, DALIGenericIterator, LastBatchPolicy = import_dali()
-        files = self.epoch_files(epoch, start_batch)
+        files = list(indices)[: len(indices) // self.batch_size * self.batch_size]
         if not files:
-            return
+            return iter(())
         pipeline = build_pipeline(
             [self.paths[i] for i in files],
             [self.labels[i] for i in files],
             self.img_size,
             self.batch_size,
-            epoch_seeds(self.seed, epoch),
+            seeds,
             self.device,
             self.device_id,
             self.num_threads,
+            self.dataset,
         )
-        batches = DALIGenericIterator(
-            pipeline, ["images", "labels"], reader_name="Reader", last_batch_policy=LastBatchPolicy.DROP
+        return _delivered(
+            DALIGenericIterator(
+                pipeline, ["images", "labels"], reader_name="Reader", last_batch_policy=LastBatchPolicy.DROP
+            )
         )
-        try:
-            for (batch,) in batches:
-                yield batch["images"], batch["labels"].view(-1).long()
-        finally:
-            del batches, pipeline  # the epoch's decoder buffers go before the next epoch's are made
+
+
+def _delivered(iterator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    try:
+        for (batch,) in iterator:
+            yield batch["images"], batch["labels"].view(-1).long()
+    finally:
+        del iterator  # the pipeline's decoder buffers go before the next epoch's are made

@@ -1,6 +1,7 @@
-"""The pre-training sets (normae.data.registry.PRETRAIN_DATASETS) with MAE's augmentation."""
+"""The pre-training sets (normae.data.registry.PRETRAIN_DATASETS) with MAE's augmentation, and the order
+in which a process reads them in an epoch (``epoch_order``: the one definition, for every loader)."""
 
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, DistributedSampler
 
 from normae.data.registry import DATASETS, GENERATED_PRETRAIN_SAMPLES, PRETRAIN_DATASETS
 from normae.data.sources import (
@@ -35,3 +36,14 @@ def build_pretrain_dataset(
     if name == "imagenet100":
         return ImageNet100(root, split, transform)
     return imagenet1k(root, split, transform)
+
+
+def epoch_order(count: int, epoch: int, seed: int, rank: int = 0, world_size: int = 1) -> list[int]:
+    """This process's sample indices for ``epoch``: DistributedSampler's permutation of (seed, epoch), every
+    ``world_size``-th from ``rank``, the ragged tail dropped (also for one process). The pre-training loop
+    (``normae.training.sampling.epoch_indices`` is this function) and the DALI loader read in this order."""
+    sampler = DistributedSampler(
+        range(count), num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
+    )
+    sampler.set_epoch(epoch)
+    return list(sampler)

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
 
 from normae.data.registry import PRETRAIN_DATASETS, short_name
 from normae.spec.base import SpecBase, option
 from normae.spec.checks import at_least
-from normae.spec.vocabulary import CNP_MODES, METHODS, Amp, CnpMode
-
-# The loaders whose images/s the bench can also measure (normae.analysis.loader_bench).
-Loader = Literal["torchvision", "dali"]
-LOADERS: tuple[str, ...] = get_args(Loader)
+from normae.spec.vocabulary import CNP_MODES, METHODS, Amp, CnpMode, Loader
 
 
 @dataclass

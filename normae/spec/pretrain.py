@@ -24,9 +24,13 @@ from normae.spec.vocabulary import (
     SUPERVISED_METHODS,
     Amp,
     CnpMode,
+    Loader,
     Method,
     NorVariant,
 )
+
+# The pre-training sets read from image files (ImageNet folders): the ones the dali loader can read.
+DALI_DATASETS = ("imagenet1k", "imagenet100")
 
 
 @dataclass
@@ -74,7 +78,13 @@ class PretrainSpec(SpecBase):
     clip_grad: float | None = option(None, "clip the gradient norm to this value")
     amp: Amp = option("auto", "mixed precision: auto (bf16 on CUDA, none on CPU), bf16, fp16 (with grad scaler), none")
     seed: int = option(0, "random seed (data order, augmentation, masks, initialisation)")
-    num_workers: int = option(2, "data-loading worker processes")
+    num_workers: int = option(2, "data-loading worker processes (with loader dali: its threads, 0 = 4)")
+    loader: Loader = option(
+        "torchvision",
+        "image decoding and cropping: torchvision (PIL, each sample seeded: exact resume anywhere) or dali "
+        "(NVIDIA DALI: nvJPEG decode and crops on the GPU; ImageNet folders only; other crops than torchvision's, "
+        "exact resume at epoch boundaries; needs pip install nvidia-dali-cuda120)",
+    )
     compile: bool = option(False, "torch.compile the model (same numbers within float rounding; not in the run id)")
     checkpoint_minutes: float = option(
         30.0, "also checkpoint every this many minutes (0: only per epoch and on signals)"
@@ -96,6 +106,11 @@ class PretrainSpec(SpecBase):
             problems.append(f"sup_temperature must be positive, got {self.sup_temperature}")
         if not 0 < self.distill_depth <= 1:
             problems.append(f"distill_depth must be in (0, 1], got {self.distill_depth}")
+        if self.loader == "dali" and self.dataset not in DALI_DATASETS:
+            problems.append(
+                f"loader dali reads image folders ({', '.join(DALI_DATASETS)}), not {self.dataset}: "
+                "use loader torchvision"
+            )
         if self.method in DISTILLED_METHODS and not self.teacher:
             problems.append(f"method {self.method} needs a teacher: a {{'model': ...}} MAE checkpoint or a run folder")
         return problems
@@ -106,6 +121,8 @@ class PretrainSpec(SpecBase):
             inert |= {"sup_weight", "sup_temperature", "sup_hidden"}
         if self.method not in DISTILLED_METHODS:
             inert |= {"teacher", "teacher_model", "alpha", "distill_depth"}
+        if self.loader == "torchvision":  # the default: run ids from before the option are unchanged
+            inert.add("loader")
         return inert
 
     def run_id(self) -> str:
@@ -126,5 +143,6 @@ class PretrainSpec(SpecBase):
                 parts.append(f"cnp-{self.cnp}")
             if self.nor_variant != "offdiag":
                 parts.append(self.nor_variant)
-        parts += [f"mr{self.mask_ratio:g}", f"ep{self.epochs}", *batch_part(self), f"s{self.seed}"]
+        parts += [f"mr{self.mask_ratio:g}", f"ep{self.epochs}", *batch_part(self), *["dali"] * (self.loader == "dali")]
+        parts.append(f"s{self.seed}")
         return "-".join(parts) + "-" + self.digest()[:8]

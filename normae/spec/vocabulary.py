@@ -11,6 +11,7 @@ CnpMode = Literal["paper", "authors_code", "random"]
 NorVariant = Literal["offdiag", "diag", "token"]
 Stage = Literal["pretrain", "finetune", "linprobe", "knn", "segment", "bench"]
 Amp = Literal["auto", "bf16", "fp16", "none"]
+Loader = Literal["torchvision", "dali"]  # how pre-training images are decoded and cropped (PIL or NVIDIA DALI)
 
 METHODS: tuple[str, ...] = get_args(Method)
 # What each method adds to MAE: the NoR term (lambda), SupMAE's supervised branch, DMAE's distillation.
@@ -22,3 +23,4 @@ CNP_MODES: tuple[str, ...] = get_args(CnpMode)
 NOR_VARIANTS: tuple[str, ...] = get_args(NorVariant)
 STAGES: tuple[str, ...] = get_args(Stage)
 AMP_MODES: tuple[str, ...] = get_args(Amp)
+LOADERS: tuple[str, ...] = get_args(Loader)

@@ -33,6 +33,44 @@ def loader_images(spec: BenchSpec) -> torch.Tensor:
     return images
 
 
+def measure(spec: BenchSpec, device: str | None, batch=None, models: bool = True, **loader_options) -> dict:
+    """What a bench spec asks for, on ``device``: the interleaved model measurement (unless not ``models``; on
+    ``batch``, real images, else synthetic ones) and, with ``spec.loader``, that loader alone
+    (``loader_options``: measure_loader's images, warm-up batches, workers)."""
+    result = {}
+    if models:
+        result = run_bench(
+            model=spec.model,
+            img_size=spec.img_size,
+            patch_size=spec.patch_size,
+            batch_size=spec.batch_size,
+            steps=spec.steps,
+            warmup=spec.warmup,
+            lam=spec.lam,
+            cnp=spec.cnp,
+            amp=spec.amp,
+            device=device,
+            seed=spec.seed,
+            images=batch,
+            methods=tuple(spec.methods.split(",")),
+            teacher_model=spec.teacher_model,
+            compile=spec.compile,
+        )
+    if spec.loader is not None:
+        options = {"workers": spec.num_workers, **loader_options}
+        result["loader_throughput"] = measure_loader(
+            spec.loader,
+            spec.data_root,
+            img_size=spec.img_size,
+            batch_size=spec.batch_size,
+            patch_size=spec.patch_size,
+            seed=spec.seed,
+            device=device,
+            **options,
+        )
+    return result
+
+
 def run_bench_stage(spec: BenchSpec, run_dir: str | Path, resume: bool = False, signals: StopSignals | None = None):
     """Measure into ``run_dir``; returns the summary. Nothing to resume: a stopped bench measures again."""
     folder, done = open_run_folder(spec, run_dir)
@@ -44,34 +82,7 @@ def run_bench_stage(spec: BenchSpec, run_dir: str | Path, resume: bool = False, 
             return finished
         started = time.time()
         images = loader_images(spec) if spec.dataset else None
-        result = run_bench(
-            model=spec.model,
-            img_size=spec.img_size,
-            patch_size=spec.patch_size,
-            batch_size=spec.batch_size,
-            steps=spec.steps,
-            warmup=spec.warmup,
-            lam=spec.lam,
-            cnp=spec.cnp,
-            amp=spec.amp,
-            device=str(device),
-            seed=spec.seed,
-            images=images,
-            methods=tuple(spec.methods.split(",")),
-            teacher_model=spec.teacher_model,
-            compile=spec.compile,
-        )
-        if spec.loader is not None:
-            result["loader_throughput"] = measure_loader(
-                spec.loader,
-                spec.data_root,
-                img_size=spec.img_size,
-                batch_size=spec.batch_size,
-                workers=spec.num_workers,
-                patch_size=spec.patch_size,
-                seed=spec.seed,
-                device=str(device),
-            )
+        result = measure(spec, str(device), batch=images)
         result["images"] = f"{spec.dataset} through its pre-training loader" if spec.dataset else "synthetic"
         return finish_run_folder(
             folder,

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from timm.optim import param_groups_weight_decay
 
 from normae.core.model import build_mae_from_spec
 from normae.core.teacher import load_teacher
+from normae.data.dali_loader import import_dali
 from normae.data.pretrain import build_pretrain_dataset
 from normae.data.registry import DATASETS
 from normae.errors import ConfigError
@@ -23,6 +25,7 @@ from normae.stages.common import (
     spec_withdrawn_on_early_failure,
     start_run_folder,
 )
+from normae.training.dali_batches import DaliTrainer
 from normae.training.diagnostics import DiagnosedStep, diagnostics_interval, diagnostics_summary
 from normae.training.loop import Trainer
 from normae.training.optim import adamw
@@ -54,9 +57,11 @@ def run_pretrain(
     if done is not None:
         return done
     img_size = spec.img_size or DATASETS[spec.dataset].img_size
-    # DMAE's teacher is read and checked before anything of the run folder is written
+    # DMAE's teacher (and DALI) is read and checked before anything of the run folder is written
     distilled = spec.method in DISTILLED_METHODS
     teacher = load_teacher(spec.teacher, spec.teacher_model, img_size, spec.patch_size) if distilled else None
+    if spec.loader == "dali":
+        import_dali()  # without DALI, one line naming the package, also before the run folder is written
     num_classes = DATASETS[spec.dataset].num_classes if spec.method in SUPERVISED_METHODS else None
     if spec.method in SUPERVISED_METHODS and not num_classes:
         raise ConfigError(f"method {spec.method} needs labels: {spec.dataset} has no classes (choose a labelled set)")
@@ -84,7 +89,12 @@ def run_pretrain(
         step = DiagnosedStep(
             pretrain_step, model, diagnostics_interval(cfg.log_every), cfg.accum_iter, spec.method in NOR_METHODS
         )
-        trainer = Trainer(
+        trainer_class: type[Trainer] = Trainer
+        dali_options: dict[str, Any] = {}
+        if spec.loader == "dali":  # DALI decodes and crops the same files (normae.training.dali_batches)
+            trainer_class = DaliTrainer
+            dali_options = {"img_size": img_size, "data_name": spec.dataset, "num_threads": spec.num_workers or 4}
+        trainer = trainer_class(
             wrapped,
             dataset,
             cfg,
@@ -95,6 +105,7 @@ def run_pretrain(
             noise_length=num_patches,
             spec=spec.to_dict(),
             signals=signals,
+            **dali_options,
         )
         step.state = lambda: trainer.state  # the Trainer replaces its state on resume
         started = time.time()

@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
@@ -81,13 +81,8 @@ class Trainer:
         signals: StopSignals | None = None,
         upstream: str | None = None,
     ):
-        self.model, self.cfg, self.step_fn, self.optimizer, self.device = (
-            model,
-            cfg,
-            step_fn,
-            optimizer,
-            torch.device(device),
-        )
+        self.model, self.cfg, self.step_fn, self.optimizer = model, cfg, step_fn, optimizer
+        self.device = torch.device(device)
         self.epoch_end = epoch_end
         self.signals = signals if signals is not None else StopSignals()
         self.samples = SeededSamples(dataset, cfg.seed, noise_length)
@@ -243,10 +238,15 @@ class Trainer:
         raised = {name: value > 0 for name, value in zip(flag_names, values[len(names) :])}
         return means, raised
 
-    def loader(self, epoch: int) -> DataLoader:
+    def epoch_order(self, epoch: int) -> list[int]:
+        """This process's sample indices of ``epoch``'s whole steps, less the batches already done."""
         used = self.steps_per_epoch * self.cfg.accum_iter * self.cfg.batch_size
         order = epoch_indices(len(self.samples), epoch, self.cfg.seed, self.rank, self.world_size)[:used]
-        keys = [(epoch, index) for index in order[self.state.batches_done * self.cfg.batch_size :]]
+        return order[self.state.batches_done * self.cfg.batch_size :]
+
+    def loader(self, epoch: int) -> Iterable:
+        """The epoch's batches from where the loop stands (a subclass may read them otherwise: DaliTrainer)."""
+        keys = [(epoch, index) for index in self.epoch_order(epoch)]
         return DataLoader(
             self.samples,
             batch_size=self.cfg.batch_size,
@@ -296,6 +296,8 @@ class Trainer:
             with sync:
                 with autocast(cfg.amp, self.device):
                     loss, metrics = self.step_fn(model, batch)
+                # queued before the one host synchronisation of the pass (reduce): the device never waits for it
+                self.scaler.scale(loss / cfg.accum_iter).backward()
                 due = (
                     cfg.checkpoint_minutes > 0
                     and time.monotonic() - self.last_checkpoint_time >= cfg.checkpoint_minutes * 60
@@ -313,7 +315,6 @@ class Trainer:
                         f"The last good checkpoint ({self.checkpoint_path}) {kept}; lower the learning rate, "
                         "set --clip-grad, or use bf16 instead of fp16, then rerun with --resume"
                     )
-                self.scaler.scale(loss / cfg.accum_iter).backward()
             state.add_batch(record)
             for name, value in record.items():
                 step_sums[name] = step_sums.get(name, 0.0) + value

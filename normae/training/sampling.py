@@ -8,9 +8,13 @@ first rule of exact resume.
 from __future__ import annotations
 
 import torch
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import Dataset
 
+from normae.data.pretrain import epoch_order
 from normae.training.runtime import seeded_randomness
+
+# This process's sample order for one epoch: the one definition, in normae.data (the DALI loader reads it too).
+epoch_indices = epoch_order
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -36,12 +40,3 @@ class SeededSamples(Dataset):
             if self.noise_length is None:
                 return image, target
             return image, target, torch.rand(self.noise_length)
-
-
-def epoch_indices(length: int, epoch: int, seed: int, rank: int, world_size: int) -> list[int]:
-    """This process's sample order for one epoch (DistributedSampler's, also for one process)."""
-    sampler = DistributedSampler(
-        range(length), num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
-    )
-    sampler.set_epoch(epoch)
-    return list(sampler)
