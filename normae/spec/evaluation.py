@@ -180,7 +180,7 @@ class KnnSpec(InitSource, SpecBase):
 
 
 @dataclass
-class SegmentSpec(InitSource, SpecBase):
+class SegmentSpec(DownstreamSpec):
     """Semantic segmentation: UperNet on the encoder, trained end to end (MAE's ADE20K protocol).
 
     Defaults are MAE's recipe as mmsegmentation's MAE config runs it
@@ -188,56 +188,36 @@ class SegmentSpec(InitSource, SpecBase):
     lr 1e-4 (blr 1.6e-3 x 16 / 256), betas (0.9, 0.999), weight decay 0.05, layer decay 0.65, drop
     path 0.1, 1,500 warm-up iterations (1.19 epochs of 20,210 images at batch 16), then poly decay
     (power 1) to 0; MAE's paper (A.4) says 100 epochs where that config runs 160k iterations
-    (127 epochs). README "Segmentation" lists each number's source.
+    (127 epochs). README "normae segment" lists each number's source.
     """
 
     stage = "segment"
     datasets = SEGMENTATION_DATASETS
-    init: str = option(
-        "none",
-        "pre-training checkpoint (a checkpoint.pt, a run folder, or a public {'model': ...} file) "
-        "or 'none' (from scratch)",
-    )
     dataset: str = option("fashion_mnist_canvas", "segmentation set: ade20k or fashion_mnist_canvas (the CPU stand-in)")
     data_root: str | None = option(None, "data folder (ade20k: the folder holding ADEChallengeData2016)")
-    download: bool = option(False, "let the loader download the set if it is missing")
-    train_samples: int | None = option(None, "use this many training images (a fixed seeded subset)")
-    eval_samples: int | None = option(None, "evaluate on this many validation images (a fixed seeded subset)")
-    model: str = option("vit_tiny", "model size; our own checkpoints override it with the size they were trained at")
     img_size: int | None = option(None, "training crop in pixels (default: the set's, 512 for ADE20K)")
     patch_size: int = option(16, "patch size; our own checkpoints override it")
     epochs: int = option(100, "epochs (MAE's paper: 100; mmsegmentation's config: 160k iterations, 127 epochs)")
     warmup_epochs: float = option(1.19, "linear warm-up epochs (1,500 iterations at batch 16), then poly decay")
     batch_size: int = option(16, BATCH_SIZE_HELP)
-    accum_iter: int = option(1, ACCUM_HELP)
-    global_batch: int | None = option(None, GLOBAL_BATCH_HELP)
     blr: float = option(1.6e-3, "base learning rate: lr = blr x effective batch / 256 (1e-4 at batch 16)")
-    lr: float | None = option(None, "absolute learning rate (overrides blr)")
     min_lr: float = option(0.0, "learning rate at the end of the poly decay")
+    eval_batch_size: int = option(1, "unused: segmentation evaluates one image at a time (ADE20K's sizes differ)")
     poly_power: float = option(1.0, "power of the poly decay after warm-up")
-    weight_decay: float = option(0.05, "AdamW weight decay (not on biases, norms, tokens, position embeddings)")
     layer_decay: float = option(0.65, "layer-wise lr decay of the encoder (the heads take the full lr)")
     drop_path: float = option(0.1, "stochastic depth rate of the encoder")
     decoder_channels: int = option(512, "UperNet's channels (mmsegmentation's UPerHead default)")
     aux_weight: float = option(0.4, "weight of the auxiliary FCN head's loss")
-    clip_grad: float | None = option(None, "clip the gradient norm to this value")
-    amp: Amp = option("auto", "mixed precision: auto (bf16 on CUDA, none on CPU), bf16, fp16, none")
-    seed: int = option(0, "random seed")
-    num_workers: int = option(2, "data-loading worker processes")
-    checkpoint_minutes: float = option(30.0, "also checkpoint every this many minutes")
-    log_every: int = option(20, "write a metrics line every this many optimiser steps")
     eval_every: int = option(10, "evaluate every this many epochs (and after the last)")
 
     def problems(self) -> list[str]:
-        problems = common_problems(self) + self.source_problems()
-        problems += at_least(self, 1, "eval_samples", "eval_every", "decoder_channels") + global_batch_problems(self)
-        problems += at_least(self, 0, "aux_weight")
+        problems = super().problems() + at_least(self, 1, "eval_every", "decoder_channels")
+        problems += at_least(self, 0, "aux_weight") + within(self, "drop_path", 0, 1)
         if not 0 < self.layer_decay <= 1:
             problems.append(f"layer_decay must be in (0, 1], got {self.layer_decay}")
         if self.poly_power <= 0:
             problems.append(f"poly_power must be positive, got {self.poly_power}")
-        return problems + within(self, "drop_path", 0, 1)
+        return problems
 
-    def run_id(self) -> str:
-        parts = [self.dataset, "segment", "from", self.init_name(), f"ep{self.epochs}", *batch_part(self)]
-        return "-".join([*parts, f"s{self.seed}", self.digest()[:8]])
+    def inert_fields(self) -> set[str]:
+        return super().inert_fields() | {"eval_batch_size"}
