@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from normae.cli import main
-from normae.errors import CheckpointError
+from normae.errors import CheckpointError, ConfigError
 from normae.spec import SegmentSpec
 from normae.stages import pretrain as pretrain_stage
 from normae.stages import segment
@@ -133,3 +133,9 @@ def test_segment_command_line(tmp_path, capsys):
         == 2
     )
     assert "ADEChallengeData2016" in capsys.readouterr().err
+
+
+def test_one_crop_per_pass_is_refused_before_training(tmp_path):
+    with pytest.raises(ConfigError, match="at least 2"):
+        segment.run_segment(seg_spec(batch_size=1), tmp_path / "run")
+    assert not (tmp_path / "run" / "spec.json").exists()

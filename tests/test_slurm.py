@@ -401,9 +401,11 @@ def test_reduced_rehearsal_runs_each_stage_of_the_paper_scale_through_slurm(tmp_
     )
     finetune = next(i for i, s in plan.evaluations.items() if s.stage == "finetune" and pretrain in s.init)
     knn = next(i for i, s in plan.evaluations.items() if s.stage == "knn")
+    # Table 4's ADE20K row: UperNet at 512 px on the generated ADEChallengeData2016, from its own pre-training
+    segment = next(i for i, s in plan.evaluations.items() if s.stage == "segment" and "vit_tiny" in s.init)
     (bench,) = plan.measurements
     cost_table = next(table.file for table in plan.tables.values() if table.measure == "cost")
-    targets = [f"results/runs/{run_id}/summary.json" for run_id in (pretrain, finetune, knn, bench)]
+    targets = [f"results/runs/{run_id}/summary.json" for run_id in (pretrain, finetune, knn, segment, bench)]
     analyses = [f"results/analysis/pca/{pretrain}.json", "results/analysis/cnp_similarity/imagenet1k.json"]
     command = ["snakemake", "--profile", "slurm", *targets, *analyses, f"results/tables/{cost_table}.md"]
     command += ["--config", "scale=paper", "rehearsal=true"]  # targets first: --config takes what follows
@@ -421,9 +423,10 @@ def test_reduced_rehearsal_runs_each_stage_of_the_paper_scale_through_slurm(tmp_
     assert "GENERATED rehearsal data" in output.split("train_run")[0], "check-data did not run before the jobs"
     runs = folder / "results" / "runs"
     summaries = {
-        run_id: json.loads((runs / run_id / "summary.json").read_text()) for run_id in (pretrain, finetune, knn, bench)
+        run_id: json.loads((runs / run_id / "summary.json").read_text())
+        for run_id in (pretrain, finetune, knn, segment, bench)
     }
-    for run_id in (pretrain, finetune, knn, bench):
+    for run_id in (pretrain, finetune, knn, segment, bench):
         assert json.loads((runs / run_id / "job.json").read_text())["launcher"] == "slurm", run_id
         assert (runs / run_id / "benchmark.tsv").exists(), run_id
     batch = summaries[pretrain]["batch"]
@@ -432,6 +435,9 @@ def test_reduced_rehearsal_runs_each_stage_of_the_paper_scale_through_slurm(tmp_
     assert json.loads((runs / pretrain / "spec.json").read_text())["data_root"] == data["imagenet1k"]
     assert summaries[finetune]["batch"]["requested"] == 512 and summaries[finetune]["top1"] is not None
     assert summaries[knn]["top1"] is not None
+    seg = summaries[segment]
+    assert (seg["crop"], seg["slide_stride"], seg["batch"]["requested"], seg["stand_in_for"]) == (512, 341, 16, None)
+    assert seg["miou"] is not None and len(seg["per_class_iou"]) == 150
     assert summaries[bench]["images"] == "imagenet1k through its pre-training loader"
     assert "REHEARSAL" in (folder / "results" / "tables" / f"{cost_table}.md").read_text()
     for analysis in analyses:  # Figure 3 reads the generated ImageNet folder; the PCA the run's data
