@@ -415,6 +415,7 @@ def test_an_image_error_in_a_dataloader_worker_is_one_line_naming_the_image(tmp_
 # ---------------------------------------------------------------- Low 11: leftovers and lost detail
 
 
+@pytest.mark.slow  # keeps make test-fast under 3 minutes
 def test_temporary_files_of_killed_writes_are_removed_when_a_run_starts(tmp_path):
     spec = tiny_run_spec(tmp_path, epochs=1, warmup_epochs=0, batch_size=32)
     run = tmp_path / "run"

@@ -152,6 +152,7 @@ def tree_digest(root):
     }
 
 
+@pytest.mark.slow  # keeps make test-fast under 3 minutes
 def test_same_seed_same_bytes(rehearsal, tmp_path):
     root, _ = rehearsal
     write_rehearsal_data(tmp_path, train_per_class=1, eval_per_class=1, seed=0)

@@ -98,6 +98,7 @@ def test_lint_is_clean():
     assert "Lints for" not in result.stdout + result.stderr
 
 
+@pytest.mark.slow  # keeps make test-fast under 3 minutes
 def test_paper_scale_dry_run_plans_every_run_without_data(tmp_path):
     workdir = tmp_path / "work"
     shutil.copytree(REPO / "config", workdir / "config")
@@ -111,6 +112,7 @@ def test_paper_scale_dry_run_plans_every_run_without_data(tmp_path):
     assert not (workdir / "results").exists(), "a dry run wrote results"
 
 
+@pytest.mark.slow  # keeps make test-fast under 3 minutes
 def test_each_seed_adds_a_run_pair(tmp_path):
     workdir = tmp_path / "work"
     shutil.copytree(REPO / "config", workdir / "config")
