@@ -6,7 +6,7 @@
 # Defaults: 3 epochs on 768 canvases (about 3 minutes a run on one core); the README's long check used
 # 8 epochs on 2,048 canvases (seed 0). Each run's summary.json holds miou and the trivial floor.
 set -euo pipefail
-runs="${1:?RUNS: the cpu scale's results/runs}" out="${2:?OUT: a folder for the segment runs}"
+runs="${1:?RUNS: results/runs of the cpu scale}" out="${2:?OUT: a folder for the segment runs}"
 epochs="${3:-3}" samples="${4:-768}"
 normae="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/normae"
 [ -x "$normae" ] || normae=normae
