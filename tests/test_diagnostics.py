@@ -80,6 +80,7 @@ def test_diagnostics_due_on_the_first_and_every_logged_step_at_least_20_apart():
     assert all(diag.diagnostics_due(s, 1) for s in range(5))
 
 
+@pytest.mark.slow  # keeps make test-fast under 3 minutes
 def test_diagnostics_recorded_and_do_not_change_the_result(tmp_path, monkeypatch):
     monkeypatch.setattr(diag, "MIN_INTERVAL", 1)  # every logged step (at least 20 apart otherwise)
     spec = small_spec(cnp="random", log_every=3)  # the random control: its CNP draws from torch's RNG

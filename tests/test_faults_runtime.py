@@ -278,6 +278,7 @@ def test_dataloader_workers_ignore_the_loops_signals_but_end_on_their_parents_si
 # ---------------------------------------------------------------- Low 9: one line, not a traceback
 
 
+@pytest.mark.slow  # keeps make test-fast under 3 minutes
 def test_out_at_a_file_is_one_line(tmp_path):
     spec = tiny_run_spec(tmp_path)
     (tmp_path / "taken").write_text("a file")
@@ -299,6 +300,7 @@ def plant_checkpoint(tmp_path: Path, content: bytes | None = None, state=None) -
     return spec
 
 
+@pytest.mark.slow  # keeps make test-fast under 3 minutes
 def test_a_checkpoint_without_resume_is_one_line(tmp_path):
     spec = plant_checkpoint(tmp_path, state={"model": {}})
     result = normae(pretrain_args(spec, "run"), tmp_path)
@@ -321,6 +323,7 @@ def test_an_unreadable_checkpoint_on_resume_is_one_line(tmp_path, kind):
     assert "weights_only" not in line, "never advise loading an unknown file as code"
 
 
+@pytest.mark.slow  # keeps make test-fast under 3 minutes
 def test_a_checkpoint_of_another_model_size_is_one_line_naming_the_file(tmp_path):
     from normae.core.model import build_mae_from_spec
     from normae.training.state import LoopState
