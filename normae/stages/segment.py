@@ -75,16 +75,18 @@ def trivial_floor(train_set, eval_set, num_classes: int) -> dict:
         one_hot = torch.nn.functional.one_hot(mask.clamp(max=num_classes), num_classes + 1)[..., :num_classes]
         if by_position is None or by_position.shape[:2] == one_hot.shape[:2]:
             by_position = one_hot.long() if by_position is None else by_position + one_hot
+    majority_class = int(counts.argmax())
     majority, per_position = ConfusionMatrix(num_classes), ConfusionMatrix(num_classes)
     position_class = by_position.argmax(-1) if by_position is not None else None
     for index in range(len(eval_set)):
         _, mask = eval_set[index]
-        majority.update(torch.full_like(mask, int(counts.argmax())), mask)
+        majority.update(torch.full_like(mask, majority_class), mask)
         if position_class is not None and position_class.shape == mask.shape:
             per_position.update(position_class, mask)
-    floor = {"majority_class": majority.compute()["miou"], "majority_class_index": int(counts.argmax())}
-    if per_position.compute()["pixels"]:
-        floor["majority_per_position"] = per_position.compute()["miou"]
+    floor = {"majority_class": majority.compute()["miou"], "majority_class_index": majority_class}
+    by_position_result = per_position.compute()
+    if by_position_result["pixels"]:
+        floor["majority_per_position"] = by_position_result["miou"]
     return floor
 
 
