@@ -8,7 +8,7 @@ import pytest
 from normae.cluster.launch import launch
 from normae.errors import ConfigError
 from normae.spec import FinetuneSpec, PretrainSpec
-from normae.training.batching import plan_batch
+from normae.spec.batching import plan_batch
 
 from helpers import small_spec
 
@@ -62,6 +62,31 @@ def test_a_world_size_that_does_not_divide_the_global_batch_is_refused_before_su
     with pytest.raises(ConfigError, match="not divisible by the world size 3"):
         launch(spec_path, tmp_path / "run", "local", {"tasks_per_node": 3})
     assert not (tmp_path / "run" / "job.json").exists()
+
+
+def test_supmae_is_refused_a_forward_pass_of_one_image_by_the_spec_and_before_submission(tmp_path):
+    # SupMAE's head normalises over the pass with BatchNorm: one image per pass cannot train
+    with pytest.raises(ConfigError, match=r"1 image\(s\) per forward pass: sup_mae's BatchNorm head .* at least 2"):
+        small_spec(method="sup_mae", batch_size=1)
+    with pytest.raises(ConfigError, match="global batch 6 over 1 process.* in 6 accumulated pass.*sup_nor_mae"):
+        small_spec(method="sup_nor_mae", global_batch=6, batch_size=1)  # 6 passes of 1
+    small_spec(method="sup_mae", batch_size=1, sup_hidden=0)  # a linear head has no BatchNorm
+    small_spec(method="mae", global_batch=6, batch_size=1)  # MAE trains on passes of one image
+    # a spec that fits one process, split over 8 processes of one image each: refused before it is queued
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(small_spec(method="sup_mae", global_batch=8, batch_size=8).to_json())
+    with pytest.raises(ConfigError, match="global batch 8 over 8 process.* in 1 accumulated pass.* at least 2"):
+        launch(spec_path, tmp_path / "run", "local", {"tasks_per_node": 8})
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_set_that_caps_supmae_to_one_image_per_pass_is_refused_before_training():
+    from normae.stages.common import loop_config
+
+    spec = small_spec(method="sup_mae", global_batch=8, batch_size=8)
+    # 3 images over 2 processes: the cap leaves one image each (a global batch of 2)
+    with pytest.raises(ConfigError, match="global batch 2 over 2 process.* 1 image.* at least 2"):
+        loop_config(spec, world_size=2, amp="none", dataset_len=3)
 
 
 def test_a_run_records_its_split_and_cap_and_its_lr_follows_the_global_batch(tmp_path):

@@ -23,7 +23,7 @@ TORCH_FREE = (
     "normae.spec.bench",
     "normae.spec.vocabulary",
     "normae.model_sizes",
-    "normae.training.batching",
+    "normae.spec.batching",
     "normae.experiments.data_map",
     "normae.paths",
     "normae.atomic",

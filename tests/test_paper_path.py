@@ -8,7 +8,7 @@ from normae.experiments.config import CONFIG_DIR, load_scale, rehearsed
 from normae.experiments.data_map import folder_for, read_data_map, with_overrides
 from normae.experiments.plan import expand, load_experiments
 from normae.experiments.summary import pretrain_hours
-from normae.spec import PretrainSpec
+from normae.spec import METHODS, PretrainSpec
 
 
 def one_grid_table(**point) -> dict:
@@ -66,8 +66,14 @@ def test_a_rehearsal_keeps_models_sizes_and_batches_and_cuts_the_rest():
     plan = expand(load_experiments(), cut, data={"imagenet1k": "/generated"})
     spec = next(s for s in plan.pretrain.values() if s.dataset == "imagenet1k")
     assert (spec.img_size, spec.global_batch, spec.epochs, spec.train_samples) == (224, 4096, 1, 2)
-    assert {s.model for s in plan.pretrain.values()} == {"vit_tiny", "vit_small", "vit_base"}
+    # the paper's three models; DMAE's ViT-Large teacher pre-trained by the plan (the paper reads a file)
+    assert {s.model for s in plan.pretrain.values()} == {"vit_tiny", "vit_small", "vit_base", "vit_large"}
+    assert {s.method for s in plan.pretrain.values() if s.model == "vit_large"} == {"mae"}
     assert "REHEARSAL" in cut.header and "REHEARSAL" not in (paper.header or "")
+    # each method at its smallest pass: SupMAE's BatchNorm head 2 images, the others 1; the ids stay the paper's
+    passes = {(s.method, s.batch_size) for s in plan.pretrain.values()}
+    assert passes == {(m, 2 if m.startswith("sup_") else 1) for m in METHODS}
+    assert "smallest forward pass" in cut.header
 
 
 def test_a_field_a_spec_does_not_use_leaves_its_run_id_alone():

@@ -17,8 +17,8 @@ from normae.cluster.resources import RESOURCE_DEFAULTS, num_tasks, resources_fro
 from normae.errors import ConfigError
 from normae.paths import RunFolder
 from normae.spec import load_spec
+from normae.spec.batching import split_problem
 from normae.stages import run_here, summary_line
-from normae.training.batching import world_size_problem
 
 Launcher = Literal["inprocess", "local", "slurm"]
 LAUNCHERS: tuple[str, ...] = get_args(Launcher)
@@ -68,7 +68,7 @@ def launch(
     folder.check_spec(spec)
     if launcher == "inprocess":
         return run_here(spec, folder.path, resume=True)
-    problem = world_size_problem(getattr(spec, "global_batch", None), num_tasks(resources_from(resources)))
+    problem = split_problem(spec, num_tasks(resources_from(resources))) if hasattr(spec, "global_batch") else None
     if problem:  # before the job waits in the queue, not on the node
         raise ConfigError(f"{spec_path}: {problem} (--slurm nodes, gpus_per_node, tasks_per_node)")
     summary = folder.finished_summary(set_aside=True)  # a corrupt summary.json is set aside: the run resumes

@@ -226,6 +226,9 @@ class Scale:
     # DMAE's teacher: {model, pretrain: true} (the plan pre-trains it: MAE, the student's data, patch and
     # epochs) or {model, checkpoint: <{'model': ...} file>}; None: distilled rows are not run here
     teacher: dict | None = None
+    # the rehearsal: each pre-training run's forward pass cut to the fewest images its method trains on
+    # (PretrainSpec.pass_minimum: 2 for SupMAE's BatchNorm head, 1 for the others); its global batch stays
+    smallest_pass: bool = False
 
     def map(self, kind: str, value):
         """(value at this scale, None) or (None, the reason it does not run here)."""
@@ -306,6 +309,8 @@ def rehearsed(scale: Scale, config_dir: str | Path = CONFIG_DIR) -> Scale:
         segmentation={**scale.segmentation, **cut["segmentation"]},
         analysis=analysis,
         header=header,
+        smallest_pass=cut["smallest_pass"],
+        teacher=cut.get("teacher", scale.teacher),
     )
 
 

@@ -31,6 +31,7 @@ from normae.experiments.mapping import measure_mapping, scale_mapping
 from normae.experiments.plan_types import Plan, Row, TablePlan
 from normae.paths import ResultsLayout
 from normae.spec import DISTILLED_METHODS, NOR_METHODS, BenchSpec, FinetuneSpec, KnnSpec, LinprobeSpec, PretrainSpec
+from normae.spec.pretrain import pass_minimum
 
 # The plan's inputs are re-exported with it: a caller reads the config and expands it through one module.
 __all__ = ["REPORTED_KEYS", "Plan", "Row", "TablePlan", "expand", "load_experiments", "load_scale", "read_reported"]
@@ -137,9 +138,17 @@ class _Planner:
             method=point["method"],
             mask_ratio=point["mask_ratio"],
             **extra,
-            **{"seed": seed, **settings},
+            **{"seed": seed, **self.pass_cut(settings, point["method"])},
         )
         return spec, None
+
+    def pass_cut(self, settings: dict, method: str) -> dict:
+        """The rehearsal's forward pass: the fewest images ``method`` trains on (``smallest_pass``); the
+        global batch, and so the run id, stays."""
+        if not self.scale.smallest_pass:
+            return settings
+        hidden = settings.get("sup_hidden", PretrainSpec.sup_hidden)
+        return {**settings, "batch_size": pass_minimum(method, hidden)[0]}
 
     def teacher(self, mapped: dict, mask_ratio: float, settings: dict) -> tuple[str | None, str, str | None]:
         """(checkpoint, model size, None) of the scale's DMAE teacher, or (None, "", why it is not run)."""
@@ -158,7 +167,7 @@ class _Planner:
             method="mae",
             lam=0.0,
             mask_ratio=mask_ratio,
-            **{**settings, "seed": 0},
+            **{**self.pass_cut(settings, "mae"), "seed": 0},
         )
         return str(ResultsLayout().run(self._add(self.pretrain, spec)).checkpoint_path), teacher["model"], None
 

@@ -10,6 +10,7 @@ from dataclasses import field
 from pathlib import Path
 
 from normae.errors import ConfigError
+from normae.spec.batching import split_problem
 from normae.spec.checks import at_least, type_problems
 
 BATCH_SIZE_HELP = "images per process per forward pass (with global_batch: the most; the split follows the world size)"
@@ -55,6 +56,11 @@ class SpecBase:
     def problems(self) -> list[str]:
         return []
 
+    def pass_minimum(self) -> tuple[int, str]:
+        """(the fewest images one forward pass may hold on a process, what in the model needs them).
+        Models with BatchNorm over the pass need 2 (``normae.spec.batching``); the others 1."""
+        return 1, "the model"
+
     def inert_fields(self) -> set[str]:
         """Fields that cannot change this spec's result (an unset global batch; another method's options).
 
@@ -71,7 +77,7 @@ class SpecBase:
         """Hash of the fields that change what is computed (not logging, workers or paths to data).
 
         With a ``global_batch`` the per-process ``batch_size`` and ``accum_iter`` only say how the
-        hardware reaches it (normae.training.batching): they are left out, and the global batch is in.
+        hardware reaches it (normae.spec.batching): they are left out, and the global batch is in.
         """
         split_only = {"batch_size", "accum_iter"} if getattr(self, "global_batch", None) is not None else set()
         left_out = self.cosmetic_fields | split_only | self.inert_fields()
@@ -107,13 +113,18 @@ def batch_part(spec) -> list[str]:
     return [f"b{spec.global_batch}"] if spec.global_batch is not None else []
 
 
-def global_batch_problems(spec) -> list[str]:
+def batch_problems(spec) -> list[str]:
+    """The global batch's own checks, and a split that fails even on one process (a forward pass below the
+    spec's ``pass_minimum()``); the launcher checks the split again at the job's world size."""
     problems = at_least(spec, 1, "global_batch")
     if spec.global_batch is not None and spec.accum_iter != 1:
         problems.append(
             f"accum_iter {spec.accum_iter} with global_batch {spec.global_batch}: accumulation follows from "
             "global_batch, the world size and batch_size; leave accum_iter at 1"
         )
+    if not problems and spec.batch_size >= 1 and spec.accum_iter >= 1:  # at_least names the others
+        split = split_problem(spec, world_size=1)
+        problems += [split] if split else []
     return problems
 
 

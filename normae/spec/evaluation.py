@@ -14,7 +14,7 @@ from normae.spec.base import (
     GLOBAL_BATCH_HELP,
     SpecBase,
     batch_part,
-    global_batch_problems,
+    batch_problems,
     option,
 )
 from normae.spec.checks import at_least, common_problems, within
@@ -89,7 +89,7 @@ class DownstreamSpec(InitSource, SpecBase):
     def problems(self) -> list[str]:
         problems = common_problems(self)
         problems += self.source_problems()
-        problems += at_least(self, 1, "eval_samples", "eval_batch_size") + global_batch_problems(self)
+        problems += at_least(self, 1, "eval_samples", "eval_batch_size") + batch_problems(self)
         return problems
 
     def run_id(self) -> str:
@@ -218,6 +218,9 @@ class SegmentSpec(DownstreamSpec):
         if self.poly_power <= 0:
             problems.append(f"poly_power must be positive, got {self.poly_power}")
         return problems
+
+    def pass_minimum(self) -> tuple[int, str]:
+        return 2, "UperNet's pyramid pooling (BatchNorm of a 1x1 pooled map)"
 
     def inert_fields(self) -> set[str]:
         return super().inert_fields() | {"eval_batch_size"}

@@ -11,7 +11,7 @@ from normae.spec.base import (
     GLOBAL_BATCH_HELP,
     SpecBase,
     batch_part,
-    global_batch_problems,
+    batch_problems,
     option,
 )
 from normae.spec.checks import at_least, common_problems, masking_problems
@@ -31,6 +31,14 @@ from normae.spec.vocabulary import (
 
 # The pre-training sets read from image files (ImageNet folders): the ones the dali loader can read.
 DALI_DATASETS = ("imagenet1k", "imagenet100")
+
+
+def pass_minimum(method: str, sup_hidden: int) -> tuple[int, str]:
+    """(the fewest images per forward pass ``method`` trains on, why): SupMAE's head normalises its hidden
+    layer with BatchNorm over the pass (none when ``sup_hidden`` is 0: a linear head)."""
+    if method in SUPERVISED_METHODS and sup_hidden > 0:
+        return 2, f"{method}'s BatchNorm head (sup_hidden {sup_hidden})"
+    return 1, "the model"
 
 
 @dataclass
@@ -101,7 +109,7 @@ class PretrainSpec(SpecBase):
         if self.dataset not in PRETRAIN_DATASETS:
             problems.append(f"dataset must be one of {', '.join(PRETRAIN_DATASETS)}, got {self.dataset!r}")
         problems += at_least(self, 0, "lam", "sup_weight", "sup_hidden", "alpha")
-        problems += masking_problems(self) + global_batch_problems(self)
+        problems += masking_problems(self) + batch_problems(self)
         if self.sup_temperature <= 0:
             problems.append(f"sup_temperature must be positive, got {self.sup_temperature}")
         if not 0 < self.distill_depth <= 1:
@@ -114,6 +122,9 @@ class PretrainSpec(SpecBase):
         if self.method in DISTILLED_METHODS and not self.teacher:
             problems.append(f"method {self.method} needs a teacher: a {{'model': ...}} MAE checkpoint or a run folder")
         return problems
+
+    def pass_minimum(self) -> tuple[int, str]:
+        return pass_minimum(self.method, self.sup_hidden)
 
     def inert_fields(self) -> set[str]:
         inert = super().inert_fields()

@@ -22,9 +22,9 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Subset
 
-from normae.errors import RunFolderError
+from normae.errors import ConfigError, RunFolderError
 from normae.paths import RunFolder
-from normae.training.batching import BatchPlan, plan_batch
+from normae.spec.batching import BatchPlan, pass_size_problem, plan_batch
 from normae.training.loop import LoopConfig
 
 # What rank 0 found when it took the folder, as broadcast to the other ranks.
@@ -119,8 +119,12 @@ def fixed_subset(dataset, size: int | None):
 
 def loop_config(spec, world_size: int, amp: str, dataset_len: int) -> tuple[LoopConfig, BatchPlan]:
     """The loop settings every stage's spec carries, with the step's split over processes
-    (``normae.training.batching``); lr = blr x global batch / 256 unless given."""
+    (``normae.spec.batching``); lr = blr x global batch / 256 unless given. A forward pass below the
+    spec's ``pass_minimum()`` (the set capped it, or the world size split it) is refused before any step."""
     batch = plan_batch(spec.global_batch, spec.batch_size, spec.accum_iter, world_size, dataset_len)
+    problem = pass_size_problem(batch, *spec.pass_minimum())
+    if problem:
+        raise ConfigError(problem)
     cfg = LoopConfig(
         epochs=spec.epochs,
         batch_size=batch.micro_batch,

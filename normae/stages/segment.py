@@ -21,7 +21,6 @@ from normae.core.seg_metrics import ConfusionMatrix
 from normae.core.segmenter import ViTUperNet, load_pretrained, param_groups, segmentation_loss
 from normae.data.registry import DATASETS, IGNORE_INDEX, SEGMENTATION_SETS
 from normae.data.segmentation import build_segmentation_dataset
-from normae.errors import ConfigError
 from normae.spec import SegmentSpec
 from normae.stages.common import (
     evaluation_facts,
@@ -124,11 +123,6 @@ def run_segment(
         amp = resolve_amp(spec.amp, device)
         cfg, batch_plan = loop_config(spec, world_size, amp, len(train_set))
         cfg = dataclasses.replace(cfg, decay="poly", poly_power=spec.poly_power)
-        if cfg.batch_size < 2:  # before any step: BatchNorm of the 1x1 pooled map has one value per channel
-            raise ConfigError(
-                f"{cfg.batch_size} crop per process and forward pass: UperNet's pyramid pooling needs at least 2 "
-                "(BatchNorm); use fewer processes or a larger batch_size / global_batch"
-            )
         optimizer = adamw(param_groups(model, spec.weight_decay, spec.layer_decay), cfg.lr, (0.9, 0.999), device)
         wrapped = wrap_ddp(model, device, world_size)
         latest: dict = {}

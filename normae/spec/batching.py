@@ -8,8 +8,12 @@ processes takes ``global_batch / world_size`` images per step, in forward passes
 randomness is keyed by its index, and the images of a step are the same for any world size), so
 the split is not part of the run's digest; the global batch is.
 
-The launcher and the planner call ``world_size_problem`` before a job is queued, so a world size
-that does not divide the global batch fails in seconds, not on the node.
+Some models cannot train on a forward pass of one image: BatchNorm over the pass (SupMAE's head,
+UperNet's pyramid pooling) needs two values per channel. A spec says so through ``pass_minimum()``;
+the spec check (world size 1), the launcher (the job's world size, before it is queued) and the
+stage (the set's real size) each refuse a split that leaves fewer images per pass, through
+``split_problem``, so a world size that does not divide the global batch or leaves too small a pass
+fails in seconds, not on the node.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ def largest_divisor_at_most(number: int, limit: int) -> int:
 
 
 def plan_batch(
-    global_batch: int | None, batch_size: int, accum_iter: int, world_size: int, dataset_len: int
+    global_batch: int | None, batch_size: int, accum_iter: int, world_size: int, dataset_len: int | None
 ) -> BatchPlan:
     """The split of one step for this world size and data set.
 
@@ -68,7 +72,8 @@ def plan_batch(
     process takes ``global_batch / world_size`` images per step in forward passes of the largest
     size that divides it and is at most ``batch_size``. A set smaller than one global batch caps
     it to the largest multiple of (processes x forward pass) the set can fill, and the cap is
-    recorded (``requested`` > ``global_batch``).
+    recorded (``requested`` > ``global_batch``). ``dataset_len`` None: the set's size is not known yet
+    (no cap).
     """
     if global_batch is None:
         per_process = batch_size * accum_iter
@@ -78,7 +83,9 @@ def plan_batch(
         raise ConfigError(problem)
     per_process = global_batch // world_size
     micro = largest_divisor_at_most(per_process, batch_size)
-    available = dataset_len // world_size  # images each process sees per epoch (DistributedSampler, drop_last)
+    available = (
+        per_process if dataset_len is None else dataset_len // world_size
+    )  # images each process sees per epoch (DistributedSampler, drop_last)
     if available < per_process:
         if available < 1:
             raise ConfigError(
@@ -87,3 +94,30 @@ def plan_batch(
         micro = min(micro, available)
         per_process = available // micro * micro
     return BatchPlan(per_process * world_size, per_process, micro, per_process // micro, world_size, global_batch)
+
+
+def pass_size_problem(plan: BatchPlan, minimum: int, needs: str) -> str | None:
+    """Why ``plan``'s forward pass is smaller than the ``minimum`` that ``needs`` (what the model has that
+    asks for it) sets, or None. Names the global batch, processes and accumulation that gave the pass."""
+    if plan.micro_batch >= minimum:
+        return None
+    return (
+        f"global batch {plan.global_batch} over {plan.world_size} process(es) in {plan.accum_iter} accumulated "
+        f"pass(es) leaves {plan.micro_batch} image(s) per forward pass: {needs} needs at least {minimum}; "
+        "use fewer processes or a larger batch_size / global_batch"
+    )
+
+
+def split_problem(spec, world_size: int, dataset_len: int | None = None) -> str | None:
+    """Why ``world_size`` processes cannot run one step of ``spec`` (a global batch they cannot share, or a
+    forward pass below the spec's ``pass_minimum()``), or None. ``dataset_len`` None: the spec's
+    ``train_samples`` where it sets one (the set's size is checked again when the stage has loaded it)."""
+    problem = world_size_problem(spec.global_batch, world_size)
+    if problem:
+        return problem
+    if dataset_len is None:
+        dataset_len = getattr(spec, "train_samples", None)
+    if dataset_len is not None and dataset_len < world_size:
+        return None  # no pass at all: plan_batch says so with the set in hand
+    plan = plan_batch(spec.global_batch, spec.batch_size, spec.accum_iter, world_size, dataset_len)
+    return pass_size_problem(plan, *spec.pass_minimum())
