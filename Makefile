@@ -14,7 +14,7 @@ RUNS := results/runs
 # The workflow's jobs call `normae`: the venv's, whether or not it is activated.
 WITH_VENV := PATH="$(CURDIR)/$(BIN):$$PATH"
 
-.PHONY: venv data lint test test-fast reproduce rehearse bench clean
+.PHONY: venv data lint docs test test-fast reproduce rehearse bench clean
 
 venv: $(BIN)/normae
 
@@ -29,13 +29,21 @@ $(FASHION_MNIST)/train-images-idx3-ubyte.gz: | $(BIN)/normae
 	$(BIN)/normae fetch-data fashion-mnist --dest $(FASHION_MNIST)
 
 # Every linter runs, even after one fails; the target fails if any did. mypy checks the torch-free
-# modules listed under [tool.mypy] files in pyproject.toml.
+# modules listed under [tool.mypy] files in pyproject.toml. mkdocs builds the documentation (docs/,
+# mkdocs.yml) into site/ with --strict, so a broken link or anchor, or a page missing from the nav,
+# fails; never add --quiet: mkdocs 1.6 then stops counting warnings and --strict passes anything.
+# NO_MKDOCS_2_WARNING silences Material's end-of-life banner, which is not a warning of ours.
 lint: $(BIN)/normae
-	@status=0; \
+	@status=0; export NO_MKDOCS_2_WARNING=1; \
 	for command in "$(BIN)/ruff check normae tests" "$(BIN)/ruff format --check normae tests" \
-	        "$(BIN)/snakefmt --check workflow" "$(BIN)/snakemake --lint" "$(BIN)/mypy"; do \
+	        "$(BIN)/snakefmt --check workflow" "$(BIN)/snakemake --lint" "$(BIN)/mypy" \
+	        "$(BIN)/mkdocs build --strict --site-dir site"; do \
 	    echo "+ $$command"; $(WITH_VENV) $$command || { echo "FAILED: $$command" >&2; status=1; }; \
 	done; exit $$status
+
+# The documentation (docs/, mkdocs.yml) served at http://127.0.0.1:8000, rebuilt on every edit.
+docs: $(BIN)/normae
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 test: $(BIN)/normae data
 	$(WITH_VENV) $(BIN)/python -m pytest -q; status=$$?; \
@@ -71,4 +79,4 @@ bench: $(BIN)/normae
 	$(BIN)/normae bench --model vit_tiny --img-size 224 --patch-size 16 --batch-size 16
 
 clean:
-	rm -rf results figures report.html $(REHEARSAL)
+	rm -rf results figures report.html site $(REHEARSAL)

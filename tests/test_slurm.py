@@ -294,7 +294,7 @@ def workflow_folder(tmp_path):
 
 
 def snakemake_command(*arguments) -> list[str]:
-    """The README's command, `snakemake --profile slurm`, as typed at the repository's root."""
+    """The documented command (docs/cluster.md), `snakemake --profile slurm`, as typed at the repository's root."""
     return ["snakemake", "--profile", "slurm", *arguments, "--config", "scale=tiny"]
 
 
