@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The stand-in segmentation comparison of the README ("normae segment", measured on the stand-in):
+# The stand-in segmentation comparison of docs/evaluations.md ("normae segment", measured on the stand-in):
 # UperNet on Fashion-MNIST canvases from the cpu scale's pre-trainings (MAE and NoR-MAE, seeds 0-2) and
 # from random init. Usage: bench/segment_standin.sh RUNS OUT [EPOCHS TRAIN_SAMPLES]
 #   RUNS: the cpu scale's results/runs (snakemake --config scale=cpu); OUT: where the segment runs go.
-# Defaults: 3 epochs on 768 canvases (about 3 minutes a run on one core); the README's long check used
+# Defaults: 3 epochs on 768 canvases (about 3 minutes a run on one core); the long check in docs/measurements.md used
 # 8 epochs on 2,048 canvases (seed 0). Each run's summary.json holds miou and the trivial floor.
 set -euo pipefail
 runs="${1:?RUNS: results/runs of the cpu scale}" out="${2:?OUT: a folder for the segment runs}"

@@ -1,7 +1,7 @@
 """Faithful miniatures: a stand-in scale keeps the NoR term's pull on the gradient.
 
 The share ``||grad(lam * L_nor)|| / ||grad(L_rec)||`` depends on the pixels per patch and the model
-(README, "Faithful miniatures"), so a scale that shrinks images, patches or models rescales lambda:
+(docs/workflow.md, "Faithful miniatures"), so a scale that shrinks images, patches or models rescales lambda:
 its ``lam_scale`` (``<paper model>/<paper patch>[/<qualifier>]: factor``) multiplies the paper's lambda
 of each NoR-MAE row, keeping the paper's ratios between lambdas. The paper geometry's share per unit lambda
 is measured once (``normae nor-share --paper``, on the same images as the stand-ins) and kept in

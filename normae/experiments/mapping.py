@@ -61,7 +61,7 @@ def scale_mapping(rows: list, scale: Scale) -> list[str]:
             "lambda x "
             + ", ".join(f"{scale.lam_scale[key]:g} for {key}" for key in sorted(factors))
             + " (the paper's lambdas, rescaled so that the NoR term's share of the gradient stays the paper "
-            "geometry's: README 'Faithful miniatures')"
+            "geometry's: docs/workflow.md, 'Faithful miniatures')"
         )
     finetuned = any(row.eval_ids and row.terms.get("eval") == "finetune" for row in rows)
     if finetuned and scale.finetune.get("epochs") != PAPER_FINETUNE_EPOCHS:

@@ -57,7 +57,7 @@ class DownstreamSpec(InitSource, SpecBase):
         "pre-training checkpoint (a checkpoint.pt, a run folder, or a public {'model': ...} file) "
         "or 'none' (from scratch)",
     )
-    dataset: str = option("fashion_mnist", "evaluation set (see README 'Downstream sets')")
+    dataset: str = option("fashion_mnist", "evaluation set (see docs/evaluations.md, 'Downstream sets')")
     data_root: str | None = option(None, "data folder (default: looked up for Fashion-MNIST; required for the others)")
     download: bool = option(False, "let torchvision download the set if it is missing")
     train_samples: int | None = option(None, "use this many training images (a fixed seeded subset)")
@@ -188,7 +188,7 @@ class SegmentSpec(DownstreamSpec):
     lr 1e-4 (blr 1.6e-3 x 16 / 256), betas (0.9, 0.999), weight decay 0.05, layer decay 0.65, drop
     path 0.1, 1,500 warm-up iterations (1.19 epochs of 20,210 images at batch 16), then poly decay
     (power 1) to 0; MAE's paper (A.4) says 100 epochs where that config runs 160k iterations
-    (127 epochs). README "normae segment" lists each number's source.
+    (127 epochs). docs/evaluations.md ("normae segment") lists each number's source.
     """
 
     stage = "segment"

@@ -46,7 +46,7 @@ class PretrainSpec(SpecBase):
     """One pre-training run. Defaults are the paper's recipe (REFERENCE-FACTS.md), on Fashion-MNIST."""
 
     dataset: str = option("fashion_mnist", "pre-training set: fashion_mnist, imagenet1k, imagenet100 or generated")
-    data_root: str | None = option(None, "data folder (default: looked up; see README 'Data')")
+    data_root: str | None = option(None, "data folder (default: looked up; see docs/data.md)")
     train_samples: int | None = option(None, "use this many images (a fixed seeded subset) instead of the whole set")
     model: str = option("vit_tiny", "model size: vit_micro, vit_mini (CPU scale), vit_tiny, vit_small, vit_base")
     img_size: int | None = option(
