@@ -8,7 +8,7 @@ import pytest
 from normae.cluster.launch import launch
 from normae.errors import ConfigError
 from normae.spec import FinetuneSpec, PretrainSpec
-from normae.training.batching import plan_batch
+from normae.spec.batching import plan_batch
 
 from helpers import small_spec
 

@@ -17,8 +17,8 @@ from normae.cluster.resources import RESOURCE_DEFAULTS, num_tasks, resources_fro
 from normae.errors import ConfigError
 from normae.paths import RunFolder
 from normae.spec import load_spec
+from normae.spec.batching import world_size_problem
 from normae.stages import run_here, summary_line
-from normae.training.batching import world_size_problem
 
 Launcher = Literal["inprocess", "local", "slurm"]
 LAUNCHERS: tuple[str, ...] = get_args(Launcher)

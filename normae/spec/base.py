@@ -71,7 +71,7 @@ class SpecBase:
         """Hash of the fields that change what is computed (not logging, workers or paths to data).
 
         With a ``global_batch`` the per-process ``batch_size`` and ``accum_iter`` only say how the
-        hardware reaches it (normae.training.batching): they are left out, and the global batch is in.
+        hardware reaches it (normae.spec.batching): they are left out, and the global batch is in.
         """
         split_only = {"batch_size", "accum_iter"} if getattr(self, "global_batch", None) is not None else set()
         left_out = self.cosmetic_fields | split_only | self.inert_fields()

@@ -24,7 +24,7 @@ from torch.utils.data import Subset
 
 from normae.errors import RunFolderError
 from normae.paths import RunFolder
-from normae.training.batching import BatchPlan, plan_batch
+from normae.spec.batching import BatchPlan, plan_batch
 from normae.training.loop import LoopConfig
 
 # What rank 0 found when it took the folder, as broadcast to the other ranks.
@@ -119,7 +119,7 @@ def fixed_subset(dataset, size: int | None):
 
 def loop_config(spec, world_size: int, amp: str, dataset_len: int) -> tuple[LoopConfig, BatchPlan]:
     """The loop settings every stage's spec carries, with the step's split over processes
-    (``normae.training.batching``); lr = blr x global batch / 256 unless given."""
+    (``normae.spec.batching``); lr = blr x global batch / 256 unless given."""
     batch = plan_batch(spec.global_batch, spec.batch_size, spec.accum_iter, world_size, dataset_len)
     cfg = LoopConfig(
         epochs=spec.epochs,
