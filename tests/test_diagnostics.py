@@ -7,10 +7,10 @@ import re
 import pytest
 import torch
 
+from normae.core import diagnostics as diag
 from normae.core.cnp import cnp_source_index, true_neighbor_fraction
 from normae.core.model import build_mae, random_masking
 from normae.stages import pretrain as stages
-from normae.training import diagnostics as diag
 from normae.training.checkpoint import load_checkpoint
 from normae.training.progress import progress_line
 

@@ -10,12 +10,12 @@ from normae.experiments import plan as normae_plan
 from normae.experiments.config import CONFIG_DIR
 from normae.experiments.faithful import (
     PAPER_SHARE_FILE,
-    Geometry,
     nor_rows,
     paper_geometry,
     pull_checks,
     read_paper_shares,
 )
+from normae.spec.geometry import Geometry
 
 PAPER_SHARES = read_paper_shares(CONFIG_DIR / PAPER_SHARE_FILE)
 _MEASURED: dict[Geometry, float] = {}

@@ -4,6 +4,9 @@ encoder), ``bench`` (MAE vs NoR-MAE step time and memory, interleaved in one pro
 (FLOPs of a training step counted by torch, and the MFU they give on a known GPU), ``loader_bench`` (a
 data loader's images/s alone: torchvision or DALI) and ``nor_share`` (the NoR term's pull at init).
 
-May import ``core``, ``data``, ``training`` (runtime pieces), ``spec``, ``paths`` and ``errors``;
-never ``stages``, ``experiments``, ``report`` or ``cluster``.
+Of normae it may import only what ``MAY_IMPORT`` names (``training`` for its runtime pieces); never
+``stages``, ``experiments``, ``report`` or ``cluster``: the stages and the command line run these.
 """
+
+# Checked by tests/test_layout.py: the normae modules and sub-packages this one may import.
+MAY_IMPORT = ("core", "data", "training", "spec", "paths", "errors")

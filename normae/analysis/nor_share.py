@@ -16,12 +16,12 @@ from statistics import fmean
 
 import torch
 
+from normae.core.diagnostics import nor_grad_share
 from normae.core.model import build_mae
 from normae.data.registry import DATASETS
 from normae.data.sources import FashionMNIST, find_fashion_mnist
 from normae.data.transforms import eval_transform
-from normae.experiments.faithful import Geometry
-from normae.training.diagnostics import nor_grad_share
+from normae.spec.geometry import Geometry
 
 PROBE_IMAGES = 8
 PROBE_SEEDS = (0, 1, 2)

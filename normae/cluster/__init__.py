@@ -3,6 +3,11 @@ on this machine or on SLURM, waiting for it), ``resources`` (a stage's SLURM res
 ``submitit_adapter`` (submitting, re-attaching and watching jobs: the only module that touches
 submitit's internals) and ``job`` (what runs inside the job: one stage, requeued on time limits).
 
-Torch-free when loaded, so hundreds of launchers can wait on a login node: may import ``spec``,
-``paths``, ``errors``, the ``stages`` registry and submitit; torch only inside the running job.
+Torch-free when loaded, so hundreds of launchers can wait on a login node: may import submitit and,
+of normae, only what ``MAY_IMPORT`` names, among them the ``stages`` registry and, inside the running
+job only (``job``'s deferred imports), the training runtime (threads, allocator) and the stop signals
+the job turns the cluster's signals into. Torch only inside the running job.
 """
+
+# Checked by tests/test_layout.py: the normae modules and sub-packages this one may import.
+MAY_IMPORT = ("spec", "paths", "errors", "stages", "training.runtime", "training.signals")

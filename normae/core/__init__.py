@@ -5,9 +5,14 @@ VisionTransformer for fine-tuning and linear probing, and loading pre-trained en
 ``knn`` (DINO's weighted k-NN classifier on frozen features), ``auxiliary`` (SupMAE's supervised
 head and DMAE's distillation), ``teacher`` (DMAE's frozen teacher, read from a checkpoint),
 ``segmenter`` (UperNet on the ViT: BEiT's pyramid, segmentation-models-pytorch's decoder),
-``seg_metrics`` (mIoU from one confusion matrix) and ``seg_eval`` (sliding-window inference).
+``seg_metrics`` (mIoU from one confusion matrix), ``seg_eval`` (sliding-window inference) and
+``diagnostics`` (NoR-MAE's, measured during pre-training: the NoR term's gradient share, the two
+branches' alignment, CNP's true-neighbour fraction).
 The segmentation modules may also import segmentation_models_pytorch.
 
-May import torch, timm, numpy, ``normae.spec`` (the vocabularies), ``normae.model_sizes``, ``normae.paths`` and
-``normae.errors``; never ``data``, ``training``, ``stages`` or anything above them.
+May import torch, timm, numpy and, of normae, only what ``MAY_IMPORT`` names (``spec`` for the
+vocabularies); never ``data``, ``training``, ``stages`` or anything above them.
 """
+
+# Checked by tests/test_layout.py: the normae modules and sub-packages this one may import.
+MAY_IMPORT = ("spec", "model_sizes", "paths", "errors")

@@ -49,7 +49,7 @@ class MAEOutput:
     loss_distill: torch.Tensor
     pred: torch.Tensor
     mask: torch.Tensor
-    # NoR methods only, for the diagnostics (``normae.training.diagnostics``): the embedded tokens, the kept
+    # NoR methods only, for the diagnostics (``normae.core.diagnostics``): the embedded tokens, the kept
     # positions, the token each kept position's CNP branch used, and that branch's prediction.
     tokens: torch.Tensor | None = None
     ids_keep: torch.Tensor | None = None

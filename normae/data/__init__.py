@@ -4,6 +4,10 @@ classification sets built from them with their transforms, the segmentation sets
 Fashion-MNIST canvas stand-in) with their joint image-and-mask transforms, the un-augmented analysis
 images, and fetching Fashion-MNIST.
 
-May import torch, torchvision, PIL, numpy, ``errors`` and ``paths``; never ``core``, ``training`` or
-anything above them. This ``__init__`` imports nothing, so ``normae.data.registry`` stays torch-free.
+May import torch, torchvision, PIL, numpy and, of normae, only what ``MAY_IMPORT`` names; never
+``core``, ``training`` or anything above them. This ``__init__`` imports nothing, so
+``normae.data.registry`` stays torch-free.
 """
+
+# Checked by tests/test_layout.py: the normae modules and sub-packages this one may import.
+MAY_IMPORT = ("errors", "paths")

@@ -3,6 +3,10 @@ a scale (config/scales/<name>.yaml, how the paper's settings map to what runs) a
 (the paper's numbers), each checked against its JSON schema; ``plan`` expands them into unique run
 specs, the rows of every table and a device-hour estimate.
 
-Torch-free (login nodes plan): may import ``spec``, ``paths``, ``errors``, ``data.registry``, yaml
-and jsonschema; never torch, numpy or the training code.
+Torch-free (login nodes plan): may import yaml, jsonschema and, of normae, only what ``MAY_IMPORT``
+names (``model_sizes``: the model shapes the device-hour estimate counts FLOPs with); never torch,
+numpy or the training code.
 """
+
+# Checked by tests/test_layout.py: the normae modules and sub-packages this one may import.
+MAY_IMPORT = ("spec", "paths", "errors", "data.registry", "model_sizes")

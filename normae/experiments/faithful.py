@@ -16,33 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from normae.errors import ConfigError
+from normae.spec.geometry import Geometry
 
 PAPER_SHARE_FILE = "nor_share_paper.csv"
 # The band a stand-in's share must lie in, as a multiple of the paper geometry's.
 FAITHFUL_BAND = (0.5, 2.0)
 # Significant digits of a rescaled lambda (so a spec's digest does not carry float noise).
 LAM_DIGITS = 4
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """What the NoR term's pull depends on (lambda aside: the share is linear in it)."""
-
-    model: str
-    img_size: int
-    patch_size: int
-    mask_ratio: float = 0.75
-    nor_variant: str = "offdiag"
-    cnp: str = "paper"
-
-    @classmethod
-    def of_spec(cls, spec, img_size: int) -> Geometry:
-        return cls(spec.model, img_size, spec.patch_size, spec.mask_ratio, spec.nor_variant, spec.cnp)
-
-    def label(self) -> str:
-        return (
-            f"{self.model} {self.img_size}/{self.patch_size} mask {self.mask_ratio:g} {self.nor_variant} cnp {self.cnp}"
-        )
 
 
 def lam_scale_key(paper_model: str, paper_patch: int, qualifier: str | None = None) -> str:

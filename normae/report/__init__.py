@@ -3,6 +3,10 @@ beside the paper's, and all_runs.csv), ``figures`` (the paper's figures), ``swee
 and evidence plots of a table's CSV), ``compare`` (two runs side by side), ``summarize`` (final metrics
 as text) and ``run_folder`` (metrics as data frames, run labels).
 
-May import ``experiments``, ``paths``, ``spec``, ``errors``, pandas and matplotlib; never torch:
-tables are written on login nodes. ``tables`` and ``summarize`` stay free of matplotlib too.
+May import pandas, matplotlib and, of normae, only what ``MAY_IMPORT`` names (``atomic``: tables
+are written whole or not at all); never torch: tables are written on login nodes. ``tables`` and
+``summarize`` stay free of matplotlib too.
 """
+
+# Checked by tests/test_layout.py: the normae modules and sub-packages this one may import.
+MAY_IMPORT = ("experiments", "spec", "paths", "atomic", "errors")

@@ -10,7 +10,7 @@ from normae.errors import ConfigError
 from normae.report.run_folder import read_metrics, read_spec, read_summary
 
 # Per-epoch quantities worth comparing, in this order, where a run logged them.
-# The NoR-MAE diagnostics (normae.training.diagnostics.DIAGNOSTICS) are drawn as epoch means.
+# The NoR-MAE diagnostics (normae.core.diagnostics.DIAGNOSTICS) are drawn as epoch means.
 CURVE_COLUMNS = (
     "loss",
     "loss_rec",

@@ -4,8 +4,14 @@ One module per kind of run: ``pretrain`` (MAE and its variants), ``evaluation`` 
 probing, k-NN, segmentation: an encoder from ``init`` evaluated on a downstream set), ``bench`` (the
 cost measurement); ``vocabulary`` defines the Literal vocabularies once, ``base`` what every spec shares
 (serialisation, digest, validation; each class registers its stage in ``SPEC_CLASSES``), ``checks`` the
-field checks. Everything is re-exported here: read specs from ``normae.spec``. No torch import:
-login-node processes (planning, launching) read specs too.
+field checks. The specs and their vocabularies are re-exported here: read specs from ``normae.spec``.
+Two modules about a spec are read from themselves: ``batching`` (how the hardware reaches a spec's
+global batch: processes, forward passes, accumulation; the launcher checks it before queueing) and
+``geometry`` (what the NoR term's pull depends on: the planner's lambda rescaling and its measurement
+key on it).
+
+No torch import: login-node processes (planning, launching) read specs too. Of normae it may import
+only what ``MAY_IMPORT`` names (``data.registry``: the data sets' names and defaults).
 """
 
 from __future__ import annotations
@@ -43,6 +49,9 @@ from normae.spec.vocabulary import (
     NorVariant,
     Stage,
 )
+
+# Checked by tests/test_layout.py: the normae modules and sub-packages this one may import.
+MAY_IMPORT = ("data.registry", "paths", "errors")
 
 __all__ = [
     "ACCUM_HELP",

@@ -6,7 +6,8 @@ memory on the job's device.
 
 This ``__init__`` is the torch-free registry, stage name -> entry point, that the command line and
 the cluster job read; the stage modules themselves (torch, timm) are imported only when a stage
-runs. Stage modules may import ``core``, ``data``, ``training``, ``spec``, ``paths`` and ``errors``.
+runs. Stage modules may import only what ``MAY_IMPORT`` names: ``bench`` runs the measurements of
+``analysis`` (which never imports a stage) into a run folder.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import sys
 from pathlib import Path
 
 from normae.spec import STAGES, SpecBase
+
+# Checked by tests/test_layout.py: the normae modules and sub-packages this one may import.
+MAY_IMPORT = ("core", "data", "training", "analysis", "spec", "paths", "errors")
 
 # stage -> (module, function): function(spec, run_dir, resume=False, signals=None) -> summary dict
 ENTRY_POINTS = {

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from timm.optim import param_groups_weight_decay
 
+from normae.core.diagnostics import DIAGNOSTICS, DiagnosedStep, diagnostics_interval, diagnostics_summary
 from normae.core.model import build_mae_from_spec
 from normae.core.teacher import load_teacher
 from normae.data.dali_loader import import_dali
@@ -26,7 +27,6 @@ from normae.stages.common import (
     start_run_folder,
 )
 from normae.training.dali_batches import DaliTrainer
-from normae.training.diagnostics import DiagnosedStep, diagnostics_interval, diagnostics_summary
 from normae.training.loop import Trainer
 from normae.training.optim import adamw
 from normae.training.runtime import environment_facts, resolve_amp, seed_everything, setup_distributed, wrap_ddp
@@ -105,6 +105,7 @@ def run_pretrain(
             noise_length=num_patches,
             spec=spec.to_dict(),
             signals=signals,
+            step_line_metrics=DIAGNOSTICS,
             **dali_options,
         )
         step.state = lambda: trainer.state  # the Trainer replaces its state on resume

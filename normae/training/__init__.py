@@ -3,6 +3,10 @@ checkpoints), its state (one dataclass saved and restored as one object), per-sa
 exact resume, stop signals (checkpoint, then stop or go on), and the runtime (process group, AMP
 precision, torch threads, the allocator tweak), and ``dali_batches`` (the loop fed by DALI).
 
-May import torch, numpy, ``paths``, ``errors`` and ``data`` (the epoch's sample order, DALI's pipeline);
-never ``core`` or anything above it: the loop knows nothing of MAE.
+May import torch, numpy and, of normae, only what ``MAY_IMPORT`` names (``data``: the epoch's sample
+order, DALI's pipeline; ``atomic``: checkpoints written whole); never ``core`` or anything above it:
+the loop knows nothing of MAE.
 """
+
+# Checked by tests/test_layout.py: the normae modules and sub-packages this one may import.
+MAY_IMPORT = ("data", "paths", "atomic", "errors")

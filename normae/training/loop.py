@@ -36,7 +36,6 @@ from normae.training.checkpoint import (
     load_checkpoint,
     restore_rng_state,
 )
-from normae.training.diagnostics import carries_diagnostics
 from normae.training.events import EventLog
 from normae.training.progress import progress_reporter
 from normae.training.runtime import autocast
@@ -64,6 +63,10 @@ class Trainer:
 
     ``upstream`` (an evaluation's pre-training checkpoint digest) is saved in the checkpoint; a checkpoint
     that records another one is stale: the resume says so in one line, deletes it and metrics.jsonl, and starts afresh.
+
+    ``step_line_metrics``: metrics measured on some steps only (pre-training's diagnostics,
+    ``normae.core.diagnostics``); a step whose record carries one is written as a ``step`` line whatever
+    ``log_every`` says, so metrics.jsonl keeps every sample.
     """
 
     def __init__(
@@ -80,8 +83,10 @@ class Trainer:
         epoch_end=None,
         signals: StopSignals | None = None,
         upstream: str | None = None,
+        step_line_metrics: Iterable[str] = (),
     ):
         self.model, self.cfg, self.step_fn, self.optimizer = model, cfg, step_fn, optimizer
+        self.step_line_metrics = frozenset(step_line_metrics)
         self.device = torch.device(device)
         self.epoch_end = epoch_end
         self.signals = signals if signals is not None else StopSignals()
@@ -334,7 +339,7 @@ class Trainer:
             self.step_times.append(elapsed)
             state.train_seconds += elapsed
             step_start = time.perf_counter()
-            if state.optimizer_steps % cfg.log_every == 0 or carries_diagnostics(record):
+            if state.optimizer_steps % cfg.log_every == 0 or not self.step_line_metrics.isdisjoint(record):
                 self.write_metrics(
                     {"kind": "step", "epoch": state.epoch + 1, "step": state.optimizer_steps, "lr": lr, **record}
                 )

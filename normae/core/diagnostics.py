@@ -10,8 +10,9 @@ under 5 % of the training time, and the spec (``log_every`` is cosmetic) and run
   partner is a true closest neighbour (``--cnp paper`` is 1 by construction).
 
 None of them consumes random numbers or touches the optimiser, so a run's weights do not depend on
-them. The step that carries them is written to metrics.jsonl as a ``step`` line, so every sample is
-there; the epoch line holds their epoch mean and ``summary.json`` their first-epoch and run means.
+them. The step that carries them is written to metrics.jsonl as a ``step`` line (the stage passes
+``DIAGNOSTICS`` as the Trainer's ``step_line_metrics``), so every sample is there; the epoch line
+holds their epoch mean and ``summary.json`` their first-epoch and run means.
 """
 
 from __future__ import annotations
@@ -31,11 +32,6 @@ MIN_INTERVAL = 20
 def diagnostics_interval(log_every: int) -> int:
     """The smallest multiple of ``log_every`` that is at least ``MIN_INTERVAL``."""
     return log_every * -(-MIN_INTERVAL // log_every)
-
-
-def carries_diagnostics(record: dict) -> bool:
-    """Whether a step's record holds diagnostics (the loop then writes its ``step`` line)."""
-    return DIAGNOSTICS[0] in record
 
 
 def diagnostics_due(optimizer_steps: int, every: int) -> bool:
