@@ -56,9 +56,11 @@ test-fast: $(BIN)/normae data
 
 # Every table and figure at the scale config/config.yaml names (tiny: this machine's CPUs), then
 # the HTML report. SCALE=gpu or SCALE=paper runs another scale; extra Snakemake options go in ARGS.
+# ARGS=-n (or --dry-run) stays a dry run end to end: the report, which reads finished runs, is skipped.
+DRY_RUN := $(filter -n --dry-run --dryrun,$(ARGS))
 reproduce: $(BIN)/normae data
 	$(WITH_VENV) $(BIN)/snakemake $(if $(SCALE),--config scale=$(SCALE)) $(ARGS)
-	$(WITH_VENV) $(BIN)/snakemake $(if $(SCALE),--config scale=$(SCALE)) --report report.html
+	$(if $(DRY_RUN),@echo "dry run ($(DRY_RUN)): no report",$(WITH_VENV) $(BIN)/snakemake $(if $(SCALE),--config scale=$(SCALE)) --report report.html)
 
 # The dress rehearsal of the paper scale: generated data in the real on-disk formats (ImageNet's 1000
 # wnids, the eight torchvision layouts), then the whole paper-scale DAG through the local SLURM cluster
@@ -72,8 +74,8 @@ rehearse: $(BIN)/normae
 	for name in workflow config slurm; do ln -s ../$$name $(REHEARSAL)/$$name; done
 	cd $(REHEARSAL) && time $(WITH_VENV) snakemake --profile slurm \
 	    --config scale=paper rehearsal=true "data=$$(cat data.flow)" $(ARGS)
-	cd $(REHEARSAL) && $(WITH_VENV) snakemake --profile slurm \
-	    --config scale=paper rehearsal=true "data=$$(cat data.flow)" --report report.html
+	$(if $(DRY_RUN),@echo "dry run ($(DRY_RUN)): no report",cd $(REHEARSAL) && $(WITH_VENV) snakemake --profile slurm \
+	    --config scale=paper rehearsal=true "data=$$(cat data.flow)" --report report.html)
 
 bench: $(BIN)/normae
 	$(BIN)/normae bench --model vit_tiny --img-size 224 --patch-size 16 --batch-size 16

@@ -235,3 +235,18 @@ def test_a_killed_run_is_not_taken_as_finished(tmp_path, workflow_env):
     snakemake(workdir, target, "--config", "scale=micro", env=workflow_env)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["epochs"] == 40
+
+
+@pytest.mark.parametrize("args, reports", [("ARGS=-n", False), ("ARGS=--dry-run", False), ("ARGS=--cores 2", True)])
+def test_make_reproduce_with_a_dry_run_stays_a_dry_run(args, reports):
+    """`make reproduce ARGS=-n` must not go on to build the report from runs the dry run did not make."""
+    recipe = subprocess.run(
+        ["make", "--no-print-directory", "-n", "-C", str(REPO), "reproduce", "SCALE=gpu", args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    snakemake_lines = [line for line in recipe.splitlines() if "snakemake" in line and "scale=gpu" in line]
+    assert snakemake_lines, recipe
+    assert any("--report" in line for line in snakemake_lines) == reports, recipe
