@@ -18,9 +18,38 @@ from normae.errors import CheckpointError, DiskFullError
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
+class _KeepsWriteErrors:
+    """A file whose first failed write is kept: torch's zip writer reports a write that failed (a full disk)
+    as ``RuntimeError: ... unexpected pos``, dropping the ``OSError`` that says why."""
+
+    def __init__(self, handle):
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as error:
+            self.error = self.error or error
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
 def atomic_save(obj, path: str | Path) -> None:
-    """``torch.save`` that never leaves a half-written file under ``path``."""
-    atomic_replace(Path(path), lambda handle: torch.save(obj, handle))
+    """``torch.save`` that never leaves a half-written file under ``path``; a full disk raises its ``OSError``."""
+
+    def save(handle) -> None:
+        kept = _KeepsWriteErrors(handle)
+        try:
+            torch.save(obj, kept)
+        except RuntimeError:
+            if kept.error is not None:
+                raise kept.error from None
+            raise
+
+    atomic_replace(Path(path), save)
 
 
 def load_checkpoint(path: str | Path) -> dict:
