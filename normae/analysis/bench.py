@@ -34,7 +34,7 @@ import torch
 
 from normae.analysis.flops import count_flops, mfu, peak_facts
 from normae.core.model import build_mae, build_mae_from_spec
-from normae.spec import DISTILLED_METHODS, SUPERVISED_METHODS, PretrainSpec
+from normae.spec import DISTILLED_METHODS, PAPER_LAMBDA, SUPERVISED_METHODS, PretrainSpec
 from normae.training.optim import adamw
 from normae.training.runtime import autocast, resolve_amp
 
@@ -139,7 +139,7 @@ def run_bench(
     batch_size: int = 16,
     steps: int = 10,
     warmup: int = 2,
-    lam: float = 5e-5,
+    lam: float = PAPER_LAMBDA,
     cnp: str = "paper",
     amp: str = "auto",
     device: str | None = None,
