@@ -197,7 +197,7 @@ def test_compiled_pretraining_matches_eager_and_saves_the_plain_weights(tmp_path
 def test_bench_on_cpu_writes_the_speed_fields(tmp_path, jpeg_folder, capsys):
     out = tmp_path / "bench.json"
     argv = ["bench", "--model", "vit_micro", "--img-size", "32", "--patch-size", "4", "--batch-size", "4"]
-    argv += ["--steps", "2", "--warmup", "1", "--device", "cpu", "--out", str(out)]
+    argv += ["--steps", "2", "--warmup", "1", "--methods", "mae,nor_mae", "--device", "cpu", "--out", str(out)]
     argv += ["--data", str(jpeg_folder), "--loader-images", "8", "--loader-workers", "0"]
     assert cli(argv) == 0
     printed = capsys.readouterr()
