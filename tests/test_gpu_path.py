@@ -490,7 +490,7 @@ def test_bench_on_cuda_reports_mfu_and_peak_memory():
     name = torch.cuda.get_device_name(0)
     if peak_flops(name, "bf16") is None:
         pytest.skip(f"{name} has no peak in normae.analysis.flops.PEAK_FLOPS")
-    result = run_bench("vit_tiny", 224, 16, batch_size=64, steps=3, warmup=1)
+    result = run_bench(BenchSpec(model="vit_tiny", batch_size=64, steps=3, warmup=1, methods="mae,nor_mae"))
     assert result["precision"] == "bf16" and result["timing"] == "cuda_events" and result["mfu_note"] is None
     for method in ("mae", "nor_mae"):
         assert 0 < result[method]["mfu"] < 1 and result[method]["peak_memory_mib"] > 0
