@@ -78,7 +78,7 @@ rehearse: $(BIN)/normae
 	    --config scale=paper rehearsal=true "data=$$(cat data.flow)" --report report.html)
 
 bench: $(BIN)/normae
-	$(BIN)/normae bench --model vit_tiny --img-size 224 --patch-size 16 --batch-size 16
+	$(BIN)/normae bench --model vit_tiny --img-size 224 --patch-size 16 --batch-size 16 --steps 10 --warmup 2 --methods mae,nor_mae
 
 clean:
 	rm -rf results figures report.html site $(REHEARSAL)

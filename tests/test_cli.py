@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from normae.cli import build_parser
-from normae.spec import PretrainSpec
+from normae.spec import PAPER_LAMBDA, BenchSpec, PretrainSpec
 from normae.training.checkpoint import load_checkpoint
 
 from helpers import small_spec
@@ -27,6 +27,32 @@ def test_help_explains_every_option():
     for field in PretrainSpec.__dataclass_fields__:
         assert "--" + field.replace("_", "-") in text, field
     assert "--resume" in text and "summary.json" in text
+
+
+def test_bench_without_options_measures_what_bench_spec_says():
+    from normae.cli.bench import bench_spec
+
+    assert bench_spec(build_parser().parse_args(["bench"])) == BenchSpec()
+    help_text = build_parser()._subparsers._group_actions[0].choices["bench"].format_help()
+    assert f"(default: {BenchSpec().batch_size})" in help_text and f"(default: {BenchSpec().steps})" in help_text
+
+
+def test_bench_options_reach_its_spec_and_data_alone_times_torchvision(tmp_path):
+    from normae.cli.bench import bench_spec
+
+    argv = ["bench", "--batch-size", "4", "--methods", "mae,nor_mae", "--compile", "--data", str(tmp_path)]
+    spec = bench_spec(build_parser().parse_args(argv))
+    assert (spec.batch_size, spec.methods, spec.compile) == (4, "mae,nor_mae", True)
+    assert (spec.loader, spec.data_root, spec.steps) == ("torchvision", str(tmp_path), BenchSpec().steps)
+
+
+def test_the_papers_lambda_is_every_default_lambda():
+    import inspect
+
+    from normae.core.model import MaskedAutoencoderViT
+
+    defaults = [PretrainSpec().lam, BenchSpec().lam, inspect.signature(MaskedAutoencoderViT).parameters["lam"].default]
+    assert defaults == [PAPER_LAMBDA] * 3 and PAPER_LAMBDA == 5e-5
 
 
 @pytest.mark.slow
@@ -202,6 +228,8 @@ def test_bench_prints_one_json_line_with_ratios(tmp_path):
             "2",
             "--warmup",
             "1",
+            "--methods",
+            "mae,nor_mae",
         ],
         tmp_path,
     )

@@ -197,7 +197,7 @@ def test_compiled_pretraining_matches_eager_and_saves_the_plain_weights(tmp_path
 def test_bench_on_cpu_writes_the_speed_fields(tmp_path, jpeg_folder, capsys):
     out = tmp_path / "bench.json"
     argv = ["bench", "--model", "vit_micro", "--img-size", "32", "--patch-size", "4", "--batch-size", "4"]
-    argv += ["--steps", "2", "--warmup", "1", "--device", "cpu", "--out", str(out)]
+    argv += ["--steps", "2", "--warmup", "1", "--methods", "mae,nor_mae", "--device", "cpu", "--out", str(out)]
     argv += ["--data", str(jpeg_folder), "--loader-images", "8", "--loader-workers", "0"]
     assert cli(argv) == 0
     printed = capsys.readouterr()
@@ -490,7 +490,7 @@ def test_bench_on_cuda_reports_mfu_and_peak_memory():
     name = torch.cuda.get_device_name(0)
     if peak_flops(name, "bf16") is None:
         pytest.skip(f"{name} has no peak in normae.analysis.flops.PEAK_FLOPS")
-    result = run_bench("vit_tiny", 224, 16, batch_size=64, steps=3, warmup=1)
+    result = run_bench(BenchSpec(model="vit_tiny", batch_size=64, steps=3, warmup=1, methods="mae,nor_mae"))
     assert result["precision"] == "bf16" and result["timing"] == "cuda_events" and result["mfu_note"] is None
     for method in ("mae", "nor_mae"):
         assert 0 < result[method]["mfu"] < 1 and result[method]["peak_memory_mib"] > 0

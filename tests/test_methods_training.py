@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from normae.errors import ConfigError
+from normae.spec import BenchSpec
 from normae.stages import pretrain as stages
 from normae.training.checkpoint import load_checkpoint
 from normae.training.signals import TrainingInterrupted
@@ -104,7 +105,11 @@ def test_bench_times_the_four_methods_interleaved_with_the_teacher_in_dmae_step(
     from normae.analysis.bench import run_bench
 
     methods = ("mae", "nor_mae", "sup_mae", "dmae")
-    result = run_bench("vit_micro", 16, 4, batch_size=4, steps=2, warmup=0, methods=methods, teacher_model="vit_mini")
+    spec = BenchSpec(
+        model="vit_micro", img_size=16, patch_size=4, batch_size=4, steps=2, warmup=0, teacher_model="vit_mini"
+    )
+    assert spec.methods == ",".join(methods)  # the four, BenchSpec's default
+    result = run_bench(spec)
     assert result["methods"] == list(methods) and result["teacher_model"] == "vit_mini"
     for method in methods:
         assert len(result[method]["step_times_s"]) == 2

@@ -7,7 +7,7 @@ from normae.errors import ConfigError
 from normae.experiments.config import CONFIG_DIR, load_scale, rehearsed
 from normae.experiments.data_map import folder_for, read_data_map, with_overrides
 from normae.experiments.plan import expand, load_experiments
-from normae.experiments.summary import pretrain_hours
+from normae.experiments.plan_report import pretrain_hours
 from normae.spec import METHODS, PretrainSpec
 
 

@@ -34,7 +34,7 @@ import torch
 
 from normae.analysis.flops import count_flops, mfu, peak_facts
 from normae.core.model import build_mae, build_mae_from_spec
-from normae.spec import DISTILLED_METHODS, SUPERVISED_METHODS, PretrainSpec
+from normae.spec import DISTILLED_METHODS, SUPERVISED_METHODS, BenchSpec, PretrainSpec
 from normae.training.optim import adamw
 from normae.training.runtime import autocast, resolve_amp
 
@@ -132,25 +132,13 @@ def _bench_model(method, model, img_size, patch_size, lam, cnp, amp, seed, teach
     return build_mae_from_spec(spec, img_size, num_classes=classes, teacher=teacher)
 
 
-def run_bench(
-    model: str = "vit_tiny",
-    img_size: int = 224,
-    patch_size: int = 16,
-    batch_size: int = 16,
-    steps: int = 10,
-    warmup: int = 2,
-    lam: float = 5e-5,
-    cnp: str = "paper",
-    amp: str = "auto",
-    device: str | None = None,
-    seed: int = 0,
-    images: torch.Tensor | None = None,
-    methods: tuple[str, ...] = ("mae", "nor_mae"),
-    teacher_model: str = "vit_base",
-    compile: bool = False,
-) -> dict:
-    """The interleaved measurement; ``images`` (batch_size, 3, img_size, img_size): what the steps see
-    (default: synthetic, standard normal). ``compile``: each method's model through ``torch.compile``."""
+def run_bench(spec: BenchSpec, device: str | None = None, images: torch.Tensor | None = None) -> dict:
+    """The interleaved measurement that ``spec`` describes (its settings and defaults are BenchSpec's);
+    ``images`` (batch_size, 3, img_size, img_size): what the steps see (default: synthetic, standard
+    normal). With ``spec.compile``, each method's model through ``torch.compile``."""
+    model, img_size, patch_size, batch_size = spec.model, spec.img_size, spec.patch_size, spec.batch_size
+    steps, warmup, lam, cnp, amp, seed = spec.steps, spec.warmup, spec.lam, spec.cnp, spec.amp, spec.seed
+    methods, teacher_model, compile = tuple(spec.methods.split(",")), spec.teacher_model, spec.compile
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     amp = resolve_amp(amp, device)
     labels = torch.randint(0, BENCH_CLASSES, (batch_size,), generator=torch.Generator().manual_seed(seed))

@@ -7,13 +7,11 @@ until needed, so a process that merely submits and waits stays light.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Literal, get_args
 
-from normae.cluster.resources import RESOURCE_DEFAULTS, num_tasks, resources_from
+from normae.cluster.resources import num_tasks, resources_from
 from normae.errors import ConfigError
 from normae.paths import RunFolder
 from normae.spec import load_spec
@@ -77,33 +75,3 @@ def launch(
         print(summary_line(summary, folder.path))
         return 0
     return run_as_job(Path(spec_path), folder, launcher, resources, threads)
-
-
-def resources_json(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise argparse.ArgumentTypeError(f"--slurm is not JSON: {error}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(
-            '--slurm must be a JSON object, e.g. \'{"partition": "gpu", "gpus_per_node": 8}\''
-        )
-    return value
-
-
-def add_launch_options(parser) -> None:
-    parser.add_argument("--spec", required=True, help="JSON spec file (its stage field says which stage runs)")
-    parser.add_argument("--out", required=True, help="run folder (resumed from its checkpoint if present)")
-    parser.add_argument(
-        "--launcher",
-        default="inprocess",
-        choices=LAUNCHERS,
-        help="where the run executes: here, a submitit job on this machine, or a SLURM job",
-    )
-    parser.add_argument(
-        "--slurm",
-        type=resources_json,
-        default=None,
-        metavar="JSON",
-        help="the job's resources (local/slurm) as a JSON object; keys: " + ", ".join(RESOURCE_DEFAULTS),
-    )

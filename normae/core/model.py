@@ -36,7 +36,7 @@ from normae.core.cnp import CNP_MODES, check_authors_code_grid, cnp_source_index
 from normae.core.losses import NOR_VARIANTS, nor_loss, reconstruction_loss
 from normae.errors import ConfigError
 from normae.model_sizes import MODEL_SIZES
-from normae.spec import DISTILLED_METHODS, METHODS, NOR_METHODS, SUPERVISED_METHODS
+from normae.spec import DISTILLED_METHODS, METHODS, NOR_METHODS, PAPER_LAMBDA, SUPERVISED_METHODS
 
 
 @dataclass
@@ -129,7 +129,7 @@ class MaskedAutoencoderViT(TeacherHolder):
         norm_pix_loss=True,
         mask_ratio=0.75,
         method="mae",
-        lam=5e-5,
+        lam=PAPER_LAMBDA,
         nor_variant="offdiag",
         cnp="paper",
         cnp_wrap=True,

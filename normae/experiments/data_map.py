@@ -1,4 +1,5 @@
-"""Where each data set lies on disk: config/config.yaml's ``data:`` map, overridden per command.
+"""Where each data set lies on disk: config/config.yaml's ``data:`` map, overridden per command; and
+which sets a plan reads (``needed_datasets``).
 
 One map for the whole workflow, so ImageNet and the eight torchvision sets each have their own
 folder. Snakemake merges it from config.yaml, a profile's config file and ``--config
@@ -70,3 +71,11 @@ def unset_message(dataset: str) -> str:
         f"set data.{key} in config/config.yaml (or a profile's config file), or pass "
         f"--config data='{{{key}: /path}}' to snakemake / --data {key}=/path to normae"
     )
+
+
+def needed_datasets(plan) -> list[str]:
+    """Every data set a run of the plan or a measurement reads, in a stable order."""
+    names = [spec.dataset for spec in [*plan.pretrain.values(), *plan.evaluations.values()]]
+    names += [spec.dataset for spec in plan.measurements.values() if spec.dataset]
+    names += [source for source in plan.scale.analysis.get("cnp_similarity", {})]
+    return list(dict.fromkeys(names))

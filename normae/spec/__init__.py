@@ -30,7 +30,7 @@ from normae.spec.base import (
 )
 from normae.spec.bench import BenchSpec
 from normae.spec.evaluation import DownstreamSpec, FinetuneSpec, InitSource, KnnSpec, LinprobeSpec, SegmentSpec
-from normae.spec.pretrain import PretrainSpec
+from normae.spec.pretrain import PAPER_LAMBDA, PretrainSpec
 from normae.spec.vocabulary import (
     AMP_MODES,
     BASE_OF_NOR,
@@ -65,6 +65,7 @@ __all__ = [
     "METHODS",
     "NOR_METHODS",
     "NOR_VARIANTS",
+    "PAPER_LAMBDA",
     "SPEC_CLASSES",
     "STAGES",
     "SUPERVISED_METHODS",

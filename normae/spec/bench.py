@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from normae.data.registry import PRETRAIN_DATASETS, short_name
 from normae.spec.base import SpecBase, option
 from normae.spec.checks import at_least
+from normae.spec.pretrain import PAPER_LAMBDA
 from normae.spec.vocabulary import CNP_MODES, METHODS, Amp, CnpMode, Loader
 
 
@@ -16,26 +17,32 @@ class BenchSpec(SpecBase):
     one process (normae.analysis.bench), on whatever device the job gets (a GPU job at the paper scale)."""
 
     stage = "bench"
+    # The help texts are what `normae bench --help` shows: its options are these fields (normae.cli.bench).
     model: str = option("vit_tiny", "model size")
-    img_size: int = option(224, "input size in pixels")
+    img_size: int = option(224, "image size in pixels")
     patch_size: int = option(16, "patch size in pixels")
-    batch_size: int = option(256, "images per step")
-    steps: int = option(50, "timed steps per method")
-    warmup: int = option(10, "untimed steps per method first")
-    lam: float = option(5e-5, "lambda of the NoR-MAE model")
-    cnp: CnpMode = option("paper", "closest-neighbour source of the NoR-MAE model")
-    methods: str = option("mae,nor_mae,sup_mae,dmae", "the methods timed, interleaved (comma-separated)")
-    teacher_model: str = option("vit_base", "DMAE's teacher size (random weights: its forward's cost is what counts)")
-    amp: Amp = option("auto", "mixed precision: auto (bf16 on CUDA, none on CPU), bf16, fp16, none")
+    batch_size: int = option(256, "images per step (and per loader batch)")
+    steps: int = option(50, "measured steps per method")
+    warmup: int = option(10, "unmeasured steps per method first")
+    lam: float = option(PAPER_LAMBDA, "NoR lambda")
+    cnp: CnpMode = option("paper", "CNP mode")
+    methods: str = option("mae,nor_mae,sup_mae,dmae", "comma-separated, interleaved (e.g. mae,nor_mae)")
+    teacher_model: str = option("vit_base", "DMAE's teacher size (random weights: cost only)")
+    amp: Amp = option("auto", "mixed precision (auto: bf16 on CUDA)")
     dataset: str | None = option(
         None, "read the images through this pre-training set's loader (None: synthetic images, said so in the result)"
     )
     data_root: str | None = option(None, "the data set's folder")
     num_workers: int = option(2, "data-loading worker processes (with a dataset)")
     seed: int = option(0, "random seed (weights, images, masks)")
-    compile: bool = option(False, "torch.compile each method's model (its compilation is not timed)")
+    compile: bool = option(
+        False,
+        "torch.compile each method's model (one untimed step compiles it); the JSON says compile: true",
+    )
     loader: Loader | None = option(
-        None, "also time this loader alone on data_root's images (images/s): torchvision or dali (None: no loader)"
+        None,
+        "time this pre-training loader on --data (a spec's data_root): torchvision (PIL, DataLoader workers; the "
+        "default with --data) or dali (nvJPEG on the GPU; pip install nvidia-dali-cuda120)",
     )
 
     # What the bench measures is time: compiling changes it, so for the bench ``compile`` is part of the

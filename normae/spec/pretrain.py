@@ -29,6 +29,9 @@ from normae.spec.vocabulary import (
     NorVariant,
 )
 
+# The paper's lambda, the weight of the NoR loss (Sec. 4): the default of every spec and model that has one.
+PAPER_LAMBDA = 5e-5
+
 # The pre-training sets read from image files (ImageNet folders): the ones the dali loader can read.
 DALI_DATASETS = ("imagenet1k", "imagenet100")
 
@@ -56,7 +59,7 @@ class PretrainSpec(SpecBase):
         2, "patch size in pixels; must divide the image size (2 at 28 px = 16 at 224 px: 14x14 tokens)"
     )
     method: Method = option("nor_mae", "mae or nor_mae")
-    lam: float = option(5e-5, "lambda, weight of the NoR loss (nor_mae only)")
+    lam: float = option(PAPER_LAMBDA, "lambda, weight of the NoR loss (nor_mae only)")
     nor_variant: NorVariant = option("offdiag", "NoR relation penalty: offdiag (paper), diag, or token")
     cnp: CnpMode = option(
         "paper",

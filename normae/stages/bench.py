@@ -39,23 +39,7 @@ def measure(spec: BenchSpec, device: str | None, batch=None, models: bool = True
     (``loader_options``: measure_loader's images, warm-up batches, workers)."""
     result = {}
     if models:
-        result = run_bench(
-            model=spec.model,
-            img_size=spec.img_size,
-            patch_size=spec.patch_size,
-            batch_size=spec.batch_size,
-            steps=spec.steps,
-            warmup=spec.warmup,
-            lam=spec.lam,
-            cnp=spec.cnp,
-            amp=spec.amp,
-            device=device,
-            seed=spec.seed,
-            images=batch,
-            methods=tuple(spec.methods.split(",")),
-            teacher_model=spec.teacher_model,
-            compile=spec.compile,
-        )
+        result = run_bench(spec, device, images=batch)
     if spec.loader is not None:
         options = {"workers": spec.num_workers, **loader_options}
         result["loader_throughput"] = measure_loader(

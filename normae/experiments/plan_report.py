@@ -1,25 +1,15 @@
-"""``normae plan``: what a plan needs, per table (runs, shared runs, rows not run and why), and its
-device-hour estimate; the plan's command-line options (torch-free)."""
+"""The plan's report, what ``normae plan`` prints: per table the runs it needs, the runs it shares and
+the rows not run and why (``plan_text``), or every run as one JSON document (``plan_document``), and the
+device-hour estimate from the scale's throughputs (``pretrain_hours``, ``eval_hours``). Torch-free."""
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 from normae.data.registry import DATASETS
 from normae.errors import ConfigError
-from normae.experiments.config import (
-    CONFIG_DIR,
-    PAPER_IMG_SIZE,
-    Scale,
-    load_experiments,
-    load_scale,
-    read_reported,
-    rehearsed,
-)
-from normae.experiments.data_map import read_data_map, with_overrides
-from normae.experiments.plan import Plan, expand
+from normae.experiments.config import PAPER_IMG_SIZE, Scale
+from normae.experiments.plan import Plan
 from normae.model_sizes import image_flops
 from normae.spec import PretrainSpec
 
@@ -69,7 +59,8 @@ def eval_hours(spec, scale: Scale) -> float:
     return _hours(getattr(spec, "epochs", 1) * images, rate) * factor
 
 
-def summarize(plan: Plan) -> str:
+def plan_text(plan: Plan) -> str:
+    """The plan in words: per table its runs, shared runs, rows not run and why, and its estimate."""
     scale = plan.scale
     users: dict[str, set[str]] = {}
     for table in plan.tables.values():
@@ -112,59 +103,6 @@ def summarize(plan: Plan) -> str:
 
 def _describe(terms: dict) -> str:
     return " ".join(f"{k}={v}" for k, v in terms.items())
-
-
-def add_plan_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scale", default="tiny", help="config/scales/<NAME>.yaml (default: tiny)")
-    parser.add_argument(
-        "--seeds", type=int, nargs="+", help="seeds, a run pair each (default: the scale's seeds, else 0)"
-    )
-    parser.add_argument(
-        "--config-dir",
-        default=str(CONFIG_DIR),
-        help="folder holding experiments.yaml, reported.csv and scales/ (default: the repository's)",
-    )
-    parser.add_argument(
-        "--rehearsal",
-        action="store_true",
-        help="the plan cut to a step per run on generated data (config/rehearsal.yaml; `make rehearse`)",
-    )
-    parser.add_argument(
-        "--data",
-        action="append",
-        metavar="NAME=FOLDER",
-        help="where a data set lies, over config.yaml's data map (e.g. imagenet1k=/datasets/imagenet); repeat",
-    )
-
-
-def plan_from_args(args: argparse.Namespace) -> Plan:
-    config_dir = Path(args.config_dir)
-    scale = load_scale(args.scale, config_dir)
-    return expand(
-        load_experiments(config_dir / "experiments.yaml"),
-        rehearsed(scale, config_dir) if getattr(args, "rehearsal", False) else scale,
-        read_reported(config_dir / "reported.csv"),
-        seeds=args.seeds,
-        data=with_overrides(read_data_map(config_dir), getattr(args, "data", None)),
-    )
-
-
-def add_plan_output_options(parser: argparse.ArgumentParser) -> None:
-    """`normae plan`'s own options: which tables, and the run ids or a JSON document instead of the summary."""
-    parser.add_argument(
-        "--table",
-        action="append",
-        dest="tables",
-        metavar="TABLE",
-        help="only this table (its name, T5, or its file, table5); repeat for several",
-    )
-    output = parser.add_mutually_exclusive_group()
-    output.add_argument("--ids", action="store_true", help="print the run ids the tables need, one per line")
-    output.add_argument(
-        "--json",
-        action="store_true",
-        help="print one JSON document: every run's id, stage, full spec and the paper rows it serves",
-    )
 
 
 def select_tables(plan: Plan, names: list[str] | None) -> Plan:
@@ -235,15 +173,3 @@ def _learning_rate(spec) -> dict | None:
         "lr": spec.blr * per_process / 256,
         "from": f"blr {spec.blr:g} x {per_process} / 256 per process: multiply by the number of processes",
     }
-
-
-def print_plan(args: argparse.Namespace) -> int:
-    """`normae plan --scale NAME`: what each table needs at that scale (or its run ids, or the plan as JSON)."""
-    plan = select_tables(plan_from_args(args), getattr(args, "tables", None))
-    if getattr(args, "ids", False):
-        print("\n".join([*plan.pretrain, *plan.evaluations, *plan.measurements]))
-    elif getattr(args, "json", False):
-        print(json.dumps(plan_document(plan), indent=1))
-    else:
-        print(summarize(plan))
-    return 0

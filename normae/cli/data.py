@@ -1,6 +1,7 @@
-"""``normae check-data`` and ``normae rehearsal-data``: the data a plan needs, checked before any job is
-queued, and a generated copy of it in the real on-disk formats for the dress rehearsal. Torch-free:
-they run on a login node (and in the workflow's onstart, before the first job is submitted)."""
+"""``normae check-data``, ``normae rehearsal-data`` and ``normae fetch-data``: the data a plan needs, checked
+before any job is queued, a generated copy of it in the real on-disk formats for the dress rehearsal, and
+Fashion-MNIST fetched. They run on a login node (and in the workflow's onstart, before the first job is
+submitted); the checks and the writers are in ``normae.data``."""
 
 from __future__ import annotations
 
@@ -10,16 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from normae.experiments.data_map import folder_for
-from normae.experiments.summary import add_plan_options, plan_from_args
-
-
-def needed_datasets(plan) -> list[str]:
-    """Every data set a run of the plan or a measurement reads, in a stable order."""
-    names = [spec.dataset for spec in [*plan.pretrain.values(), *plan.evaluations.values()]]
-    names += [spec.dataset for spec in plan.measurements.values() if spec.dataset]
-    names += [source for source in plan.scale.analysis.get("cnp_similarity", {})]
-    return list(dict.fromkeys(names))
+from normae.cli.plan import add_plan_options, plan_from_args
+from normae.experiments.data_map import folder_for, needed_datasets
 
 
 def cmd_check_data(args: argparse.Namespace) -> int:
@@ -59,8 +52,7 @@ def cmd_rehearsal_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_data_commands(command) -> None:
-    """Register check-data and rehearsal-data with the CLI's ``command(name, summary, description)``."""
+def add_check_data(command) -> None:
     check = command(
         "check-data",
         "check every data set a scale's plan reads, before any job is queued",
@@ -73,6 +65,8 @@ def add_data_commands(command) -> None:
     check.add_argument("--seed", type=int, default=0, help="seed of the sample")
     check.set_defaults(func=cmd_check_data)
 
+
+def add_rehearsal_data(command) -> None:
     rehearsal = command(
         "rehearsal-data",
         "write generated copies of ImageNet and the eight downstream sets in their real on-disk formats",
@@ -85,3 +79,26 @@ def add_data_commands(command) -> None:
     rehearsal.add_argument("--seed", type=int, default=0, help="seed of the drawings")
     rehearsal.add_argument("--config-out", help="also write the data map here, as a YAML config file")
     rehearsal.set_defaults(func=cmd_rehearsal_data)
+
+
+def add_fetch_data(command) -> None:
+    fetch = command(
+        "fetch-data",
+        "fetch Fashion-MNIST into the data cache",
+        "From Debian's dataset-fashion-mnist package (apt-get download, no root needed), or a copy of it "
+        "installed on this machine; --download allows torchvision's own download instead.",
+    )
+    fetch.add_argument("dataset", choices=("fashion-mnist",))
+    fetch.add_argument("--dest", default="data/fashion-mnist", help="folder to fill")
+    fetch.add_argument(
+        "--download", action="store_true", help="allow torchvision to download it when apt cannot provide it"
+    )
+    fetch.set_defaults(func=cmd_fetch_data)
+
+
+def cmd_fetch_data(args) -> int:
+    from normae.data.fetch import fetch_fashion_mnist
+
+    folder = fetch_fashion_mnist(args.dest, allow_download=args.download)
+    print(f"[normae] Fashion-MNIST is in {folder}")
+    return 0
