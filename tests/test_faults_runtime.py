@@ -483,6 +483,25 @@ def test_metrics_cut_on_resume_is_atomic(tmp_path, straight):
     assert_same_run(straight, tmp_path / "run")
 
 
+@pytest.mark.slow
+def test_a_metrics_line_cut_inside_what_the_checkpoint_counts_is_dropped_on_resume(tmp_path):
+    """n96: metrics.jsonl cut inside line 5 after epoch 1's checkpoint (which counts 9 lines): the resume keeps
+    the 4 whole records, says so, and the next record starts on a line of its own; the NoR-MAE run finishes."""
+    spec = tiny_run_spec(tmp_path)
+    crashed = normae(pretrain_args(spec, "run"), tmp_path, fault=["kill-at-step", "12"])  # epoch 2, step 4
+    assert crashed.returncode == 137, crashed.stderr
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    lines = metrics.read_text().splitlines(keepends=True)
+    metrics.write_text("".join(lines[:4]) + lines[4][: len(lines[4]) // 2])
+    resumed = normae(pretrain_args(spec, "run", "--resume"), tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "5 of the 9 records the checkpoint counts are cut short" in resumed.stderr, resumed.stderr
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]  # every line whole
+    assert records[:4] == [json.loads(line) for line in lines[:4]]
+    assert records[-1]["kind"] == "epoch" and records[-1]["epoch"] == 2
+    assert (tmp_path / "run" / "summary.json").exists()
+
+
 @pytest.mark.parametrize(
     "bad, says",
     [

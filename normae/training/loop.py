@@ -53,6 +53,16 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:  # the plain module in to
     return unwrap(model._orig_mod) if hasattr(model, "_orig_mod") else getattr(model, "module", model)
 
 
+def whole_record(line: str) -> bool:
+    """Whether ``line`` is one whole metrics record: a JSON object ended by its newline."""
+    if not line.endswith("\n"):
+        return False
+    try:
+        return isinstance(json.loads(line), dict)
+    except json.JSONDecodeError:
+        return False
+
+
 class Trainer:
     """Runs ``step_fn(model, batch) -> (loss, {name: scalar})`` over ``dataset`` for ``cfg.epochs``.
 
@@ -184,13 +194,27 @@ class Trainer:
         except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
             raise does_not_fit(self.checkpoint_path, error) from None
         if self.rank == 0:  # cut the lines logged after the checkpoint, atomically (a kill leaves the old file)
-            lines = self.metrics_path.read_text().splitlines(keepends=True) if self.metrics_path.exists() else []
-            with self.disk_full_is_an_error(self.metrics_path):
-                atomic_write_text(self.metrics_path, "".join(lines[: self.state.metrics_lines]))
+            self.cut_metrics_to_checkpoint()
         if self.state.epoch < self.cfg.epochs:
             self.log(f"resumed from {self.checkpoint_path} at {self.where()}")
         else:
             self.log(f"resumed from {self.checkpoint_path} after all {self.cfg.epochs} epochs")
+
+    def cut_metrics_to_checkpoint(self) -> None:
+        """metrics.jsonl back to the records the checkpoint counts, each whole: a line cut short or not JSON
+        (a file damaged after the checkpoint was written) ends the kept records there, and the count follows,
+        so the next record starts on a line of its own."""
+        lines = self.metrics_path.read_text().splitlines(keepends=True) if self.metrics_path.exists() else []
+        counted = lines[: self.state.metrics_lines]
+        kept = next((i for i, line in enumerate(counted) if not whole_record(line)), len(counted))
+        if kept < self.state.metrics_lines:
+            self.log(
+                f"{self.metrics_path}: {self.state.metrics_lines - kept} of the {self.state.metrics_lines} records "
+                f"the checkpoint counts are cut short, corrupt or missing; kept the {kept} whole ones before them"
+            )
+            self.state.metrics_lines = kept
+        with self.disk_full_is_an_error(self.metrics_path):
+            atomic_write_text(self.metrics_path, "".join(counted[:kept]))
 
     def write_metrics(self, record: dict) -> None:
         if self.rank == 0:
