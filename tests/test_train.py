@@ -153,6 +153,17 @@ def test_finished_run_is_not_rerun_and_other_spec_is_refused(tmp_path, monkeypat
         (tmp_path / "run" / "summary.json").unlink(missing_ok=True)
 
 
+def test_a_summary_rewritten_by_a_resume_after_the_last_epoch_keeps_the_speed(tmp_path, monkeypatch):
+    """w08b: the resume trains no step, so the speed comes from the step times the checkpoint kept."""
+    spec = small_spec(epochs=1, warmup_epochs=0)
+    first = stages.run_pretrain(spec, tmp_path / "run")
+    (tmp_path / "run" / "summary.json").unlink()
+    monkeypatch.setattr(stages, "pretrain_step", lambda *a: pytest.fail("a finished run must not train again"))
+    again = stages.run_pretrain(spec, tmp_path / "run", resume=True)
+    assert again["step_time_median_s"] == first["step_time_median_s"] > 0
+    assert again["images_per_second"] == first["images_per_second"] > 0
+
+
 def test_too_little_data_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="lower the batch size"):
         stages.run_pretrain(small_spec(train_samples=4), tmp_path / "run")

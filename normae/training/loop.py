@@ -120,7 +120,6 @@ class Trainer:
                 "lower the batch size or use more data"
             )
         self.state = LoopState()
-        self.step_times: list[float] = []
         self.pending_signals: set[int] = set()  # received by this process since its last checkpoint
         self.batches: Generator | None = None  # the epoch's batches, while its DataLoader (and workers) run
 
@@ -360,7 +359,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             state.optimizer_steps += 1
             elapsed = time.perf_counter() - step_start
-            self.step_times.append(elapsed)
+            state.add_step_time(elapsed)
             state.train_seconds += elapsed
             step_start = time.perf_counter()
             if state.optimizer_steps % cfg.log_every == 0 or not self.step_line_metrics.isdisjoint(record):
@@ -399,6 +398,4 @@ class Trainer:
 
     def summary(self) -> dict:
         """The run so far, from memory (see ``LoopState.summary``)."""
-        return self.state.summary(
-            self.cfg.batch_size * self.cfg.accum_iter * self.world_size, self.world_size, self.step_times
-        )
+        return self.state.summary(self.cfg.batch_size * self.cfg.accum_iter * self.world_size, self.world_size)

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 RECORD_FIELDS = ("epoch", "step", "lr")
 
 
+STEP_TIMES_KEPT = 1000  # enough for a stable median; a checkpoint stays small
+
+
 @dataclass
 class LoopState:
     """Counters count from 0: ``epoch`` is the number of epochs finished (the index of the one in progress).
@@ -32,6 +35,9 @@ class LoopState:
     epoch_counts: dict[str, int] = field(default_factory=dict)  # per metric, where not every batch has it
     train_seconds: float = 0.0
     history: list[dict] = field(default_factory=list)
+    # the last STEP_TIMES_KEPT optimiser steps' seconds: in the checkpoint, so the summary a resume after the
+    # last epoch rewrites still has its speed
+    step_times: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """Plain values only (a checkpoint is loaded with ``weights_only``)."""
@@ -42,7 +48,7 @@ class LoopState:
     @classmethod
     def from_dict(cls, data: dict) -> LoopState:
         names = {f.name for f in dataclasses.fields(cls)}
-        data = {"epoch_counts": {}, **data}  # checkpoints from before per-metric counts
+        data = {"epoch_counts": {}, "step_times": [], **data}  # checkpoints from before these were kept
         missing, unknown = sorted(names - set(data)), sorted(set(data) - names)
         if missing or unknown:
             raise ValueError(f"not a loop state: missing {missing}, unknown {unknown}")
@@ -52,6 +58,7 @@ class LoopState:
                 "epoch_sums": dict(data["epoch_sums"]),
                 "epoch_counts": dict(data["epoch_counts"]),
                 "history": [dict(r) for r in data["history"]],
+                "step_times": list(data["step_times"]),
             }
         )
 
@@ -79,9 +86,13 @@ class LoopState:
             return {}
         return {k: v for k, v in self.history[-1].items() if k not in RECORD_FIELDS}
 
-    def summary(self, effective_batch: int, world_size: int, step_times: list[float]) -> dict:
-        """The run so far: final epoch means, counts, speed (this session's median step), every epoch's record."""
-        median = statistics.median(step_times) if step_times else None
+    def add_step_time(self, seconds: float) -> None:
+        self.step_times.append(seconds)
+        del self.step_times[:-STEP_TIMES_KEPT]
+
+    def summary(self, effective_batch: int, world_size: int) -> dict:
+        """The run so far: final epoch means, counts, speed (the median of the last steps), every epoch's record."""
+        median = statistics.median(self.step_times) if self.step_times else None
         return {
             "final": self.final_means(),
             "epochs": self.epoch,
