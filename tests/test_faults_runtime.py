@@ -36,6 +36,7 @@ NORMAE = [sys.executable, "-m", "normae.cli"]
 #   full-checkpoint N   every checkpoint write after the N-th finds the disk full (after writing part of it)
 #   full-metrics N      every metrics.jsonl append after the N-th finds the disk full (after half a line)
 #   full-fsync N        every atomic write after the N-th finds the disk full
+#   full-events N       every TensorBoard event record written after the N-th finds the disk full (writer thread)
 DRIVER = """
 import errno, os, pathlib, sys
 import torch
@@ -93,6 +94,15 @@ elif fault == "full-metrics":
                 return Full(handle)
         return handle
     pathlib.Path.open = open_
+elif fault == "full-events":
+    from tensorboard.summary.writer import record_writer
+    real_write = record_writer.RecordWriter.write
+    def write(self, data):
+        calls["n"] += 1
+        if calls["n"] > int(count):
+            disk_full()
+        return real_write(self, data)
+    record_writer.RecordWriter.write = write
 elif fault == "full-fsync":
     real_fsync = os.fsync
     def fsync(fd):
@@ -424,6 +434,14 @@ def test_a_real_full_disk_during_a_checkpoint_is_one_line_and_resumes_exactly(tm
     resumed = normae(pretrain_args(spec, "run", "--resume"), tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert_same_run(straight, tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_a_full_disk_under_tensorboard_is_one_line_naming_its_files(tmp_path):
+    """n05: the event writer's thread failed with a traceback, then the run ended naming no file."""
+    pytest.importorskip("tensorboard")
+    result = normae(pretrain_args(tiny_run_spec(tmp_path), "run"), tmp_path, fault=["full-events", "20"])
+    assert_one_line_error(result, "pretrain", "the disk is full", "run/events/events.out.tfevents.*")
 
 
 def test_a_full_disk_outside_training_is_one_line(tmp_path, tiny_plan):

@@ -8,10 +8,30 @@ so TensorBoard drops what the stopped session logged after it, as metrics.jsonl 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 NOT_SCALARS = ("kind", "epoch", "step")
+EVENT_FILES = "events.out.tfevents.*"  # what SummaryWriter names its files
+
+
+def quiet_writer_threads() -> None:
+    """Print no traceback for a failed TensorBoard writer thread: tensorboard raises its error again in the
+    training thread at the next write (its ``_check_worker_status``), where it becomes the one-line error."""
+    from tensorboard.summary.writer import event_file_writer
+
+    worker = getattr(event_file_writer, "_AsyncWriterThread", None)  # private: where it is gone, change nothing
+    previous = threading.excepthook
+    if worker is None or getattr(previous, "quiet_for", None) is worker:
+        return
+
+    def hook(args) -> None:
+        if not isinstance(args.thread, worker):
+            previous(args)
+
+    hook.quiet_for = worker  # type: ignore[attr-defined]
+    threading.excepthook = hook
 
 
 class EventLog:
@@ -31,6 +51,12 @@ class EventLog:
             self.log("tensorboard is not installed: no TensorBoard event files (pip install tensorboard)")
             return
         self.writer = SummaryWriter(str(self.folder), purge_step=steps_done + 1, flush_secs=30)
+        quiet_writer_threads()
+
+    @property
+    def files(self) -> Path:
+        """The event files, as a pattern (for messages)."""
+        return self.folder / EVENT_FILES
 
     def write(self, record: dict) -> None:
         if self.writer is None:
@@ -43,6 +69,7 @@ class EventLog:
             self.writer.flush()  # the epoch's checkpoint follows: what it covers is on disk
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+        """Flush and close; the writer is gone even where the last flush fails (a full disk), which is raised."""
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            writer.close()

@@ -219,7 +219,8 @@ class Trainer:
         if self.rank == 0:
             with self.disk_full_is_an_error(self.metrics_path), self.metrics_path.open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
-            self.events.write(record)
+            with self.disk_full_is_an_error(self.events.files):
+                self.events.write(record)
         self.state.metrics_lines += 1
 
     def log(self, message: str) -> None:
@@ -296,7 +297,8 @@ class Trainer:
                 while self.state.epoch < self.cfg.epochs:
                     self.run_epoch()
             finally:  # the workers end now (they ignore SIGTERM: not to be left to the interpreter's exit)
-                self.events.close()
+                with self.disk_full_is_an_error(self.events.files):
+                    self.events.close()
                 if self.batches is not None:
                     self.batches.close()
         return self.summary()
