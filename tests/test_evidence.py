@@ -215,3 +215,21 @@ def test_plan_of_one_table_with_its_wall_time_on_n_gpus(capsys, tiny_plan):
     assert "--gpus 0" in capsys.readouterr().err
     assert main(["plan", "--scale", "paper", "--gpus", "8", "--ids"]) == 2
     assert "drop --ids" in capsys.readouterr().err
+
+
+def test_the_decisive_experiment_gets_a_paired_verdict_per_protocol(tmp_path, paper_plan):
+    """Fine-tuning shows the paper's gain on every seed, k-NN none: each protocol is paired with its own MAE row."""
+    table = paper_plan.tables["evidence"]
+    top1 = {}
+    for row in table.rows:
+        for run_id in row.eval_ids:
+            seed = paper_plan.evaluations[run_id].seed
+            gain = 7.0 + 0.2 * seed if (row.terms["method"], row.terms["eval"]) == ("nor_mae", "finetune") else 0.0
+            top1[run_id] = {NO_PRETRAINING: 5.0}.get(row.terms["method"], 70.0) + seed + gain + 0.1 * (seed == 1)
+    fake_runs(tmp_path, paper_plan, table.eval_ids(), top1.get)
+    frame = table_frame(table, paper_plan, tmp_path)
+    nor = frame[(frame["method"] == "nor_mae") & (frame["cnp"] == "paper") & (frame["lam"] == 5e-5)]
+    verdicts = dict(zip(nor["eval"], nor["verdict"]))
+    assert verdicts == {"finetune": "NoR-MAE ahead", "linprobe": "within noise", "knn": "within noise"}
+    assert nor.set_index("eval").loc["finetune", "gain_ours"] == pytest.approx(7.2)
+    assert list(frame[frame["method"] == "mae"]["over_init"]) == pytest.approx([65.0] * 3)  # per protocol

@@ -271,16 +271,19 @@ def evidence_axes(table_csv: str | Path):
     nor = table[(table["method"] == "nor_mae") & (_numbers(table, "lam") > 0)]
     protocols = list(nor["eval"].dropna().unique()) if "eval" in nor and nor["eval"].notna().any() else [None]
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(protocols), figsize=(11 * len(protocols), 5.2), squeeze=False)
+    width = 11 if len(protocols) == 1 else 6 * len(protocols) + 4  # room for the legend, right of the last panel
+    fig, axes = plt.subplots(1, len(protocols), figsize=(width, 5.2), squeeze=False)
     metric = table["metric"].dropna().iloc[0] if "metric" in table and table["metric"].notna().any() else "value"
+    legend: dict = {}  # label -> handle, over every panel (the sweep's series may be in one panel only)
     for ax, protocol in zip(axes[0], protocols):
         rows = nor if protocol is None else nor[nor["eval"] == protocol]
         handles, labels = _evidence_panel(ax, plt, rows)
+        legend.update(zip(labels, handles))
         ax.set_ylabel(f"NoR-MAE minus MAE, {metric}")
         if protocol is not None and len(protocols) > 1:
             ax.set_title(f"scored by {protocol}", fontsize=10)
-        if handles:
-            ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.1, 1.0))
+    if legend:
+        axes[0][-1].legend(legend.values(), legend.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.1, 1.0))
     seeds = _seeds_text(table)
     fig.suptitle(
         f"{table['table'].iloc[0]}: NoR-MAE minus MAE, paired over seeds (bars: 95 % interval; one seed: ± SE)"
