@@ -1,6 +1,8 @@
 """The evidence table: the cpu scale's plan (seeds per grid, the random-init floor, lambda rescaled with the
 paper's ratios kept) and its statistics (pairs over the seeds both rows ran, the gain over random init)."""
 
+import re
+
 import pandas as pd
 import pytest
 from scipy import stats
@@ -104,3 +106,130 @@ def test_pairs_use_the_seeds_both_rows_ran_and_the_floor_is_random_init(tmp_path
     assert mae["over_init"] == pytest.approx(sum(over) / 5)
     assert (mae["over_init_low"], mae["over_init_high"]) == pytest.approx((interval.low, interval.high))
     assert pd.isna(floor["over_init"]) and pd.isna(floor["gain_ours"])
+
+
+# ---------------------------------------------------------------- the decisive experiment (the paper scale)
+
+DECISIVE = {
+    (NO_PRETRAINING, None),
+    ("mae", None),
+    ("nor_mae", "paper"),
+    ("nor_mae", "authors_code"),
+    ("nor_mae", "random"),
+}
+
+
+@pytest.fixture(scope="module")
+def paper_plan():
+    return normae_plan.expand(normae_plan.load_experiments(), normae_plan.load_scale("paper"))
+
+
+def test_the_paper_scales_evidence_table_is_the_decisive_experiment(paper_plan):
+    """4 methods and the random-init floor x 3 protocols x 3 seeds at the paper's geometry and batches."""
+    table, scale = paper_plan.tables["evidence"], paper_plan.scale
+    decisive = [row for row in table.rows if row.terms.get("lam", 5e-5) == 5e-5]
+    assert {(row.terms["method"], row.terms.get("cnp"), row.terms["eval"]) for row in decisive} == {
+        (*kind, protocol) for kind in DECISIVE for protocol in ("finetune", "linprobe", "knn")
+    }
+    assert len(decisive) == 15 and {row.status for row in table.rows} == {"run"} and table.seeds == [0, 1, 2]
+    for row in decisive:
+        evaluations = [paper_plan.evaluations[run_id] for run_id in row.eval_ids]
+        assert [spec.seed for spec in evaluations] == [0, 1, 2]
+        assert {(spec.dataset, spec.model, spec.patch_size) for spec in evaluations} == {
+            ("imagenet100", "vit_tiny", 16)
+        }
+        if row.terms["eval"] == "finetune":  # the paper's protocol: MAE's recipe, the paper scale's finetune block
+            assert {(spec.epochs, spec.global_batch) for spec in evaluations} == {(100, scale.finetune["global_batch"])}
+        if row.terms["method"] == NO_PRETRAINING:
+            assert row.pretrain_ids == [] and {spec.init for spec in evaluations} == {"none"}
+            continue
+        pretrained = [paper_plan.pretrain[run_id] for run_id in row.pretrain_ids]
+        assert [spec.seed for spec in pretrained] == [0, 1, 2]
+        assert {(s.img_size, s.patch_size, s.model, s.epochs, s.global_batch) for s in pretrained} == {
+            (224, 16, "vit_tiny", 200, 2048)
+        }
+        assert {s.lam for s in pretrained} == ({5e-5} if row.terms["method"] == "nor_mae" else {0.0})
+    swept = [row for row in table.rows if row not in decisive]  # past the paper's range: k-NN, as at the cpu scale
+    assert {row.terms["eval"] for row in swept} == {"knn"} and len(swept) == 3
+
+
+def test_per_table_settings_change_only_their_table(paper_plan):
+    """Without the paper scale's per_table block, every other table plans the same runs, and the evidence
+    table's runs then are a part of what the block plans (the block only adds runs)."""
+    plain_scale = normae_plan.load_scale("paper")
+    plain_scale.per_table = {}
+    plain = normae_plan.expand(normae_plan.load_experiments(), plain_scale)
+    for name, table in plain.tables.items():
+        ids = table.pretrain_ids() | table.eval_ids()
+        decisive = paper_plan.tables[name].pretrain_ids() | paper_plan.tables[name].eval_ids()
+        assert ids == decisive if name != "evidence" else ids < decisive, name
+    assert all(paper_plan.spec(run_id) == spec for run_id, spec in {**plain.pretrain, **plain.evaluations}.items())
+
+
+def test_the_gpu_scale_says_its_evidence_table_is_a_stand_in(paper_plan):
+    from normae.report.tables import header_lines
+
+    gpu_scale = normae_plan.load_scale("gpu")
+    gpu_scale.tables = ("evidence",)  # quick to plan
+    gpu = normae_plan.expand(normae_plan.load_experiments(), gpu_scale)
+    assert gpu.tables["evidence"].seeds is None  # the gpu scale's own seeds
+    assert "one-GPU stand-in for the decisive experiment" in " ".join(header_lines(gpu.tables["evidence"], gpu))
+    lines = header_lines(paper_plan.tables["evidence"], paper_plan)
+    assert "seeds [0, 1, 2]" in lines[1] and any(line.startswith("The decisive experiment") for line in lines)
+    assert not any("decisive" in line for line in header_lines(paper_plan.tables["T3"], paper_plan))
+
+
+@pytest.mark.parametrize(
+    "per_table, named",
+    [({"T99": {"seeds": [0]}}, "per_table names ['T99']"), ({"SUPP": {"protocols": ["knn"]}}, "SUPP is a measurement")],
+)
+def test_per_table_settings_for_a_table_that_cannot_take_them_are_an_error(per_table, named):
+    scale = normae_plan.load_scale("paper")
+    scale.per_table, scale.tables = per_table, ("SUPP",)  # one table: quick to plan
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        normae_plan.expand(normae_plan.load_experiments(), scale)
+
+
+def test_plan_of_one_table_with_its_wall_time_on_n_gpus(capsys, tiny_plan):
+    """`normae plan --table evidence --gpus 8`: that table only, its runs shared with the other tables of the
+    whole plan, its device-hours and their wall time on 8 GPUs (the tiny scale: quick to plan)."""
+    from normae.cli import main
+    from normae.experiments.plan_report import plan_hours, wall_hours
+
+    assert main(["plan", "--scale", "tiny", "--table", "evidence", "--gpus", "8"]) == 0
+    out = capsys.readouterr().out
+    assert [line.split(":")[0] for line in out.splitlines() if line and not line.startswith(" ")][2:] == [
+        "evidence",
+        "total estimate",
+        "wall time on 8 GPUs",
+    ]
+    table = tiny_plan.tables["evidence"]
+    hours = plan_hours(tiny_plan, table.pretrain_ids() | table.eval_ids())
+    assert f"total estimate: {hours:.1f} device-hours" in out
+    assert f"wall time on 8 GPUs: {wall_hours(hours, 8):.1f} hours (device-hours / GPUs" in out
+    shared = {i for t in tiny_plan.tables.values() if t is not table for i in t.pretrain_ids() | t.eval_ids()}
+    count = len((table.pretrain_ids() | table.eval_ids()) & shared)
+    assert f"{count} of them shared with other tables" in out and count > 0  # counted against the whole plan
+    assert wall_hours(10.0, 4) == 2.5
+    assert main(["plan", "--scale", "paper", "--gpus", "0"]) == 2
+    assert "--gpus 0" in capsys.readouterr().err
+    assert main(["plan", "--scale", "paper", "--gpus", "8", "--ids"]) == 2
+    assert "drop --ids" in capsys.readouterr().err
+
+
+def test_the_decisive_experiment_gets_a_paired_verdict_per_protocol(tmp_path, paper_plan):
+    """Fine-tuning shows the paper's gain on every seed, k-NN none: each protocol is paired with its own MAE row."""
+    table = paper_plan.tables["evidence"]
+    top1 = {}
+    for row in table.rows:
+        for run_id in row.eval_ids:
+            seed = paper_plan.evaluations[run_id].seed
+            gain = 7.0 + 0.2 * seed if (row.terms["method"], row.terms["eval"]) == ("nor_mae", "finetune") else 0.0
+            top1[run_id] = {NO_PRETRAINING: 5.0}.get(row.terms["method"], 70.0) + seed + gain + 0.1 * (seed == 1)
+    fake_runs(tmp_path, paper_plan, table.eval_ids(), top1.get)
+    frame = table_frame(table, paper_plan, tmp_path)
+    nor = frame[(frame["method"] == "nor_mae") & (frame["cnp"] == "paper") & (frame["lam"] == 5e-5)]
+    verdicts = dict(zip(nor["eval"], nor["verdict"]))
+    assert verdicts == {"finetune": "NoR-MAE ahead", "linprobe": "within noise", "knn": "within noise"}
+    assert nor.set_index("eval").loc["finetune", "gain_ours"] == pytest.approx(7.2)
+    assert list(frame[frame["method"] == "mae"]["over_init"]) == pytest.approx([65.0] * 3)  # per protocol

@@ -314,3 +314,16 @@ def test_evidence_figure(tmp_path, share):
     out = tmp_path / "evidence.png"
     assert main(["figure", "evidence", str(table), "--out", str(out)]) == 0
     assert_png_drawn(out)
+
+
+def test_evidence_figure_draws_a_panel_per_protocol(tmp_path):
+    """The paper scale's decisive experiment scores every run three ways: one panel each, its own series."""
+    frame = pd.read_csv(evidence_table(tmp_path))
+    frames = [frame.assign(eval=protocol) for protocol in ("finetune", "linprobe", "knn")]
+    frames[0] = frames[0][~(frames[0]["lam"] > 5e-5)]  # the sweep past the paper's range: k-NN only
+    path = tmp_path / "protocols.csv"
+    pd.concat(frames).to_csv(path, index=False)
+    fig = evidence_axes(path)
+    assert [ax.get_title() for ax in fig.axes] == ["scored by finetune", "scored by linprobe", "scored by knn"]
+    paper_cnp = [{c.get_label(): c.lines[0] for c in ax.containers}["ours, CNP paper"] for ax in fig.axes]
+    assert [len(line.get_xdata()) for line in paper_cnp] == [1, 4, 4]

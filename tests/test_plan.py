@@ -50,8 +50,9 @@ def test_shared_run_is_trained_once_and_used_by_tables_1_3_5_7(paper_plan):
             spec.epochs,
             spec.cnp,
             spec.nor_variant,
+            spec.seed,
         )
-        == ("vit_tiny", "imagenet100", "nor_mae", 5e-5, 0.75, 16, 200, "paper", "offdiag")
+        == ("vit_tiny", "imagenet100", "nor_mae", 5e-5, 0.75, 16, 200, "paper", "offdiag", 0)
     ]
     assert len(shared) == 1
     users = {name for name, table in paper_plan.tables.items() if shared[0] in table.pretrain_ids()}
@@ -349,7 +350,9 @@ def test_schema_vocabularies_are_the_python_constants():
     assert experiments["$defs"]["protocol"]["enum"] == list(config.PROTOCOLS)
     assert experiments["$defs"]["measure"]["enum"] == list(config.MEASUREMENTS)
     assert experiments["$defs"]["sweep"]["enum"] == list(SWEEP_AXES)
-    assert list(experiments["$defs"]["grid"]["properties"]) == [*config.PRETRAIN_TERMS, config.SEED_COUNT]
+    grid_options = [config.SEED_COUNT, config.GRID_EVALUATE]
+    assert list(experiments["$defs"]["grid"]["properties"]) == [*config.PRETRAIN_TERMS, *grid_options]
+    assert scale["$defs"]["protocol"]["enum"] == list(config.PROTOCOLS)
     assert scale["$defs"]["cnp_mode"]["enum"] == list(config.CNP_MODES)
     assert scale["$defs"]["analysis_source"]["enum"] == list(SOURCES)
 

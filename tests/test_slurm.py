@@ -341,12 +341,19 @@ def assert_each_run_submitted_once(folder) -> list:
 
 
 def test_workflow_runs_every_training_job_through_sbatch(tmp_path):
+    """... with torch's threads in each job what the job was given: cpus_per_task 2 for pre-training, and
+    for the fine-tuning jobs (no cpus_per_task) the OMP_NUM_THREADS=1 that Snakemake's environment passes."""
     folder = workflow_folder(tmp_path)
-    snakemake = start_snakemake(folder, reduced_targets(folder))
+    cluster = folder / "cluster.yaml"  # in place of the profile's (YAML: --config would pass "2" as a string)
+    cluster.write_text("launcher: slurm\nslurm: {pretrain: {cpus_per_task: 2}, finetune: {}, evaluate: {}}\n")
+    snakemake = start_snakemake(folder, ["--configfile", str(cluster), *reduced_targets(folder)])
     output, _ = snakemake.communicate(timeout=600)
     assert snakemake.returncode == 0, output
     runs = assert_each_run_submitted_once(folder)
     assert len(runs) == 4 and sum(run.name.startswith("fmnist-") for run in runs) == 2
+    for run in runs:
+        pretraining = run.name.startswith("fmnist-")
+        assert json.loads((run / "summary.json").read_text())["torch_threads"] == (2 if pretraining else 1), run.name
 
 
 def test_killing_snakemake_while_jobs_run_then_restarting_submits_nothing_twice(tmp_path):

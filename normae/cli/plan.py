@@ -8,10 +8,11 @@ import json
 from pathlib import Path
 
 from normae.atomic import atomic_write_text
+from normae.errors import ConfigError
 from normae.experiments.config import CONFIG_DIR, load_experiments, load_scale, read_reported, rehearsed
 from normae.experiments.data_map import read_data_map, with_overrides
 from normae.experiments.plan import Plan, expand
-from normae.experiments.plan_report import plan_document, plan_text, select_tables
+from normae.experiments.plan_report import check_gpus, plan_document, plan_text, select_tables
 
 
 def add_plan_options(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +61,12 @@ def add_plan_output_options(parser: argparse.ArgumentParser) -> None:
         metavar="TABLE",
         help="only this table (its name, T5, or its file, table5); repeat for several",
     )
+    parser.add_argument(
+        "--gpus",
+        type=int,
+        metavar="N",
+        help="add the wall time on N GPUs to the summary: device-hours / N (perfect packing, a lower bound)",
+    )
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--ids", action="store_true", help="print the run ids the tables need, one per line")
     output.add_argument(
@@ -83,13 +90,17 @@ def add_plan(command) -> None:
 
 def print_plan(args: argparse.Namespace) -> int:
     """`normae plan --scale NAME`: what each table needs at that scale (or its run ids, or the plan as JSON)."""
-    plan = select_tables(plan_from_args(args), getattr(args, "tables", None))
+    gpus = getattr(args, "gpus", None)
+    if gpus is not None and check_gpus(gpus) and (getattr(args, "ids", False) or getattr(args, "json", False)):
+        raise ConfigError("--gpus adds a line to the summary: drop --ids / --json to see it")
+    whole = plan_from_args(args)
+    plan = select_tables(whole, getattr(args, "tables", None))
     if getattr(args, "ids", False):
         print("\n".join([*plan.pretrain, *plan.evaluations, *plan.measurements]))
     elif getattr(args, "json", False):
         print(json.dumps(plan_document(plan), indent=1))
     else:
-        print(plan_text(plan))
+        print(plan_text(plan, whole, gpus))
     return 0
 
 

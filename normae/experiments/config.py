@@ -38,6 +38,8 @@ METHODS = (*SPEC_METHODS, NO_PRETRAINING)
 METHODS_WITHOUT_NOR_LOSS = tuple(method for method in METHODS if method not in NOR_METHODS)
 # A grid (table or variant) key that is not a pre-training term: run only the first N of the plan's seeds.
 SEED_COUNT = "seed_count"
+# A variant key that is not a pre-training term: its own evaluation(s) instead of the table's.
+GRID_EVALUATE = "evaluate"
 PROTOCOLS = ("finetune", "linprobe", "knn", "pca", "segmentation")
 PAPER_IMG_SIZE = 224
 # The authors' public code hard-wires its neighbour table to 196 tokens (REFERENCE-FACTS.md): a 14 x 14
@@ -176,7 +178,7 @@ def grid_points(grid: dict, cnp_modes: list[str]) -> list[dict]:
 
     Each NoR-MAE point is repeated for every CNP mode unless the grid names the mode itself.
     """
-    keys = [key for key in grid if key != SEED_COUNT]
+    keys = [key for key in grid if key not in (SEED_COUNT, GRID_EVALUATE)]
     points = []
     for values in itertools.product(*(as_list(grid[k]) for k in keys)):
         point = dict(zip(keys, values))
@@ -221,6 +223,8 @@ class Scale:
     # '<paper model>/<paper patch>' -> factor on the paper's lambda (normae.experiments.faithful); None: the paper's
     lam_scale: dict | None = None
     tables: tuple | None = None  # the experiments.yaml tables this scale runs (None: all)
+    # experiments.yaml table -> {seeds, protocols, header}: how this scale runs that table (scale.schema.yaml)
+    per_table: dict = field(default_factory=dict)
     seeds: tuple | None = None  # the seeds a run of this scale uses where the config names none
     header: str | None = None  # a line every table of this scale carries (what its numbers can and cannot say)
     # DMAE's teacher: {model, pretrain: true} (the plan pre-trains it: MAE, the student's data, patch and
@@ -270,6 +274,7 @@ def load_scale(name: str, config_dir: str | Path = CONFIG_DIR) -> Scale:
         analysis=data["analysis"],
         lam_scale=data.get("lam_scale"),
         tables=tuple(data["tables"]) if "tables" in data else None,
+        per_table=data.get("per_table", {}),
         seeds=tuple(data["seeds"]) if "seeds" in data else None,
         header=data.get("header"),
         teacher=data.get("teacher"),

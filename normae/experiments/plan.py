@@ -13,6 +13,7 @@ from normae.experiments.config import (
     ANALYSES,
     AUTHORS_CODE_GRID,
     EVAL_SPECS,
+    GRID_EVALUATE,
     MEASUREMENTS,
     NO_PRETRAINING,
     NOT_IMPLEMENTED,
@@ -244,20 +245,22 @@ def expand(
         raise ConfigError(f"seeds must be a non-empty list of distinct integers, got {seeds}")
     planner = _Planner(scale, seeds, data)
     tables = {}
-    unknown_tables = sorted(set(scale.tables or ()) - set(experiments))
-    if unknown_tables:
-        raise ConfigError(f"scale {scale.name}: tables {unknown_tables} are not in experiments.yaml")
+    for key in ("tables", "per_table"):
+        unknown_tables = sorted(set(getattr(scale, key) or ()) - set(experiments))
+        if unknown_tables:
+            raise ConfigError(f"scale {scale.name}: {key} names {unknown_tables}, not tables of experiments.yaml")
     for name, table in experiments.items():
         if scale.tables is not None and name not in scale.tables:
             continue
         paper_rows = [r for r in reported if r["table"] == name]
+        table = at_scale(name, table, scale)
         if table["measure"]:
             rows = [_measure_row(name, table["measure"], r, planner) for r in paper_rows]
         else:
             rows = _grid_rows(name, table, paper_rows, planner)
         mapping = measure_mapping(table["measure"], scale) if table["measure"] else scale_mapping(rows, scale)
         tables[name] = TablePlan(
-            name, table["file"], table["title"], mapping, rows, table["measure"], table.get("sweep")
+            name, table["file"], table["title"], mapping, rows, table["measure"], table.get("sweep"), table["seeds"]
         )
     unknown = sorted({r["table"] for r in reported} - set(experiments))
     if unknown:
@@ -265,17 +268,34 @@ def expand(
     return Plan(scale, planner.pretrain, planner.evaluations, tables, seeds, dict(data or {}), planner.measurements)
 
 
+def at_scale(name: str, table: dict, scale: Scale) -> dict:
+    """The table as ``scale`` runs it: its ``per_table`` block's seeds (None: the plan's) and protocols, each
+    on the table's evaluation sets, laid over experiments.yaml's; a grid's own evaluate stays as it is."""
+    settings = scale.per_table.get(name, {})
+    if table["measure"] and "protocols" in settings:
+        raise ConfigError(
+            f"scale {scale.name}: per_table.{name}.protocols: {name} is a measurement, it evaluates nothing"
+        )
+    evaluate = table["evaluate"]
+    if "protocols" in settings:
+        datasets = list(dict.fromkeys(d for entry in evaluate for d in as_list(entry["dataset"])))
+        evaluate = [{"protocol": protocol, "dataset": datasets} for protocol in settings["protocols"]]
+    seeds = list(settings["seeds"]) if "seeds" in settings else None
+    return {**table, "evaluate": evaluate, "seeds": seeds}
+
+
 def _grid_rows(name: str, table: dict, paper_rows: list[dict], planner: _Planner) -> list[Row]:
     by_key: dict[tuple, list[dict]] = {}
     for paper_row in paper_rows:
         by_key.setdefault(_reported_key(paper_row), []).append(paper_row)
     rows, matched = [], set()
+    table_seeds = table["seeds"] or planner.seeds
     for grid in table["grids"]:
-        seeds = planner.seeds[: grid.get(SEED_COUNT, len(planner.seeds))]
+        seeds = table_seeds[: grid.get(SEED_COUNT, len(table_seeds))]
         for point in grid_points(grid, table["cnp_modes"]):
             doubled_out = "cnp" not in grid and point.get("cnp", "paper") not in planner.scale.cnp_modes
             off_grid = _authors_code_off_grid(point)
-            for entry in table["evaluate"]:
+            for entry in as_list(grid.get(GRID_EVALUATE, table["evaluate"])):
                 for eval_dataset in as_list(entry["dataset"]):
                     terms = _terms(point, entry["protocol"], eval_dataset)
                     if doubled_out:

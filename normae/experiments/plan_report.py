@@ -59,11 +59,38 @@ def eval_hours(spec, scale: Scale) -> float:
     return _hours(getattr(spec, "epochs", 1) * images, rate) * factor
 
 
-def plan_text(plan: Plan) -> str:
-    """The plan in words: per table its runs, shared runs, rows not run and why, and its estimate."""
+def plan_hours(plan: Plan, run_ids=None) -> float:
+    """Device-hours of the plan's runs (``run_ids``: only those), each counted once."""
+    hours = sum(pretrain_hours(s, plan.scale) for i, s in plan.pretrain.items() if run_ids is None or i in run_ids)
+    return hours + sum(
+        eval_hours(s, plan.scale) for i, s in plan.evaluations.items() if run_ids is None or i in run_ids
+    )
+
+
+WALL_TIME_ASSUMPTION = (
+    "device-hours / GPUs: every GPU busy from start to end, each run scaling perfectly over the GPUs it gets; "
+    "queueing, start-up and the evaluations' wait for their pre-training not included"
+)
+
+
+def check_gpus(gpus: int) -> int:
+    if gpus < 1:
+        raise ConfigError(f"--gpus {gpus}: give the number of GPUs, 1 or more")
+    return gpus
+
+
+def wall_hours(device_hours: float, gpus: int) -> float:
+    """The wall time of ``device_hours`` on ``gpus`` GPUs under WALL_TIME_ASSUMPTION (a lower bound)."""
+    return device_hours / check_gpus(gpus)
+
+
+def plan_text(plan: Plan, whole: Plan | None = None, gpus: int | None = None) -> str:
+    """The plan in words, per table: its runs, those shared with other tables of ``whole`` (the plan before
+    select_tables; default ``plan``), its rows not run and its device-hours; with ``gpus``, the total's wall time
+    on that many GPUs."""
     scale = plan.scale
     users: dict[str, set[str]] = {}
-    for table in plan.tables.values():
+    for table in (whole or plan).tables.values():
         for run_id in table.pretrain_ids() | table.eval_ids():
             users.setdefault(run_id, set()).add(table.name)
     lines = [
@@ -87,17 +114,17 @@ def plan_text(plan: Plan) -> str:
         for row in table.rows:
             if row.status in ("not_implemented", "not_run"):
                 lines.append(f"    {row.status}: {_describe(row.terms)}: {row.reason}")
-        hours = sum(pretrain_hours(plan.pretrain[i], scale) for i in pretrain)
-        hours += sum(eval_hours(plan.evaluations[i], scale) for i in evals if i in plan.evaluations)
+        hours = plan_hours(plan, pretrain | evals)
         lines.append(f"  estimate: {hours:.1f} device-hours for its runs (shared runs counted in each table)")
         lines.append("")
-    total = sum(pretrain_hours(s, scale) for s in plan.pretrain.values())
-    total += sum(eval_hours(s, scale) for s in plan.evaluations.values())
+    total = plan_hours(plan)
     lines.append(
         f"total estimate: {total:.1f} device-hours, each run counted once; from the throughput "
         f"configured in config/scales/{scale.name}.yaml (its comment says whether it was measured), "
         "MAE's for both methods, scaled by FLOPs per image (attention quadratic in tokens); start-up time not included"
     )
+    if gpus is not None:
+        lines.append(f"wall time on {gpus} GPUs: {wall_hours(total, gpus):.1f} hours ({WALL_TIME_ASSUMPTION})")
     return "\n".join(lines)
 
 

@@ -39,6 +39,7 @@ class TablePlan:
     rows: list[Row]
     measure: str | None = None
     sweep: str | None = None  # the swept term, for the table's plot
+    seeds: list[int] | None = None  # the table's own seeds where its scale sets them (per_table), else the plan's
 
     def pretrain_ids(self) -> set[str]:
         return {run_id for row in self.rows for run_id in row.pretrain_ids}

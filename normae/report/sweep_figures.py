@@ -262,12 +262,39 @@ def evidence_axes(table_csv: str | Path):
     """The evidence table's figure as a matplotlib Figure: NoR-MAE minus its MAE (``gain_ours``, paired
     over seeds, with its 95 % interval or ± standard error) against the paper's lambda, one series per CNP
     mode (the paper's CNP connected across lambdas, the others single markers moved slightly aside), the
-    paper's gain as black crosses, a line at 0 and, on a log right axis, ``nor_grad_share`` where set."""
+    paper's gain as black crosses, a line at 0 and, on a log right axis, ``nor_grad_share`` where set; a
+    panel per protocol where the table scores its runs several ways (the paper scale's decisive experiment)."""
     table = pd.read_csv(table_csv)
     missing = [c for c in ("table", "method", "cnp", "lam", "gain_ours") if c not in table]
     if missing:
         raise ConfigError(f"{table_csv} lacks the columns {missing}")
     nor = table[(table["method"] == "nor_mae") & (_numbers(table, "lam") > 0)]
+    protocols = list(nor["eval"].dropna().unique()) if "eval" in nor and nor["eval"].notna().any() else [None]
+    plt = _pyplot()
+    width = 11 if len(protocols) == 1 else 6 * len(protocols) + 4  # room for the legend, right of the last panel
+    fig, axes = plt.subplots(1, len(protocols), figsize=(width, 5.2), squeeze=False)
+    metric = table["metric"].dropna().iloc[0] if "metric" in table and table["metric"].notna().any() else "value"
+    legend: dict = {}  # label -> handle, over every panel (the sweep's series may be in one panel only)
+    for ax, protocol in zip(axes[0], protocols):
+        rows = nor if protocol is None else nor[nor["eval"] == protocol]
+        handles, labels = _evidence_panel(ax, plt, rows)
+        legend.update(zip(labels, handles))
+        ax.set_ylabel(f"NoR-MAE minus MAE, {metric}")
+        if protocol is not None and len(protocols) > 1:
+            ax.set_title(f"scored by {protocol}", fontsize=10)
+    if legend:
+        axes[0][-1].legend(legend.values(), legend.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.1, 1.0))
+    seeds = _seeds_text(table)
+    fig.suptitle(
+        f"{table['table'].iloc[0]}: NoR-MAE minus MAE, paired over seeds (bars: 95 % interval; one seed: ± SE)"
+        + (f"\n{textwrap.fill(seeds, 120)}" if seeds else ""),
+        fontsize=9,
+    )
+    return fig
+
+
+def _evidence_panel(ax, plt, nor: pd.DataFrame) -> tuple[list, list]:
+    """One protocol's NoR-MAE rows drawn on ``ax`` (see ``evidence_axes``); the legend's handles and labels."""
     cnps = sorted(nor["cnp"].dropna().unique(), key=lambda c: (c != "paper", str(c)))
     # the paper's CNP in place, the others alternately left and right of it
     shifts = {cnp: (j + 1) // 2 * (1 if j % 2 else -1) if cnps[0] == "paper" else j + 1 for j, cnp in enumerate(cnps)}
@@ -277,8 +304,6 @@ def evidence_axes(table_csv: str | Path):
         for lam, ran in zip(_numbers(nor, "lam"), ran_values(nor, "lam"))
         if math.isfinite(ran) and ran != lam
     }
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(11, 5.2))
     ax.axhline(0, color="black", linewidth=1)
     for i, cnp in enumerate(cnps):
         rows = nor[(nor["cnp"] == cnp) & np.isfinite(_numbers(nor, "gain_ours"))].sort_values("lam")
@@ -300,8 +325,6 @@ def evidence_axes(table_csv: str | Path):
             _numbers(paper, "lam"), _numbers(paper, "gain_paper"), marker="x", color="black", label="the paper's gain"
         )
     _set_ticks(ax, lams, ran_labels, True, "lambda: the paper's" + (" (what ran here)" if ran_labels else ""))
-    metric = table["metric"].dropna().iloc[0] if "metric" in table and table["metric"].notna().any() else "value"
-    ax.set_ylabel(f"NoR-MAE minus MAE, {metric}")
     handles, labels = ax.get_legend_handles_labels()
     share = nor[_numbers(nor, "nor_grad_share") > 0]
     if not share.empty:
@@ -322,15 +345,7 @@ def evidence_axes(table_csv: str | Path):
         share_ax.set_ylabel("first-epoch nor_grad_share (log)")
         more = share_ax.get_legend_handles_labels()
         handles, labels = handles + more[0], labels + more[1]
-    if handles:
-        ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.1, 1.0))
-    seeds = _seeds_text(table)
-    fig.suptitle(
-        f"{table['table'].iloc[0]}: NoR-MAE minus MAE, paired over seeds (bars: 95 % interval; one seed: ± SE)"
-        + (f"\n{textwrap.fill(seeds, 120)}" if seeds else ""),
-        fontsize=9,
-    )
-    return fig
+    return handles, labels
 
 
 def evidence_figure(table_csv: str | Path, out: str | Path) -> Path:

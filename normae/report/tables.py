@@ -207,7 +207,7 @@ def table_frame(table: TablePlan, plan: Plan, root: str | Path = ".") -> pd.Data
 
 def header_lines(table: TablePlan, plan: Plan) -> list[str]:
     scale = plan.scale
-    lines = [table.title, f"Scale: {scale.name} ({scale.description}); seeds {plan.seeds}."]
+    lines = [table.title, f"Scale: {scale.name} ({scale.description}); seeds {table.seeds or plan.seeds}."]
     lines.append("At this scale: " + ("; ".join(table.mapping) or "the paper's settings") + ".")
     if scale.name != "paper":
         lines.append(
@@ -216,6 +216,8 @@ def header_lines(table: TablePlan, plan: Plan) -> list[str]:
         )
     if scale.header:
         lines.append(scale.header)
+    if scale.per_table.get(table.name, {}).get("header"):
+        lines.append(scale.per_table[table.name]["header"])
     if any(row.eval_ids and row.terms.get("eval") in ("finetune", "linprobe") for row in table.rows):
         lines.append(
             "Top-1 of a fine-tuning or linear-probing run is its best epoch's, as the authors' "

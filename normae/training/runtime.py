@@ -132,8 +132,9 @@ def keep_freed_memory() -> bool:
 
 
 def environment_facts(device: torch.device) -> dict:
-    """What a summary records about where it ran: the device's name and the torch version."""
+    """What a summary records about where it ran: the device's name, the torch version and its threads."""
     return {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
     }

@@ -76,10 +76,14 @@ def run_inputs(wildcards):
     return inputs
 
 
-def launcher_options(wildcards):
+def launcher_options(wildcards, threads):
+    """A run in the Snakemake job takes the rule's threads; a SLURM or local job sizes torch's threads from
+    what the job itself was given (its cpus_per_task), not from the rule."""
     stage = PLAN.spec(wildcards.run).stage
     options = ["--launcher", config["launcher"]]
-    if config["launcher"] != "inprocess":
+    if config["launcher"] == "inprocess":
+        options += ["--threads", str(threads)]
+    else:
         options += ["--slurm", json.dumps(config.get("slurm", {}).get(SLURM_GROUPS[stage], {}))]
     return shlex.join(options)
 

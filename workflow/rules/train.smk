@@ -24,5 +24,5 @@ rule train_run:
         launcher=launcher_options,
     shell:
         "(normae spec {wildcards.run:q} {params.plan} --out {params.spec}"
-        " && normae launch --spec {params.spec} --out {params.out} --threads {threads} {params.launcher})"
+        " && normae launch --spec {params.spec} --out {params.out} {params.launcher})"
         " > {log:q} 2>&1"
