@@ -418,3 +418,46 @@ def test_the_fix_for_imagenet100_names_the_imagenet1k_folder_it_is_read_from(tmp
     check = check_dataset("imagenet100", str(tmp_path / "nowhere"))
     assert "set data.imagenet1k in config/config.yaml" in check.problems[0]
     assert "data.imagenet100" not in check.problems[0]
+
+
+class _Marker:
+    """A pickled object whose unpickling creates the file ``path``: what a crafted CIFAR batch could run."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_crafted_cifar_batch_is_never_unpickled(tmp_path):
+    """n09: check-data and the loader unpickled a batch whose MD5 did not match, running its code."""
+    from normae.data.classification import build_classification_dataset
+    from normae.errors import CorruptDataError
+
+    root = miniature(tmp_path, "cifar10")
+    marker = tmp_path / "marker"
+    batch = root / "cifar-10-batches-py" / "data_batch_1"
+    for protocol in (2, 5):
+        batch.write_bytes(pickle.dumps({"labels": [0], "data": _Marker(marker)}, protocol=protocol))
+        problem = problem_about(check_dataset("cifar10", str(root)), f"{batch} is not a plain data pickle")
+        assert "it names io.open" in problem and not marker.exists()
+        with pytest.raises(CorruptDataError, match="it names io.open"):
+            build_classification_dataset("cifar10", str(root), "train", None)
+        assert not marker.exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_plain_cifar_pickles_of_numpy_1_and_2_still_load(tmp_path, protocol):
+    from normae.data.pickles import load_data_pickle
+
+    data = {"data": np.arange(6, dtype=np.uint8).reshape(2, 3), "labels": [0, 1], "name": "batch", "n": np.int64(2)}
+    written = pickle.dumps(data, protocol=protocol)
+    (tmp_path / "numpy2").write_bytes(written)
+    names = ["numpy2"]
+    if protocol == 2:  # names as text lines: numpy 1's module, as the published files name it
+        (tmp_path / "numpy1").write_bytes(written.replace(b"numpy._core", b"numpy.core"))
+        names.append("numpy1")
+    for name in names:
+        loaded = load_data_pickle(tmp_path / name)
+        assert loaded["labels"] == [0, 1] and loaded["n"] == 2 and np.array_equal(loaded["data"], data["data"])

@@ -410,3 +410,48 @@ def test_fetch_real_fashion_mnist(tmp_path):
     assert collections.Counter(test.targets) == {label: 1000 for label in range(10)}
     image, label = train[0]
     assert image.mode == "RGB" and image.size == (28, 28) and 0 <= label < 10
+
+
+# ---- n31: what check-data refuses, the ImageNet loaders refuse (check-data's own check) -------------
+def _link_cases(root: Path) -> dict:
+    """Each way of reaching one image twice through a symbolic link, made by a function of the train folder."""
+    wnids = data.read_class_file()
+    return {
+        "cycle": lambda train: (train / wnids[0] / "loop").symlink_to(".."),
+        "another class folder": lambda train: (train / wnids[0] / "alias").symlink_to(train / wnids[1]),
+        "a linked image": lambda train: (train / wnids[0] / "x.JPEG").symlink_to(
+            train / wnids[1] / f"{wnids[1]}_0.JPEG"
+        ),
+        "two links to one file": lambda train: [
+            (train / wnids[index] / "y.JPEG").symlink_to(root.parent / "outside.JPEG") for index in (0, 1)
+        ],
+    }
+
+
+@pytest.mark.parametrize("case", ["cycle", "another class folder", "a linked image", "two links to one file"])
+@pytest.mark.parametrize("name", ["imagenet1k", "imagenet100"])
+def test_imagenet_loaders_refuse_images_reached_twice_as_check_data_does(imagenet_root, case, name):
+    from normae.data.check import check_dataset
+
+    shutil.copy(next((imagenet_root / "train").glob("*/*.JPEG")), imagenet_root.parent / "outside.JPEG")
+    _link_cases(imagenet_root)[case](imagenet_root / "train")
+    with pytest.raises(CorruptDataError, match="fix: remove") as error:
+        build_pretrain_dataset(name, root=imagenet_root, img_size=16)
+    assert "\n" not in str(error.value)
+    problems = check_dataset(name, str(imagenet_root)).problems
+    assert any(str(error.value) in problem for problem in problems), problems
+
+
+def test_imagenet1k_with_more_class_folders_than_the_head_is_refused(tmp_path):
+    """n50: a 1001st class folder reached sup_mae's 1000-way head as target 1000, an IndexError mid-training."""
+    from normae.data.registry import imagenet1k_wnids
+
+    wnids = imagenet1k_wnids() or [f"n{index:08d}" for index in range(1000)]
+    for wnid in [*wnids, "n99999999"]:
+        (tmp_path / "train" / wnid).mkdir(parents=True)
+        (tmp_path / "train" / wnid / "a.JPEG").write_bytes(b"")  # ImageFolder lists by name only
+    with pytest.raises(CorruptDataError, match="1001 class folders, more than ImageNet-1K's 1000 classes") as error:
+        data.imagenet1k(tmp_path, "train")
+    assert "n99999999" in str(error.value) and "\n" not in str(error.value)
+    shutil.rmtree(tmp_path / "train" / "n99999999")
+    assert len(data.imagenet1k(tmp_path, "train").classes) == 1000

@@ -227,3 +227,44 @@ def test_a_failed_check_leaves_nothing_that_blocks_the_corrected_try(tmp_path, c
     # Once training has started, the folder belongs to its spec.
     assert main(["pretrain", *options, *missing, "--out", str(out)]) == 2
     assert "holds another run" in capsys.readouterr().err
+
+
+# ---- issue 24: n91 (a seed past what the generators take), n93 (--threads 0), n78 (nor-share --images 0) ----
+@pytest.mark.parametrize("stage", ["pretrain", "finetune", "linprobe", "knn", "segment", "bench"])
+@pytest.mark.parametrize("seed", [2**70, 2**32, -1])
+def test_every_stages_seed_is_checked_before_a_run_folder_exists(tmp_path, capsys, stage, seed):
+    """n91: a seed of 2**70 failed inside torch after the run folder was locked (and left .training.lock)."""
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps({"stage": stage, "seed": seed}))
+    with pytest.raises(ConfigError, match=rf"seed must be in \[0, 2\*\*32\), got {seed}"):
+        load_spec(path)
+    command = "launch" if stage == "bench" else stage  # bench takes options, no --spec
+    assert main([command, "--spec", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "seed must be in" in err and not (tmp_path / "run").exists()
+
+
+def test_the_largest_seed_is_accepted():
+    assert PretrainSpec(seed=2**32 - 1).seed == 2**32 - 1
+
+
+def test_threads_below_one_are_one_line_before_a_run_folder_exists(tmp_path, capsys):
+    """n93: --threads 0 was a ValueError traceback from set_threads."""
+    assert main(["pretrain", "--dataset", "generated", "--threads", "0", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "threads must be at least 1, got 0" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "count, seeds, expected",
+    [(0, (0, 1), "--images must be at least 1, got 0"), (8, (), "--probe-seeds must name at least one seed")],
+)
+def test_nor_share_refuses_no_images_or_no_seeds_in_one_line(count, seeds, expected):
+    """n78: `normae nor-share --images 0` failed deep in torch with a traceback."""
+    from normae.analysis.nor_share import measure_share
+    from normae.experiments.faithful import Geometry
+
+    with pytest.raises(ConfigError, match=expected) as error:
+        measure_share(Geometry("vit_micro", 16, 4), count, seeds)
+    assert "\n" not in str(error.value)

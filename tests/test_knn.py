@@ -68,7 +68,28 @@ def test_k1_on_the_training_set_itself_is_100_percent():
 def test_weights_follow_the_temperature():
     bank = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     votes = knn_votes(bank, torch.tensor([0, 1]), torch.tensor([[1.0, 1.0]]), 2, k=2, temperature=0.5)
-    assert torch.allclose(votes, torch.full((1, 2), math.exp(math.sqrt(0.5) / 0.5)))
+    assert torch.allclose(votes, torch.ones(1, 2))  # equal similarities, each the nearest's weight
+    # Votes are exp(similarity / T) relative to the nearest entry's: cosines 1 and 0.6 at T = 0.5.
+    votes = knn_votes(bank, torch.tensor([0, 1]), torch.tensor([[0.8, 0.6]]), 2, k=2, temperature=0.5)
+    assert torch.allclose(votes[0, 1] / votes[0, 0], torch.tensor(math.exp((0.6 - 0.8) / 0.5)))
+
+
+@pytest.mark.parametrize("temperature", [0.01, 0.005, 0.002])
+def test_small_temperature_votes_stay_finite_and_match_float64(temperature):
+    """n35: exp(similarity / T) overflowed float32 for T <= about 0.011 (every vote inf, top-1 halved)."""
+    generator = torch.Generator().manual_seed(3)
+    centres = torch.randn(10, 32, generator=generator, dtype=torch.float64)
+    labels = torch.arange(200) % 10
+    bank = centres[labels] + 0.6 * torch.randn(200, 32, generator=generator, dtype=torch.float64)
+    query_labels = torch.arange(100) % 10
+    queries = centres[query_labels] + 0.6 * torch.randn(100, 32, generator=generator, dtype=torch.float64)
+    votes = knn_votes(bank.float(), labels, queries.float(), 10, k=20, temperature=temperature)
+    assert torch.isfinite(votes).all() and (votes.amax(dim=1) > 0).all()
+    expected = brute_force_predict(bank, labels, queries, 10, 20, temperature)
+    assert votes.argmax(dim=1).tolist() == expected
+    reference = knn_accuracy(bank, labels, queries, query_labels, 10, k=20, temperature=temperature)
+    assert knn_accuracy(bank.float(), labels, queries.float(), query_labels, 10, 20, temperature) == reference
+    assert reference["top1"] > 50.0
 
 
 def test_encode_takes_the_cls_token_and_the_mean_of_the_patch_tokens():

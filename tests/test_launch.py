@@ -6,12 +6,14 @@ import signal
 import subprocess
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 
 from normae.cluster import job as job_module
-from normae.cluster.resources import RESOURCE_DEFAULTS, resources_from
+from normae.cluster.resources import RESOURCE_DEFAULTS, SBATCH_OPTION_PATTERN, resources_from
 from normae.cluster.submitit_adapter import QueueWatcher
+from normae.errors import ConfigError
 from normae.stages import pretrain as stages
 from normae.training.signals import StopSignals, TrainingInterrupted
 
@@ -41,6 +43,52 @@ def test_resources_defaults_and_unknown_keys():
 def test_resource_keys_are_the_workflow_schemas():
     schema = yaml.safe_load((Path(__file__).parents[1] / "workflow/schemas/config.schema.yaml").read_text())
     assert set(schema["$defs"]["resources"]["properties"]) == set(RESOURCE_DEFAULTS)
+
+
+INJECTIONS = [
+    {"additional_parameters": {"comment=a\ntouch X\n#": "1"}},  # n106: a key that ends the #SBATCH line
+    {"additional_parameters": {"comment": "a\ntouch X"}},  # n105: a value
+    {"additional_parameters": {"comment": "a\rb"}},
+    {"additional_parameters": {"comment": ["ok", "a\u0000b"]}},  # nested
+    {"additional_parameters": {"comment\n": "1"}},  # a key a $-anchored pattern would let through
+    {"partition": "gpu\n#SBATCH --requeue"},
+]
+
+
+@pytest.mark.parametrize("given", INJECTIONS)
+def test_a_resource_that_would_add_lines_to_the_sbatch_script_is_refused(given):
+    with pytest.raises(ConfigError) as error:
+        resources_from(given)
+    assert "\n" not in str(error.value) and "SLURM" in str(error.value)
+
+
+def test_sbatch_options_on_one_line_are_accepted():
+    given = {"partition": "gpu", "additional_parameters": {"exclusive": True, "reservation": "x-1", "gres_flags": 1}}
+    assert resources_from(given)["additional_parameters"] == given["additional_parameters"]
+
+
+@pytest.mark.parametrize("given", INJECTIONS)
+def test_the_workflow_schema_refuses_what_the_launcher_refuses(given):
+    """The workflow validates its config (slurm: per group) before any job is planned."""
+    schema_path = Path(__file__).parents[1] / "workflow/schemas/config.schema.yaml"
+    schema = yaml.safe_load(schema_path.read_text())
+    config = {"scale": "tiny", "launcher": "slurm", "config_dir": "config", "slurm": {"pretrain": given}}
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    assert not validator.is_valid(config)
+    config["slurm"]["pretrain"] = {"partition": "gpu", "additional_parameters": {"exclusive": True, "x-y": "1 2"}}
+    validator.validate(config)
+    pattern = schema["$defs"]["resources"]["properties"]["additional_parameters"]["propertyNames"]["pattern"]
+    assert pattern == SBATCH_OPTION_PATTERN
+
+
+def test_an_injected_slurm_option_is_one_line_and_writes_nothing(tmp_path):
+    """n106 / n105: refused before submitit writes its .submission_file_*.sh and .pkl into slurm/."""
+    spec_path = write_spec(tmp_path, tiny_spec())
+    command = launch_command(spec_path, tmp_path / "run", "slurm", INJECTIONS[0])
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1 and "is not an sbatch option name" in result.stderr
+    assert not (tmp_path / "run").exists() and not (tmp_path / "X").exists()
 
 
 def test_queue_watcher_reads_squeue_and_takes_a_vanished_job_as_over():

@@ -469,3 +469,26 @@ def test_the_config_schema_names_the_data_map_keys_of_the_registry():
 def tiny_plan_teacher_model() -> str:
     """The tiny scale's DMAE teacher stand-in (a larger model than its students)."""
     return config.load_scale("tiny").teacher["model"]
+
+
+def test_a_lam_scale_key_no_row_uses_is_refused_naming_the_nearest():
+    """n67: ``vit_tiny/16/mr0.50`` for ``mr0.5`` passed the schema and its rows ran the unqualified factor."""
+    scale = plan.load_scale("gpu")
+    experiments = plan.load_experiments(CONFIG / "experiments.yaml")
+    scale.lam_scale = {
+        ("vit_tiny/16/mr0.50" if key == "vit_tiny/16/mr0.5" else key): f for key, f in scale.lam_scale.items()
+    }
+    with pytest.raises(
+        ConfigError, match=r"lam_scale key 'vit_tiny/16/mr0.50'.*did you mean 'vit_tiny/16/mr0.5'"
+    ) as error:
+        plan.expand(experiments, scale)
+    assert "\n" not in str(error.value)
+
+
+def test_two_tables_writing_one_file_are_refused_naming_both():
+    """n72: two tables with file: table1 were accepted and the later one's table replaced the other's."""
+    experiments = plan.load_experiments(CONFIG / "experiments.yaml")
+    first, second = list(experiments)[:2]
+    experiments[second]["file"] = experiments[first]["file"]
+    with pytest.raises(ConfigError, match=f"tables {first} and {second} both have file: {experiments[first]['file']}"):
+        plan.expand(experiments, plan.load_scale("tiny"))

@@ -164,3 +164,59 @@ def test_generator_imports_no_torch():
     code = "import sys, normae.data.rehearsal; print(sorted({'torch', 'torchvision', 'timm'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def rehearsal_cli(capsys, *args):
+    """Run ``normae rehearsal-data`` in this process: (exit status, stderr)."""
+    from normae.cli import main
+
+    status = main(["rehearsal-data", *args])
+    return status, capsys.readouterr().err
+
+
+def test_non_empty_out_and_existing_config_out_are_refused(tmp_path, capsys):
+    """n52: the user's files in --out and their config file are neither mixed with nor overwritten by
+    generated ones unless --overwrite says so; nothing is written on a refusal."""
+    out = tmp_path / "data"
+    mine = out / "imagenet" / "train" / "n01440764" / "n01440764_7970.JPEG"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"the user's own picture")
+    status, err = rehearsal_cli(capsys, "--out", str(out), "--train-per-class", "1")
+    assert status == 2 and "Traceback" not in err
+    assert err.count("\n") == 1 and "is not empty" in err and "--overwrite" in err
+    assert mine.read_bytes() == b"the user's own picture" and len(list(out.rglob("*.JPEG"))) == 1
+
+    config = tmp_path / "config.yaml"
+    config.write_text("mine: true\n")
+    status, err = rehearsal_cli(capsys, "--out", str(tmp_path / "new"), "--config-out", str(config))
+    assert status == 2 and err.count("\n") == 1 and "--config-out" in err and "--overwrite" in err
+    assert config.read_text() == "mine: true\n" and not (tmp_path / "new").exists()
+
+
+def test_overwrite_writes_into_a_non_empty_out(tmp_path, monkeypatch):
+    from normae.data import rehearsal
+
+    (tmp_path / "keep.txt").write_text("kept")
+    monkeypatch.setattr(rehearsal, "_DOWNSTREAM", {})  # ImageNet only: the refusal is what is tested
+    monkeypatch.setattr(rehearsal, "imagenet_wnids", lambda: ["n01440764", "n01443537", "n01484850"])
+    monkeypatch.setattr(rehearsal, "read_class_file", lambda: [f"n0{i}" for i in range(7)])
+    with pytest.raises(rehearsal.ConfigError, match="not empty"):
+        rehearsal.write_rehearsal_data(tmp_path, train_per_class=1, eval_per_class=1)
+    folders = rehearsal.write_rehearsal_data(tmp_path, train_per_class=1, eval_per_class=1, overwrite=True)
+    assert (folders["imagenet1k"] / REHEARSAL_MANIFEST).is_file() and (tmp_path / "keep.txt").read_text() == "kept"
+
+
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["--out", "{file}"], "is a file"),  # n55
+        (["--out", "{new}", "--train-per-class", "0"], "--train-per-class must be at least 1"),  # n56
+        (["--out", "{new}", "--eval-per-class", "-1"], "--eval-per-class must be at least 1"),
+    ],
+)
+def test_bad_out_or_count_is_one_line(tmp_path, capsys, args, named):
+    (tmp_path / "file").write_text("x")
+    paths = {"file": str(tmp_path / "file"), "new": str(tmp_path / "new")}
+    status, err = rehearsal_cli(capsys, *[arg.format(**paths) for arg in args])
+    assert status == 2 and "Traceback" not in err and err.count("\n") == 1 and named in err, err
+    assert not (tmp_path / "new").exists()

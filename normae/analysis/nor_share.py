@@ -21,6 +21,8 @@ from normae.core.model import build_mae
 from normae.data.registry import DATASETS
 from normae.data.sources import FashionMNIST, find_fashion_mnist
 from normae.data.transforms import eval_transform
+from normae.errors import ConfigError
+from normae.spec.checks import seed_problems
 from normae.spec.geometry import Geometry
 
 PROBE_IMAGES = 8
@@ -71,6 +73,11 @@ class ShareMeasurement:
 
 def measure_share(geometry: Geometry, count: int = PROBE_IMAGES, seeds=PROBE_SEEDS, root=None) -> ShareMeasurement:
     """The geometry's share per unit lambda: the mean over ``seeds`` on the first ``count`` test images."""
+    problems = [] if count >= 1 else [f"--images must be at least 1, got {count}"]
+    problems += [] if seeds else ["--probe-seeds must name at least one seed"]
+    problems += [problem for seed in seeds for problem in seed_problems(seed, "--probe-seeds")]
+    if problems:
+        raise ConfigError("; ".join(problems))
     images = probe_images(geometry.img_size, count, root)
     values = [share_at_init(geometry, images, seed) for seed in seeds]
     return ShareMeasurement(geometry, fmean(values), values, count)

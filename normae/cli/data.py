@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from normae.cli.plan import add_plan_options, plan_from_args
+from normae.errors import ConfigError
 from normae.experiments.data_map import folder_for, needed_datasets
 
 
@@ -42,7 +43,12 @@ def cmd_rehearsal_data(args: argparse.Namespace) -> int:
     snakemake's ``--config data=...``), and with --config-out also write it as a config file."""
     from normae.data.rehearsal import write_rehearsal_data
 
-    folders = write_rehearsal_data(Path(args.out), args.train_per_class, args.eval_per_class, seed=args.seed)
+    overwrite = getattr(args, "overwrite", False)
+    if args.config_out and Path(args.config_out).exists() and not overwrite:
+        raise ConfigError(f"--config-out {args.config_out} exists: give a new file, or --overwrite to replace it")
+    folders = write_rehearsal_data(
+        Path(args.out), args.train_per_class, args.eval_per_class, seed=args.seed, overwrite=overwrite
+    )
     data = {name: str(folder.resolve()) for name, folder in folders.items() if name != "imagenet100"}
     if args.config_out:  # a config file holding the data map, for people and --configfile
         text = "# the data map of the rehearsal's generated sets (normae rehearsal-data)\n"
@@ -78,6 +84,9 @@ def add_rehearsal_data(command) -> None:
     rehearsal.add_argument("--eval-per-class", type=int, default=1, help="evaluation images per class")
     rehearsal.add_argument("--seed", type=int, default=0, help="seed of the drawings")
     rehearsal.add_argument("--config-out", help="also write the data map here, as a YAML config file")
+    rehearsal.add_argument(
+        "--overwrite", action="store_true", help="write into a non-empty --out and over an existing --config-out"
+    )
     rehearsal.set_defaults(func=cmd_rehearsal_data)
 
 

@@ -6,6 +6,7 @@ keys; a test keeps the two equal.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from normae.errors import ConfigError
@@ -27,6 +28,36 @@ RESOURCE_DEFAULTS: dict[str, Any] = {
 }
 
 
+# An sbatch option name (``additional_parameters``' keys): the schema's propertyNames pattern is the same.
+SBATCH_OPTION_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*$"
+# Characters that would end an ``#SBATCH`` line, or the script, inside a value.
+LINE_BREAKS = ("\n", "\r", "\0")
+
+
+def _check_script_safe(resources: dict) -> None:
+    """Refuse what would put other lines into the sbatch script (``{"comment=a\ntouch X\n#": 1}``
+    ran ``touch X`` in the job): an ``additional_parameters`` key that is not an option name, and a line
+    break or NUL in any value, nested ones included. Before any script or pickle is written."""
+    extra = resources["additional_parameters"]
+    if not isinstance(extra, dict):
+        raise ConfigError(f"SLURM additional_parameters must be a JSON object, got {extra!r}")
+    for key in extra:
+        if not isinstance(key, str) or not re.fullmatch(SBATCH_OPTION_PATTERN, key):
+            raise ConfigError(
+                f"SLURM additional_parameters key {key!r} is not an sbatch option name "
+                "(letters, digits, _ and -, starting with a letter)"
+            )
+    pending: list[tuple[str, Any]] = list(resources.items())
+    while pending:
+        name, value = pending.pop()
+        if isinstance(value, dict):
+            pending += [(f"{name}.{key}", item) for key, item in value.items()]
+        elif isinstance(value, list | tuple):
+            pending += [(f"{name}[{index}]", item) for index, item in enumerate(value)]
+        elif any(character in str(value) for character in LINE_BREAKS):
+            raise ConfigError(f"SLURM resource {name} holds a line break or NUL ({value!r}): give it on one line")
+
+
 def resources_from(given: dict | None) -> dict:
     """The SLURM resources of one stage: ``given`` over the defaults; unknown keys are an error (typos in config)."""
     given = dict(given or {})
@@ -34,6 +65,7 @@ def resources_from(given: dict | None) -> dict:
     if unknown:
         raise ConfigError(f"unknown SLURM resource keys {unknown}; known keys: {', '.join(RESOURCE_DEFAULTS)}")
     resources = {**RESOURCE_DEFAULTS, **given}
+    _check_script_safe(resources)
     if resources["tasks_per_node"] is None:
         resources["tasks_per_node"] = resources["gpus_per_node"] or 1
     return resources

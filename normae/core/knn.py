@@ -30,8 +30,10 @@ def knn_votes(
     """The summed vote per class of every query, shape (queries, num_classes).
 
     Cosine similarity (both sides L2-normalised), the ``k`` nearest bank entries (all of them if the
-    bank is smaller), each voting ``exp(similarity / temperature)`` for its label. ``chunk`` queries
-    at a time bound the similarity matrix's memory.
+    bank is smaller), each voting ``exp(similarity / temperature)`` for its label, divided by the
+    nearest entry's weight: ``exp((similarity - nearest) / temperature)`` is at most 1, so a small
+    temperature cannot overflow (``exp(1 / 0.01)`` is inf in float32), and a query's ranking of the
+    classes is DINO's. ``chunk`` queries at a time bound the similarity matrix's memory.
     """
     if bank.ndim != 2 or queries.ndim != 2 or bank.shape[1] != queries.shape[1]:
         raise ValueError(f"bank {tuple(bank.shape)} and queries {tuple(queries.shape)} must be (n, dim) alike")
@@ -44,7 +46,7 @@ def knn_votes(
     for start in range(0, len(queries), chunk):
         similarity = F.normalize(queries[start : start + chunk].to(bank), dim=1) @ bank.T
         nearest, index = similarity.topk(k, dim=1)
-        weights = (nearest / temperature).exp()
+        weights = ((nearest - nearest[:, :1]) / temperature).exp()  # topk sorts: column 0 is the largest
         chunk_votes = torch.zeros(len(similarity), num_classes, dtype=weights.dtype, device=weights.device)
         votes.append(chunk_votes.scatter_add_(1, bank_labels[index], weights))
     return torch.cat(votes) if votes else torch.zeros(0, num_classes, dtype=bank.dtype, device=bank.device)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import gzip
 import math
-import pickle
 import random
 import struct
 import zlib
@@ -16,12 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from normae.data.check_found import Copy, Found, md5_problems, need
+from normae.data.pickles import load_data_pickle
 from normae.data.registry import DATASETS, FASHION_MNIST_FILES, IDX_DTYPES
 
 
 def _unpickle(path: Path) -> dict:
-    with open(path, "rb") as f:
-        data = pickle.load(f, encoding="latin1")
+    data = load_data_pickle(path)  # never pickle.load: a crafted batch would run its code here
     if not isinstance(data, dict):
         raise ValueError(f"holds a {type(data).__name__}, not a dict")
     return data

@@ -17,7 +17,7 @@ from normae.data.check_found import (
     Copy,
     Found,
     bad_lines,
-    count_images,
+    check_class_folders,
     listed_images,
     md5_problems,
     need,
@@ -30,6 +30,7 @@ from normae.data.registry import (
     imagenet1k_wnids,
     read_class_file,
 )
+from normae.errors import CorruptDataError
 
 
 def some(names: list[str], limit: int = 5) -> str:
@@ -77,9 +78,14 @@ def inspect_imagenet(copy: Copy, samples: int, seed: int) -> Found:
                     f"the loader would take as classes: {some(extra)} (fix: move them out of {folder})"
                 )
             classes = [wnid for wnid in wanted if wnid in present] if subset else present
+        try:
+            class_counts = check_class_folders(folder, classes)
+        except CorruptDataError as error:
+            found.problems.append(f"{copy.name}: {error}")
+            counts.append(None)
+            continue
         total, empty = 0, []
-        for wnid in classes:
-            count = count_images(folder / wnid)
+        for wnid, count in zip(classes, class_counts):
             found.files.add_folder(folder / wnid, count)
             total += count
             if not count:

@@ -10,6 +10,7 @@ from PIL import Image
 from torch.utils.data import ConcatDataset, Dataset, Subset
 from torchvision import datasets, transforms
 
+from normae.data.pickles import load_data_pickle
 from normae.data.registry import (
     CALTECH101_EVAL_PER_CLASS,
     CALTECH101_TRAIN_PER_CLASS,
@@ -28,7 +29,7 @@ from normae.data.sources import (
     find_fashion_mnist,
     imagenet1k,
 )
-from normae.errors import ConfigError, DataNotFoundError
+from normae.errors import ConfigError, DataNotFoundError, NormaeError
 
 
 def _without_md5(file_list):
@@ -42,6 +43,8 @@ class _FilesExistCIFAR:
     layout (normae.data.rehearsal) would be "not found or corrupted": the sums are checked by
     `normae check-data` instead. torchvision's check_integrity skips the sum where it is None. With
     download=True the sums stay, so that a download is verified and a corrupt copy fetched again.
+    Without the sums, every file torchvision will unpickle is first read by the restricted reader
+    (normae.data.pickles), which refuses a pickle that would run code.
     """
 
     def __init__(self, root, train, transform, download):
@@ -49,6 +52,10 @@ class _FilesExistCIFAR:
             self.train_list = _without_md5(self.train_list)
             self.test_list = _without_md5(self.test_list)
             self.meta = {**self.meta, "md5": None}
+            base = Path(root) / self.base_folder
+            for name, _ in [*(self.train_list if train else self.test_list), (self.meta["filename"], None)]:
+                if (base / name).is_file():  # a missing one: torchvision's own "not found" below
+                    load_data_pickle(base / name)
         super().__init__(root, train=train, transform=transform, download=download)
 
 
@@ -219,6 +226,8 @@ def _load_torchvision(name, root, train, transform, download):
     # RuntimeError: torchvision's "Dataset not found or corrupted"; FileNotFoundError: a missing split file.
     try:
         return _TORCHVISION_BUILDERS[name](root, train, transform, download)
+    except NormaeError:  # a file that is there but refused (normae.data.pickles) says so itself
+        raise
     except (RuntimeError, FileNotFoundError) as error:
         raise DataNotFoundError(f"{name} not found in {root} ({error}).\n{hint}") from error
 

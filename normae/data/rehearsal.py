@@ -32,6 +32,7 @@ from normae.data.registry import (
     imagenet1k_wnids,
     read_class_file,
 )
+from normae.errors import ConfigError
 
 JPEG_QUALITY = 50
 IMAGENET_SIDES = (150, 500)  # each side of an ImageNet picture is drawn from this range
@@ -331,8 +332,22 @@ _DOWNSTREAM: dict[str, Callable[[Path, np.random.Generator, int, int], Path]] = 
 }
 
 
+def check_rehearsal_options(root: Path, train_per_class: int, eval_per_class: int, overwrite: bool) -> None:
+    """Refuse, before anything is written, counts below one and an ``root`` that is a file or (unless
+    ``overwrite``) a folder that already holds something."""
+    for name, count in (("train-per-class", train_per_class), ("eval-per-class", eval_per_class)):
+        if count < 1:
+            raise ConfigError(f"--{name} must be at least 1, got {count}")
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--out {root} is a file, not a folder: give a new or empty folder")
+    if root.is_dir() and not overwrite and any(root.iterdir()):
+        raise ConfigError(
+            f"--out {root} is not empty: give a new or empty folder, or --overwrite to write over its files"
+        )
+
+
 def write_rehearsal_data(
-    root: Path, train_per_class: int = 2, eval_per_class: int = 1, seed: int = 0
+    root: Path, train_per_class: int = 2, eval_per_class: int = 1, seed: int = 0, overwrite: bool = False
 ) -> dict[str, Path]:
     """Write the rehearsal data under ``root``; returns each set's name -> the folder to configure for it.
 
@@ -341,11 +356,11 @@ def write_rehearsal_data(
     ``train_per_class`` images per class in its train split (in each of train and val where the loader
     joins the two: Flowers-102, DTD) and ``eval_per_class`` in its eval split; Caltech-101 gets 30 +
     ``eval_per_class`` per class, ADE20K 4 * ``train_per_class`` training and 2 * ``eval_per_class``
-    validation pairs. Files already there are overwritten; nothing else is removed.
+    validation pairs. ``root`` must be missing or an empty folder unless ``overwrite``: then files already
+    there are overwritten and nothing else is removed (a user's own files would be mixed in or replaced).
     """
-    if train_per_class < 1 or eval_per_class < 1:
-        raise ValueError(f"train_per_class and eval_per_class must be >= 1, got {train_per_class}, {eval_per_class}")
     root = Path(root)
+    check_rehearsal_options(root, train_per_class, eval_per_class, overwrite)
     imagenet = _write_imagenet(root / "imagenet", np.random.default_rng([seed, 0]), train_per_class, eval_per_class)
     folders = {"imagenet1k": imagenet, "imagenet100": imagenet}
     for index, (name, write) in enumerate(_DOWNSTREAM.items(), 1):

@@ -16,11 +16,14 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import datasets
 
+from normae.data.check_found import check_class_folders
 from normae.data.registry import (
+    DATASETS,
     FASHION_MNIST_ENV,
     LAYOUTS,
     fashion_mnist_candidates,
     holds_fashion_mnist,
+    imagenet1k_wnids,
     read_class_file,
 )
 from normae.data.registry import IDX_DTYPES as _IDX_DTYPES
@@ -138,16 +141,40 @@ def _split_folder(root, split) -> Path:
     return folder
 
 
+class ImageNetFolder(datasets.ImageFolder):
+    """An ImageNet-1K split as ImageFolder reads it, refusing before any training what `normae check-data`
+    refuses: more class folders than ImageNet-1K's classes (a label past the model's 1000-way head would
+    stop training mid-epoch), and a folder or file reached twice through symbolic links (a link cycle made
+    16 images into 7,216 samples), by check-data's own check (normae.data.check_found)."""
+
+    def __init__(self, root, split="train", transform=None):
+        super().__init__(_split_folder(root, split), transform=transform, loader=load_image)
+        check_class_folders(Path(self.root), self.classes)
+
+    def find_classes(self, directory):
+        classes, class_to_idx = super().find_classes(directory)
+        limit = DATASETS["imagenet1k"].num_classes
+        if len(classes) > limit:
+            wnids = imagenet1k_wnids()
+            extra = [name for name in classes if name not in set(wnids)] if wnids else []
+            named = f": {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}" if extra else ""
+            raise CorruptDataError(
+                f"{directory} holds {len(classes)} class folders, more than ImageNet-1K's {limit} classes{named} "
+                f"(fix: move the folders that are no ImageNet-1K wnid out of {directory})"
+            )
+        return classes, class_to_idx
+
+
 def imagenet1k(root, split="train", transform=None) -> datasets.ImageFolder:
-    return datasets.ImageFolder(_split_folder(root, split), transform=transform, loader=load_image)
+    return ImageNetFolder(root, split, transform)
 
 
-class ImageNet100(datasets.ImageFolder):
+class ImageNet100(ImageNetFolder):
     """The ImageNet-100 classes read in place from an ImageNet-1K tree; labels 0..99 follow sorted wnids."""
 
     def __init__(self, root, split="train", transform=None, class_file=None):
         self.wnids = read_class_file(class_file)
-        super().__init__(_split_folder(root, split), transform=transform, loader=load_image)
+        super().__init__(root, split, transform)
 
     def find_classes(self, directory):
         present = {entry.name for entry in os.scandir(directory) if entry.is_dir()}

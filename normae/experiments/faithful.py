@@ -12,6 +12,7 @@ No torch here: the planner reads the factors.
 from __future__ import annotations
 
 import csv
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,11 +37,31 @@ def lam_factor_key(
     CNP source, NoR variant or mask ratio (``mr0.5``), in that order, else ``<model>/<patch>``. A qualifier is
     needed where the stand-in's pull reacts to that term differently than the paper geometry's: the authors'
     code's CNP pulls 15x harder than the true CNP at ViT-Tiny 224/16, 5x at vit_micro 28/4."""
-    qualifiers = [cnp, nor_variant, None if mask_ratio is None else f"mr{float(mask_ratio):g}"]
-    for qualifier in qualifiers:
-        if qualifier and lam_scale_key(paper_model, paper_patch, qualifier) in lam_scale:
+    for qualifier in _qualifiers(cnp, nor_variant, mask_ratio):
+        if lam_scale_key(paper_model, paper_patch, qualifier) in lam_scale:
             return lam_scale_key(paper_model, paper_patch, qualifier)
     return lam_scale_key(paper_model, paper_patch)
+
+
+def _qualifiers(cnp: str | None, nor_variant: str | None, mask_ratio) -> list[str]:
+    """The qualifiers a row's ``lam_scale`` key may carry, in the order they are looked up."""
+    qualifiers = [cnp, nor_variant, None if mask_ratio is None else f"mr{float(mask_ratio):g}"]
+    return [qualifier for qualifier in qualifiers if qualifier]
+
+
+def check_lam_scale_keys(scale_name: str, lam_scale: dict | None, points: list[dict]) -> None:
+    """Refuse a ``lam_scale`` key that no NoR-MAE grid point (``points``, the paper's terms) can look up:
+    a typo (``mr0.50`` for ``mr0.5``) would otherwise leave its rows on the unqualified factor, silently."""
+    valid = set()
+    for point in points:
+        model, patch = point["model"], point["patch_size"]
+        valid.add(lam_scale_key(model, patch))
+        qualifiers = _qualifiers(point.get("cnp"), point.get("nor_variant"), point.get("mask_ratio"))
+        valid.update(lam_scale_key(model, patch, qualifier) for qualifier in qualifiers)
+    for key in sorted(set(lam_scale or {}) - valid):
+        nearest = difflib.get_close_matches(key, sorted(valid), n=1, cutoff=0.0)
+        hint = f": did you mean {nearest[0]!r}?" if nearest else ""
+        raise ConfigError(f"scale {scale_name}: lam_scale key {key!r} matches no NoR-MAE row of experiments.yaml{hint}")
 
 
 def scaled_lam(lam_scale: dict | None, point: dict) -> tuple[float, float]:

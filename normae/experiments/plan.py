@@ -27,7 +27,7 @@ from normae.experiments.config import (
     read_reported,
 )
 from normae.experiments.data_map import folder_for
-from normae.experiments.faithful import scaled_lam
+from normae.experiments.faithful import check_lam_scale_keys, scaled_lam
 from normae.experiments.mapping import measure_mapping, scale_mapping
 from normae.experiments.plan_types import Plan, Row, TablePlan
 from normae.paths import ResultsLayout
@@ -243,6 +243,8 @@ def expand(
     seeds = list(seeds or scale.seeds or [0])
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds must be a non-empty list of distinct integers, got {seeds}")
+    check_lam_scale_keys(scale.name, scale.lam_scale, _nor_points(experiments))
+    check_table_files(experiments)
     planner = _Planner(scale, seeds, data)
     tables = {}
     for key in ("tables", "per_table"):
@@ -282,6 +284,29 @@ def at_scale(name: str, table: dict, scale: Scale) -> dict:
         evaluate = [{"protocol": protocol, "dataset": datasets} for protocol in settings["protocols"]]
     seeds = list(settings["seeds"]) if "seeds" in settings else None
     return {**table, "evaluate": evaluate, "seeds": seeds}
+
+
+def _nor_points(experiments: dict) -> list[dict]:
+    """Every NoR-MAE grid point with a lambda, of every table (the scale's or not): what lam_scale may name."""
+    return [
+        point
+        for table in experiments.values()
+        for grid in table.get("grids") or ()
+        for point in grid_points(grid, table["cnp_modes"])
+        if point["method"] in NOR_METHODS and "lam" in point
+    ]
+
+
+def check_table_files(experiments: dict) -> None:
+    """Refuse two tables writing the same file: the later one's table would silently replace the other's."""
+    owners: dict[str, str] = {}
+    for name, table in experiments.items():
+        if table["file"] in owners:
+            raise ConfigError(
+                f"experiments.yaml: tables {owners[table['file']]} and {name} both have file: {table['file']}; "
+                "give each table its own file"
+            )
+        owners[table["file"]] = name
 
 
 def _grid_rows(name: str, table: dict, paper_rows: list[dict], planner: _Planner) -> list[Row]:

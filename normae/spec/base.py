@@ -11,7 +11,7 @@ from pathlib import Path
 
 from normae.errors import ConfigError
 from normae.spec.batching import split_problem
-from normae.spec.checks import at_least, type_problems
+from normae.spec.checks import at_least, seed_problems, type_problems
 
 BATCH_SIZE_HELP = "images per process per forward pass (with global_batch: the most; the split follows the world size)"
 ACCUM_HELP = "gradient accumulation steps, without global_batch (effective batch = batch_size x accum_iter x processes)"
@@ -49,7 +49,8 @@ class SpecBase:
     cosmetic_fields = frozenset({"num_workers", "checkpoint_minutes", "log_every", "data_root", "download", "compile"})
 
     def __post_init__(self):
-        problems = type_problems(self) or self.problems()  # types first: the value checks compare numbers
+        # types first: the value checks compare numbers; every stage's seed (a field of each) in range
+        problems = type_problems(self) or [*seed_problems(getattr(self, "seed", None)), *self.problems()]
         if problems:
             raise ConfigError(f"invalid {self.stage} spec: " + "; ".join(problems))
 

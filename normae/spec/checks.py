@@ -73,6 +73,19 @@ def at_least(spec, minimum, *names: str) -> list[str]:
     ]
 
 
+# The seeds every generator takes: NumPy's legacy seed (timm's Mixup draws from it) must be in [0, 2**32);
+# torch.manual_seed overflows past 2**64 (a seed of 2**70 failed in the run, after its folder was locked).
+SEED_RANGE = (0, 2**32)
+
+
+def seed_problems(value, name: str = "seed") -> list[str]:
+    """``value`` outside SEED_RANGE, as a problem line naming ``name`` (a spec field or a command's option)."""
+    low, high = SEED_RANGE
+    if isinstance(value, int) and not isinstance(value, bool) and not low <= value < high:
+        return [f"{name} must be in [{low}, 2**32), got {value}"]
+    return []
+
+
 def within(spec, name: str, low: float, high: float, closed: bool = False) -> list[str]:
     """``name`` outside [low, high) (or [low, high] if ``closed``)."""
     value = getattr(spec, name)

@@ -17,6 +17,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from normae.errors import ConfigError
+
 # What ``--amp`` may say once resolved, and the autocast dtype of each (None: full precision).
 AMP_DTYPES: dict[str, torch.dtype | None] = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
 
@@ -88,7 +90,7 @@ def set_threads(n: int | None = None) -> int:
         else:  # macOS, Windows
             n = os.cpu_count() or 1
     if n < 1:
-        raise ValueError(f"threads must be at least 1, got {n}")
+        raise ConfigError(f"threads must be at least 1, got {n} (--threads, SLURM_CPUS_PER_TASK or OMP_NUM_THREADS)")
     torch.set_num_threads(n)
     return n
 
