@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from normae.data.registry import CLASSIFICATION_DATASETS, SEGMENTATION_DATASETS
+from normae.data.registry import CLASSIFICATION_DATASETS, DATASETS, SEGMENTATION_DATASETS
 from normae.paths import RunFolder
 from normae.spec.base import (
     ACCUM_HELP,
@@ -26,7 +26,13 @@ class InitSource:
 
     init: str
     dataset: str
+    img_size: int | None
     datasets: tuple[str, ...] = CLASSIFICATION_DATASETS  # the sets this protocol evaluates on
+
+    def image_size(self, upstream_img_size: int | None = None) -> int:
+        """The input size: ``img_size``, else the size the upstream was pre-trained at (our own
+        checkpoints record it), else the set's."""
+        return self.img_size or upstream_img_size or DATASETS[self.dataset].img_size
 
     def init_name(self) -> str:
         """'scratch', the pre-training run folder's name, or the checkpoint file's stem."""
@@ -218,6 +224,10 @@ class SegmentSpec(DownstreamSpec):
         if self.poly_power <= 0:
             problems.append(f"poly_power must be positive, got {self.poly_power}")
         return problems
+
+    def image_size(self, upstream_img_size: int | None = None) -> int:
+        """The training crop: ``img_size``, else the set's (whatever size the upstream was pre-trained at)."""
+        return self.img_size or DATASETS[self.dataset].img_size
 
     def pass_minimum(self) -> tuple[int, str]:
         return 2, "UperNet's pyramid pooling (BatchNorm of a 1x1 pooled map)"

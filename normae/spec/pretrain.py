@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from normae.data.registry import PRETRAIN_DATASETS, short_name
+from normae.data.registry import DATASETS, PRETRAIN_DATASETS, short_name
 from normae.spec.base import (
     ACCUM_HELP,
     BATCH_SIZE_HELP,
@@ -100,6 +100,11 @@ class PretrainSpec(SpecBase):
     log_every: int = option(20, "write a metrics line every this many optimiser steps")
 
     stage = "pretrain"
+
+    @property
+    def image_size(self) -> int:
+        """The input size the run trains at: ``img_size``, or the set's native size where it is None."""
+        return self.img_size or DATASETS[self.dataset].img_size
 
     def problems(self) -> list[str]:
         problems = common_problems(self)
