@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from normae.data.registry import CLASSIFICATION_DATASETS, DATASETS, SEGMENTATION_DATASETS
+from normae.data.registry import CLASSIFICATION_DATASETS, SEGMENTATION_DATASETS
 from normae.paths import RunFolder
 from normae.spec.base import (
     ACCUM_HELP,
@@ -15,6 +15,7 @@ from normae.spec.base import (
     SpecBase,
     batch_part,
     batch_problems,
+    default_image_size,
     option,
 )
 from normae.spec.checks import at_least, common_problems, within
@@ -32,7 +33,7 @@ class InitSource:
     def image_size(self, upstream_img_size: int | None = None) -> int:
         """The input size: ``img_size``, else the size the upstream was pre-trained at (our own
         checkpoints record it), else the set's."""
-        return self.img_size or upstream_img_size or DATASETS[self.dataset].img_size
+        return self.img_size or upstream_img_size or default_image_size(self.dataset)
 
     def init_name(self) -> str:
         """'scratch', the pre-training run folder's name, or the checkpoint file's stem."""
@@ -227,7 +228,7 @@ class SegmentSpec(DownstreamSpec):
 
     def image_size(self, upstream_img_size: int | None = None) -> int:
         """The training crop: ``img_size``, else the set's (whatever size the upstream was pre-trained at)."""
-        return self.img_size or DATASETS[self.dataset].img_size
+        return self.img_size or default_image_size(self.dataset)
 
     def pass_minimum(self) -> tuple[int, str]:
         return 2, "UperNet's pyramid pooling (BatchNorm of a 1x1 pooled map)"
