@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from normae.core.losses import NOR_VARIANTS, nor_loss, reconstruction_loss, standardize_tokens
+from normae.core.losses import nor_loss, reconstruction_loss, standardize_tokens
+from normae.spec import NOR_VARIANTS
 
 
 def ref_standardize(z):

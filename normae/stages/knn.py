@@ -19,10 +19,9 @@ from normae.core.classifier import build_classifier, load_encoder
 from normae.core.knn import POOLINGS, encode, knn_accuracy
 from normae.data.classification import build_classification_dataset
 from normae.data.registry import CLASSIFICATION_SETS
-from normae.data.transforms import eval_transform
 from normae.spec import KnnSpec
 from normae.stages.common import Run, fixed_subset, run_stage
-from normae.stages.transfer import EvaluationStage
+from normae.stages.transfer import EvaluationStage, evaluation_transform
 from normae.training.runtime import amp_dtype
 from normae.training.signals import StopSignals
 
@@ -36,7 +35,7 @@ class KnnEvaluation(EvaluationStage):
 
     def run(self, run: Run) -> dict:
         spec, info, img_size = self.spec, CLASSIFICATION_SETS[self.spec.dataset], self.img_size
-        transform = eval_transform(img_size, info.mean, info.std, crop_pct=1.0 if img_size < 64 else 0.875)
+        transform = evaluation_transform(info, img_size)
         train_set, eval_set = (
             fixed_subset(build_classification_dataset(spec.dataset, spec.data_root, split, transform, spec.download), n)
             for split, n in (("train", spec.train_samples), ("eval", spec.eval_samples))

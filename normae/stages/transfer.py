@@ -106,6 +106,11 @@ def train_transform(spec: DownstreamSpec, img_size: int, mean, std):
     )
 
 
+def evaluation_transform(info, img_size: int):
+    """The evaluation split's transform: small images (below 64 px) whole, larger ones MAE's 0.875 centre crop."""
+    return eval_transform(img_size, info.mean, info.std, crop_pct=1.0 if img_size < 64 else 0.875)
+
+
 def classification_step(criterion, mixup):
     def step(model, batch):
         images, targets = batch
@@ -153,10 +158,9 @@ class Transfer(EvaluationStage):
     def build(self, run: Run):
         spec, info, img_size = self.spec, CLASSIFICATION_SETS[self.spec.dataset], self.img_size
         self.info, self.finetune = info, isinstance(spec, FinetuneSpec)
-        crop_pct = 1.0 if img_size < 64 else 0.875
         transforms_of = {
             "train": train_transform(spec, img_size, info.mean, info.std),
-            "eval": eval_transform(img_size, info.mean, info.std, crop_pct=crop_pct),
+            "eval": evaluation_transform(info, img_size),
         }
         self.train_set, self.eval_set = (
             fixed_subset(build_classification_dataset(spec.dataset, spec.data_root, split, transform, spec.download), n)
