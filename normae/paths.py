@@ -120,6 +120,7 @@ class RunFolder:
         ends (kill -9 included), so a stale lock never blocks a resume. It is not re-entrant: a second
         ``training_lock`` of the same folder, even in the same process, is refused.
         """
+        self.check_place()
         self.path.mkdir(parents=True, exist_ok=True)
         with self.training_lock_path.open("a+") as handle:
             try:
@@ -150,9 +151,8 @@ class RunFolder:
             raise MissingResultError(f"{self.spec_path} holds no spec (a JSON object): {self.path} is not a run folder")
         return spec
 
-    def check_spec(self, spec) -> None:
-        """Refuse a folder that holds a different spec than ``spec`` (a ``normae.spec`` object), and a
-        path that cannot be a folder (it, or a folder above it, is a file)."""
+    def check_place(self) -> None:
+        """Refuse a path that cannot be a folder (it, or a folder above it, is a file)."""
         for place in (self.path, *self.path.parents):
             if place.exists():
                 if not place.is_dir():
@@ -160,6 +160,12 @@ class RunFolder:
                         f"{place} is a file, so {self.path} cannot be a run folder: choose another output folder"
                     )
                 break
+
+    def check_spec(self, spec) -> None:
+        """Refuse a folder that holds a different spec than ``spec`` (a ``normae.spec`` object), and a
+        path that cannot be a folder. Read, parsed and hashed: a stage does it once, under the folder's
+        lock (``normae.stages.common.decide``), the launcher once before it submits."""
+        self.check_place()
         if not self.spec_path.exists():
             return
         try:
@@ -173,8 +179,7 @@ class RunFolder:
             )
 
     def write_spec(self, spec) -> None:
-        """Write spec.json, refusing a folder that already holds a different spec."""
-        self.check_spec(spec)
+        """Write spec.json; the caller has checked the folder's spec (``check_spec``), under its lock."""
         atomic_write_text(self.spec_path, spec.to_json())
 
     # -- summary

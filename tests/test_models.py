@@ -187,14 +187,6 @@ def test_patch_size_not_dividing_image_raises_with_valid_sizes():
         build_mae("vit_micro", img_size=32, patch_size=6)
 
 
-@pytest.mark.parametrize(
-    "kwargs", [dict(method="simclr"), dict(nor_variant="full"), dict(cnp="pixels"), dict(mask_ratio=1.0)]
-)
-def test_bad_options_raise(kwargs):
-    with pytest.raises(ValueError):
-        tiny_model(**kwargs)
-
-
 # ----------------------------------------------------------------------------- NoR-MAE vs MAE
 
 
@@ -524,11 +516,3 @@ def test_no_weight_decay_names_are_parameters():
     for name in model.no_weight_decay():
         assert name in names
     assert {"cls_token", "mask_token", "pos_embed", "decoder_pos_embed"} <= set(model.no_weight_decay())
-
-
-def test_authors_code_mode_is_checked_when_the_model_is_built():
-    with pytest.raises(ValueError, match="at least 8 tokens"):
-        build_mae("vit_micro", img_size=32, patch_size=16, method="nor_mae", cnp="authors_code")
-    with pytest.raises(ValueError, match="torus"):
-        build_mae("vit_micro", img_size=32, patch_size=4, method="nor_mae", cnp="authors_code", cnp_wrap=False)
-    build_mae("vit_micro", img_size=32, patch_size=16, method="mae", cnp="authors_code")

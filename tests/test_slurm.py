@@ -346,7 +346,7 @@ def test_workflow_runs_every_training_job_through_sbatch(tmp_path):
     folder = workflow_folder(tmp_path)
     cluster = folder / "cluster.yaml"  # in place of the profile's (YAML: --config would pass "2" as a string)
     cluster.write_text("launcher: slurm\nslurm: {pretrain: {cpus_per_task: 2}, finetune: {}, evaluate: {}}\n")
-    snakemake = start_snakemake(folder, ["--configfile", str(cluster), *reduced_targets(folder)])
+    snakemake = start_snakemake(folder, [*reduced_targets(folder), "--configfile", str(cluster)])
     output, _ = snakemake.communicate(timeout=600)
     assert snakemake.returncode == 0, output
     runs = assert_each_run_submitted_once(folder)

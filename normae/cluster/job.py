@@ -63,7 +63,7 @@ class StageJob(submitit.helpers.Checkpointable):
     submitting again. The launcher never reads the job's result pickle, so the returned
     ``{"run_dir", "rank"}`` is only for submitit.
 
-    The training lock of the run folder is the stage's (``normae.stages.common.start_run_folder``):
+    The training lock of the run folder is the stage's (``normae.stages.common.take_run_folder``):
     rank 0 holds it while the job trains; the launcher waiting on the job holds none.
     """
 

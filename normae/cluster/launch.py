@@ -63,9 +63,9 @@ def launch(
         raise ConfigError(f"unknown launcher {launcher!r}; use one of {', '.join(LAUNCHERS)}")
     spec = load_spec(spec_path)
     folder = RunFolder(out)
-    folder.check_spec(spec)
-    if launcher == "inprocess":
+    if launcher == "inprocess":  # the stage checks the folder's spec, under its lock
         return run_here(spec, folder.path, resume=True)
+    folder.check_spec(spec)
     problem = split_problem(spec, num_tasks(resources_from(resources))) if hasattr(spec, "global_batch") else None
     if problem:  # before the job waits in the queue, not on the node
         raise ConfigError(f"{spec_path}: {problem} (--slurm nodes, gpus_per_node, tasks_per_node)")

@@ -32,11 +32,11 @@ from normae.core.auxiliary import (
     teacher_feature,
     teacher_width,
 )
-from normae.core.cnp import CNP_MODES, check_authors_code_grid, cnp_source_index
-from normae.core.losses import NOR_VARIANTS, nor_loss, reconstruction_loss
+from normae.core.cnp import cnp_source_index
+from normae.core.losses import nor_loss, reconstruction_loss
 from normae.errors import ConfigError
 from normae.model_sizes import MODEL_SIZES
-from normae.spec import DISTILLED_METHODS, METHODS, NOR_METHODS, PAPER_LAMBDA, SUPERVISED_METHODS
+from normae.spec import DISTILLED_METHODS, NOR_METHODS, PAPER_LAMBDA, SUPERVISED_METHODS
 
 
 @dataclass
@@ -148,14 +148,7 @@ class MaskedAutoencoderViT(TeacherHolder):
             raise ConfigError(
                 f"patch size {patch_size} does not divide image size {img_size}; patch sizes that do: {divisors}"
             )
-        if method not in METHODS:
-            raise ConfigError(f"unknown method {method!r}; choose one of {METHODS}")
-        if nor_variant not in NOR_VARIANTS:
-            raise ConfigError(f"unknown NoR variant {nor_variant!r}; choose one of {NOR_VARIANTS}")
-        if cnp not in CNP_MODES:
-            raise ConfigError(f"unknown CNP mode {cnp!r}; choose one of {CNP_MODES}")
-        if not 0.0 <= mask_ratio < 1.0:
-            raise ConfigError(f"mask ratio must be in [0, 1), got {mask_ratio}")
+        # method, nor_variant, cnp, cnp_wrap and mask_ratio are the spec's to check (PretrainSpec, BenchSpec)
         check_method_needs(method, num_classes, teacher_dim)
         self.patch_size = patch_size
         self.in_chans = in_chans
@@ -168,12 +161,6 @@ class MaskedAutoencoderViT(TeacherHolder):
 
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
         self.grid = self.patch_embed.grid_size
-        if method in NOR_METHODS and cnp == "authors_code":
-            if not cnp_wrap:
-                raise ConfigError(
-                    "cnp='authors_code' always uses the torus border, as the public code does: keep cnp_wrap=True"
-                )
-            check_authors_code_grid(self.grid)
         num_patches = self.patch_embed.num_patches
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, embed_dim), requires_grad=False)

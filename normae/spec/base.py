@@ -9,6 +9,7 @@ import json
 from dataclasses import field
 from pathlib import Path
 
+from normae.data.registry import DATASETS
 from normae.errors import ConfigError
 from normae.spec.batching import split_problem
 from normae.spec.checks import at_least, seed_problems, type_problems
@@ -107,6 +108,14 @@ class SpecBase:
 
     def to_json(self) -> str:
         return json.dumps({"stage": self.stage, **self.to_dict()}, indent=2, sort_keys=True) + "\n"
+
+
+def default_image_size(dataset: str) -> int:
+    """The input size of ``dataset`` where a spec leaves ``img_size`` unset (every set a stage trains or
+    evaluates on has one in the registry)."""
+    size = DATASETS[dataset].img_size
+    assert size is not None, f"the registry gives {dataset} no input size"
+    return size
 
 
 def batch_part(spec) -> list[str]:

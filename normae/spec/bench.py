@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from normae.data.registry import PRETRAIN_DATASETS, short_name
 from normae.spec.base import SpecBase, option
-from normae.spec.checks import at_least
+from normae.spec.checks import at_least, authors_code_problems
 from normae.spec.pretrain import PAPER_LAMBDA
-from normae.spec.vocabulary import CNP_MODES, METHODS, Amp, CnpMode, Loader
+from normae.spec.vocabulary import METHODS, NOR_METHODS, Amp, CnpMode, Loader
 
 
 @dataclass
@@ -62,8 +62,8 @@ class BenchSpec(SpecBase):
         problems = at_least(self, 1, "img_size", "patch_size", "batch_size", "steps") + at_least(self, 0, "warmup")
         if self.dataset is not None and self.dataset not in PRETRAIN_DATASETS:
             problems.append(f"dataset must be one of {', '.join(PRETRAIN_DATASETS)} or null, got {self.dataset!r}")
-        if self.cnp not in CNP_MODES:
-            problems.append(f"cnp must be one of {', '.join(CNP_MODES)}, got {self.cnp!r}")
+        if any(method in NOR_METHODS for method in self.methods.split(",")) and self.patch_size >= 1:
+            problems += authors_code_problems(self.cnp, True, self.img_size, self.patch_size)
         unknown = [method for method in self.methods.split(",") if method not in METHODS]
         if unknown or "mae" not in self.methods.split(","):
             problems.append(f"methods must list mae and others of {', '.join(METHODS)}, got {self.methods!r}")

@@ -120,8 +120,9 @@ def masking_problems(spec) -> list[str]:
     keeps ``int(tokens x (1 - mask_ratio))`` patches (``normae.core.model.random_masking``)."""
     if not 0 < spec.mask_ratio < 1:
         return [f"mask_ratio must be in (0, 1): at least one patch removed and one visible, got {spec.mask_ratio}"]
-    facts = DATASETS.get(spec.dataset)
-    img_size = spec.img_size or (facts.img_size if facts else None)
+    if spec.img_size is None and spec.dataset not in DATASETS:
+        return []  # the token count is unknown here (the data set is refused on its own)
+    img_size = spec.image_size
     if not img_size or spec.patch_size < 1 or img_size % spec.patch_size:
         return []  # the token count is unknown here (or the patch size is wrong, reported on its own)
     tokens = (img_size // spec.patch_size) ** 2
@@ -132,3 +133,20 @@ def masking_problems(spec) -> list[str]:
     if kept >= tokens:
         return [f"mask_ratio {spec.mask_ratio} removes no patch of {grid}"]
     return []
+
+
+def authors_code_problems(cnp: str, cnp_wrap: bool, img_size: int, patch_size: int) -> list[str]:
+    """The authors' CNP selection (``cnp`` authors_code) lists each token's 8 torus neighbours: it needs
+    the torus border and a grid of at least 8 tokens with both sides at least 2 (``normae.core.cnp``)."""
+    if cnp != "authors_code" or patch_size < 1:
+        return []
+    problems = (
+        []
+        if cnp_wrap
+        else ["cnp authors_code always uses the torus border, as the public code does: keep cnp_wrap true"]
+    )
+    side = img_size // patch_size
+    if side < 2 or side * side < 8:
+        grid = f"{side}x{side} patches of {img_size} px at patch_size {patch_size}"
+        problems.append(f"cnp authors_code needs a grid of at least 8 tokens with sides >= 2, got {grid}")
+    return problems

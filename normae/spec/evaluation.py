@@ -15,6 +15,7 @@ from normae.spec.base import (
     SpecBase,
     batch_part,
     batch_problems,
+    default_image_size,
     option,
 )
 from normae.spec.checks import at_least, common_problems, within
@@ -26,7 +27,13 @@ class InitSource:
 
     init: str
     dataset: str
+    img_size: int | None
     datasets: tuple[str, ...] = CLASSIFICATION_DATASETS  # the sets this protocol evaluates on
+
+    def image_size(self, upstream_img_size: int | None = None) -> int:
+        """The input size: ``img_size``, else the size the upstream was pre-trained at (our own
+        checkpoints record it), else the set's."""
+        return self.img_size or upstream_img_size or default_image_size(self.dataset)
 
     def init_name(self) -> str:
         """'scratch', the pre-training run folder's name, or the checkpoint file's stem."""
@@ -218,6 +225,10 @@ class SegmentSpec(DownstreamSpec):
         if self.poly_power <= 0:
             problems.append(f"poly_power must be positive, got {self.poly_power}")
         return problems
+
+    def image_size(self, upstream_img_size: int | None = None) -> int:
+        """The training crop: ``img_size``, else the set's (whatever size the upstream was pre-trained at)."""
+        return self.img_size or default_image_size(self.dataset)
 
     def pass_minimum(self) -> tuple[int, str]:
         return 2, "UperNet's pyramid pooling (BatchNorm of a 1x1 pooled map)"

@@ -12,15 +12,13 @@ from normae.spec.base import (
     SpecBase,
     batch_part,
     batch_problems,
+    default_image_size,
     option,
 )
-from normae.spec.checks import at_least, common_problems, masking_problems
+from normae.spec.checks import at_least, authors_code_problems, common_problems, masking_problems
 from normae.spec.vocabulary import (
-    CNP_MODES,
     DISTILLED_METHODS,
-    METHODS,
     NOR_METHODS,
-    NOR_VARIANTS,
     SUPERVISED_METHODS,
     Amp,
     CnpMode,
@@ -104,13 +102,18 @@ class PretrainSpec(SpecBase):
 
     stage = "pretrain"
 
+    @property
+    def image_size(self) -> int:
+        """The input size the run trains at: ``img_size``, or the set's native size where it is None."""
+        return self.img_size or default_image_size(self.dataset)
+
     def problems(self) -> list[str]:
+        # method, nor_variant, cnp and the other Literal fields: by their type (SpecBase.__post_init__)
         problems = common_problems(self)
-        for name, allowed in (("method", METHODS), ("nor_variant", NOR_VARIANTS), ("cnp", CNP_MODES)):
-            if getattr(self, name) not in allowed:
-                problems.append(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if self.dataset not in PRETRAIN_DATASETS:
             problems.append(f"dataset must be one of {', '.join(PRETRAIN_DATASETS)}, got {self.dataset!r}")
+        elif self.method in NOR_METHODS:
+            problems += authors_code_problems(self.cnp, self.cnp_wrap, self.image_size, self.patch_size)
         problems += at_least(self, 0, "lam", "sup_weight", "sup_hidden", "alpha")
         problems += masking_problems(self) + batch_problems(self)
         if self.sup_temperature <= 0:

@@ -47,11 +47,11 @@ def summary_line(summary: dict, out: Path) -> str:
 
 
 def run_here(spec: SpecBase, out: Path, resume: bool) -> int:
-    """Run a spec in this process; a stopped or failed run says how to continue. Returns the exit status."""
-    from normae.paths import RunFolder
+    """Run a spec in this process; a stopped or failed run says how to continue. Returns the exit status.
+
+    The stage checks the folder's spec (once, under the folder's lock: ``normae.stages.common.decide``)."""
     from normae.training.signals import NonFiniteLossError, TrainingInterrupted
 
-    RunFolder(out).check_spec(spec)
     print(f"[normae] {spec.stage} {spec.run_id()} -> {out}", file=sys.stderr)
     try:
         summary = stage_function(spec.stage)(spec, out, resume=resume)

@@ -8,7 +8,6 @@ alone on ``data_root``'s images (``loader_throughput``: images/s, normae.analysi
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import torch
@@ -18,8 +17,7 @@ from normae.analysis.bench import run_bench
 from normae.analysis.loader_bench import measure_loader
 from normae.data.pretrain import build_pretrain_dataset
 from normae.spec import BenchSpec
-from normae.stages.common import finish_run_folder, open_run_folder, spec_withdrawn_on_early_failure, start_run_folder
-from normae.training.runtime import environment_facts, setup_distributed
+from normae.stages.common import Run, Stage, run_stage
 from normae.training.signals import StopSignals
 
 
@@ -55,27 +53,19 @@ def measure(spec: BenchSpec, device: str | None, batch=None, models: bool = True
     return result
 
 
+class Bench(Stage):
+    """One measurement, nothing trained."""
+
+    spec: BenchSpec
+
+    def run(self, run: Run) -> dict:
+        spec = self.spec
+        images = loader_images(spec) if spec.dataset else None
+        result = measure(spec, str(run.device), batch=images)
+        result["images"] = f"{spec.dataset} through its pre-training loader" if spec.dataset else "synthetic"
+        return {"final": {"nor_over_mae_time": result["nor_over_mae_time"]}, **result}
+
+
 def run_bench_stage(spec: BenchSpec, run_dir: str | Path, resume: bool = False, signals: StopSignals | None = None):
     """Measure into ``run_dir``; returns the summary. Nothing to resume: a stopped bench measures again."""
-    folder, done = open_run_folder(spec, run_dir)
-    if done is not None:
-        return done
-    rank, _, device = setup_distributed()
-    with start_run_folder(folder, spec, rank, device) as finished, spec_withdrawn_on_early_failure(folder, rank):
-        if finished is not None:
-            return finished
-        started = time.time()
-        images = loader_images(spec) if spec.dataset else None
-        result = measure(spec, str(device), batch=images)
-        result["images"] = f"{spec.dataset} through its pre-training loader" if spec.dataset else "synthetic"
-        return finish_run_folder(
-            folder,
-            rank,
-            spec,
-            {
-                "final": {"nor_over_mae_time": result["nor_over_mae_time"]},
-                **result,
-                **environment_facts(device),
-                "wall_seconds_this_session": time.time() - started,
-            },
-        )
+    return run_stage(Bench(spec), run_dir, resume, signals)

@@ -1,22 +1,35 @@
-"""What every stage does to its run folder, and the settings every stage's spec shares.
+"""The one skeleton every stage runs in (``run_stage``), and the settings every stage's spec shares.
 
-The order matters: the folder's spec is checked before anything else, so a folder holding another
-run is refused even when that run has finished; only then does a finished run return its summary.
+A stage (``Stage``) builds only what is its own: its model, data, step, optimiser groups, evaluation
+and the facts its summary adds. ``run_stage`` owns the rest, in this order: join the processes
+(DDP), take the run folder and decide what to do in it (``take_run_folder``), seed, build, train
+(``train``, or the stage's own one pass), finish.
+
+``take_run_folder`` is the one place where "this run is finished / resume it / start it afresh" is
+decided, by rank 0 under the folder's lock: the folder's spec is checked first (a folder holding
+another run is refused even when that run has finished; the one ``check_spec`` of the process),
+then a finished run returns its summary, then the run's inputs (``Stage.inputs``: what it is made
+from besides its spec, e.g. an evaluation's upstream checkpoint digest) are compared with those its
+checkpoint recorded: changed inputs start the run afresh, unchanged ones resume (with ``--resume``).
 
 One process trains in a folder at a time: rank 0 holds the folder's lock (``RunFolder.training_lock``)
 from before it writes spec.json until after summary.json. Under DDP (torchrun, or the tasks of a
 SLURM job) the ranks share the folder legitimately, so only rank 0 locks it and the other ranks
-follow rank 0's outcome through one broadcast: a folder busy with another run stops every rank
+follow rank 0's decision through one broadcast: a folder busy with another run stops every rank
 at once, none waits in a collective for a rank that has left. A launcher waiting on a job holds no
 lock of its own; the job's rank 0 does.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -25,20 +38,180 @@ from torch.utils.data import Subset
 from normae.errors import ConfigError, RunFolderError
 from normae.paths import RunFolder
 from normae.spec.batching import BatchPlan, pass_size_problem, plan_batch
-from normae.training.loop import LoopConfig
+from normae.training.checkpoint import load_checkpoint
+from normae.training.loop import LoopConfig, Trainer
+from normae.training.runtime import environment_facts, resolve_amp, seed_everything, setup_distributed, wrap_ddp
+from normae.training.signals import StopSignals
 
-# What rank 0 found when it took the folder, as broadcast to the other ranks.
-TRAIN, FINISHED, REFUSED = 0, 1, 2
+# What rank 0 decided when it took the folder, as broadcast to the other ranks.
+FRESH, RESUME, FINISHED, REFUSED = 0, 1, 2, 3
 
 
-def open_run_folder(spec, run_dir: str | Path) -> tuple[RunFolder, dict | None]:
-    """(the run folder, its summary if the run has finished); a folder holding another spec is an error."""
-    folder = RunFolder(run_dir)
+@dataclass(frozen=True)
+class Run:
+    """One process's run of a stage, as ``take_run_folder`` decided it."""
+
+    folder: RunFolder
+    rank: int
+    world_size: int
+    device: torch.device
+    amp: str  # resolved: bf16, fp16 or none
+    resume: bool  # continue from checkpoint.pt (else the run starts afresh)
+    inputs: dict[str, str | None]  # Stage.inputs(), recorded in the checkpoint
+    signals: StopSignals | None
+
+
+class Stage:
+    """What a stage builds; ``run_stage`` does the rest: ``prepare``, then (seeded) ``run``, which trains
+    by default (``train``); a one-pass stage (k-NN, bench) overrides it. The training hooks are called
+    in this order: ``build``, ``loop``, ``optimizer``, ``step``, ``trainer_options``, then ``results``."""
+
+    compile = False  # torch.compile the model, after DDP
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.trainer: Trainer | None = None  # set by ``train`` once it exists (evaluations read its state)
+
+    def inputs(self) -> dict[str, str | None]:
+        """What the run is made from besides its spec (a digest each; None: nothing). Recorded in the
+        checkpoint; a checkpoint that recorded other values is stale (``take_run_folder``)."""
+        return {"upstream": None}
+
+    def prepare(self, run: Run) -> None:
+        """What is read and checked before the run is seeded (a teacher, an upstream encoder)."""
+
+    def run(self, run: Run) -> dict:
+        """The stage's results for its summary (rank 0 writes it)."""
+        return train(self, run)
+
+    # ---- the training stages' hooks -------------------------------------------------------------
+    def build(self, run: Run) -> tuple[torch.nn.Module, Any]:
+        """(the plain model on ``run.device``, the training set)."""
+        raise NotImplementedError
+
+    def loop(self, cfg: LoopConfig) -> LoopConfig:
+        """The stage's changes to the loop settings every spec carries."""
+        return cfg
+
+    def optimizer(self, model: torch.nn.Module, cfg: LoopConfig, device: torch.device):
+        raise NotImplementedError
+
+    def step(self, model: torch.nn.Module, cfg: LoopConfig) -> Callable:
+        """``step(model, batch) -> (loss, {name: scalar})``."""
+        raise NotImplementedError
+
+    def trainer_options(self, run: Run) -> tuple[type[Trainer], dict]:
+        """(the Trainer class, its keyword options beyond the common ones)."""
+        return Trainer, {}
+
+    def results(self, run: Run, fitted: dict) -> dict:
+        """The summary's entries from the loop's ``fitted`` results."""
+        return fitted
+
+
+def run_stage(stage: Stage, run_dir: str | Path, resume: bool = False, signals: StopSignals | None = None) -> dict:
+    """Run ``stage`` into ``run_dir``; returns the summary (rank 0 also writes summary.json).
+
+    ``resume``: continue from the folder's checkpoint if there is one (without it, a checkpoint is an
+    error); ``signals``: which signals checkpoint and which stop the run (default ``StopSignals()``).
+    """
+    with take_run_folder(stage, RunFolder(run_dir), resume, signals) as taken:
+        if not isinstance(taken, Run):
+            return taken  # the finished run's summary
+        started = time.time()
+        stage.prepare(taken)
+        seed_everything(stage.spec.seed)
+        results = stage.run(taken)
+        results.update(environment_facts(taken.device), wall_seconds_this_session=time.time() - started)
+        return finish_run_folder(taken.folder, taken.rank, stage.spec, results)
+
+
+@contextmanager
+def take_run_folder(stage: Stage, folder: RunFolder, resume: bool, signals: StopSignals | None) -> Iterator[Run | dict]:
+    """Take the folder for this run, for as long as the ``with`` block runs in it: yields the summary
+    of a finished run (nothing to do) or the ``Run`` to carry out.
+
+    Rank 0 locks the folder (another process training in it is a ``RunFolderError``) and decides
+    (``decide``); every rank follows its decision. A failure before training has started leaves
+    nothing that blocks a corrected try (``withdrawn_on_early_failure``).
+    """
+    rank, world_size, device = setup_distributed()
+    created = not folder.path.exists()
+    with ExitStack() as held:
+        outcome, error, inputs, locked = FRESH, None, {}, False
+        if rank == 0:
+            try:
+                held.enter_context(folder.training_lock())
+                locked = True
+                outcome, inputs = decide(folder, stage, resume)
+            except Exception as failure:  # every rank must hear of it, then rank 0 raises it
+                outcome, error = REFUSED, failure
+        outcome = rank_zero_says(outcome, device)
+        if error is not None:
+            if locked and created:  # refused before spec.json: the folder this process made goes again
+                shutil.rmtree(folder.path, ignore_errors=True)
+            raise error
+        if outcome == REFUSED:
+            raise RunFolderError(f"{folder.path}: rank 0 could not take the run folder (its log says why)")
+        if outcome == FINISHED:
+            yield folder.require_summary()
+            return
+        if rank == 0:
+            held.enter_context(withdrawn_on_early_failure(folder, created))
+        else:
+            inputs = stage.inputs()
+        amp = resolve_amp(stage.spec.amp, device)
+        yield Run(folder, rank, world_size, device, amp, outcome == RESUME, inputs, signals)
+
+
+def decide(folder: RunFolder, stage: Stage, resume: bool) -> tuple[int, dict[str, str | None]]:
+    """The one decision, by rank 0 under the folder's lock: (FINISHED, RESUME or FRESH, the run's inputs).
+
+    The spec first (another run's folder is refused), then a finished run (its summary.json; a corrupt
+    one is set aside and the run goes on), then the checkpoint: none, or one whose recorded inputs
+    differ from ``stage.inputs()`` (deleted, with metrics.jsonl), starts afresh; another is resumed
+    with ``resume`` and an error without. spec.json is written last.
+    """
+    spec = stage.spec
     folder.check_spec(spec)
-    summary = folder.finished_summary()
-    if summary is not None:
+    if folder.finished_summary(set_aside=True) is not None:
         print(f"[normae] {folder.path} is already finished ({folder.summary_path}); nothing to do", file=sys.stderr)
-    return folder, summary
+        return FINISHED, {}
+    inputs = stage.inputs()  # an evaluation's upstream is hashed before it is loaded: never a stale resume
+    outcome = FRESH
+    if folder.checkpoint_path.exists():
+        if not resume:
+            raise RunFolderError(
+                f"{folder.checkpoint_path} exists: pass --resume to continue that run, "
+                "or delete the run folder to start over"
+            )
+        changed = changed_inputs(folder.checkpoint_path, inputs)
+        if changed:
+            print(
+                f"[normae] {folder.checkpoint_path} {changed}: starting afresh "
+                "(the stale checkpoint and metrics are deleted)",
+                file=sys.stderr,
+                flush=True,
+            )
+            folder.checkpoint_path.unlink()
+            folder.metrics_path.unlink(missing_ok=True)
+        else:
+            outcome = RESUME
+    folder.write_spec(spec)
+    return outcome, inputs
+
+
+def changed_inputs(checkpoint: Path, inputs: dict[str, str | None]) -> str:
+    """What changed between the inputs ``checkpoint`` recorded and this run's ('' if nothing)."""
+    if all(value is None for value in inputs.values()):
+        return ""  # nothing to compare: the checkpoint need not be read twice
+    recorded = load_checkpoint(checkpoint, mmap=True)
+    changes = [
+        f"was trained from {recorded.get(name) or f'an unrecorded {name}'}, this run starts from {value}"
+        for name, value in inputs.items()
+        if value is not None and recorded.get(name) != value
+    ]
+    return "; ".join(changes)
 
 
 def rank_zero_says(outcome: int, device: torch.device) -> int:
@@ -51,52 +224,23 @@ def rank_zero_says(outcome: int, device: torch.device) -> int:
 
 
 @contextmanager
-def start_run_folder(folder: RunFolder, spec, rank: int, device: torch.device) -> Iterator[dict | None]:
-    """Take the folder for this run, for as long as the ``with`` block trains in it.
-
-    Rank 0 creates the folder, locks it (a folder another process trains in is a ``RunFolderError``),
-    checks again under the lock that it holds this spec and has not finished meanwhile, sets aside a
-    corrupt summary.json (``summary.json.corrupt``), and writes spec.json, first. Every rank gets
-    the summary if the run has finished meanwhile (nothing to train), else None.
-    """
-    with ExitStack() as held:
-        outcome, error = TRAIN, None
-        if rank == 0:
-            try:
-                held.enter_context(folder.training_lock())
-                folder.check_spec(spec)
-                outcome = FINISHED if folder.finished_summary(set_aside=True) is not None else TRAIN
-                if outcome == TRAIN:
-                    folder.write_spec(spec)
-            except Exception as failure:  # every rank must hear of it, then rank 0 raises it
-                outcome, error = REFUSED, failure
-        outcome = rank_zero_says(outcome, device)
-        if error is not None:
-            raise error
-        if outcome == REFUSED:
-            raise RunFolderError(f"{folder.path}: rank 0 could not take the run folder (its log says why)")
-        if outcome == FINISHED:
-            print(f"[normae] {folder.path} finished meanwhile ({folder.summary_path}); nothing to do", file=sys.stderr)
-            yield folder.require_summary()
-        else:
-            yield None
-
-
-@contextmanager
-def spec_withdrawn_on_early_failure(folder: RunFolder, rank: int) -> Iterator[None]:
-    """If the block fails before training has started, rank 0 takes spec.json back out of the folder.
+def withdrawn_on_early_failure(folder: RunFolder, created: bool) -> Iterator[None]:
+    """If the block fails before training has started, rank 0 leaves nothing that blocks a corrected try.
 
     The rule: a folder belongs to its spec once training has started in it (metrics.jsonl or
-    checkpoint.pt exists). A check that can only run after spec.json is written (data not found, an
-    unknown model, a checkpoint that does not fit) fails before that, and the spec.json it leaves
-    would refuse the corrected spec ("holds another run"): it is removed, so a corrected try may use
-    the same ``--out``. Used inside ``start_run_folder``'s block, under the folder's lock.
+    checkpoint.pt exists). A check that can only run once the folder is taken (data not found, an
+    unknown model, a teacher or a checkpoint that does not fit) fails before that: the folder goes
+    if this process created it, else its spec.json (this run's) is taken back out, so that a
+    corrected spec may use the same ``--out``. Used under the folder's lock.
     """
     try:
         yield
     except BaseException:
-        if rank == 0 and not folder.checkpoint_path.exists() and not folder.metrics_path.exists():
-            folder.spec_path.unlink(missing_ok=True)
+        if not folder.checkpoint_path.exists() and not folder.metrics_path.exists():
+            if created:
+                shutil.rmtree(folder.path, ignore_errors=True)
+            else:
+                folder.spec_path.unlink(missing_ok=True)
         raise
 
 
@@ -107,6 +251,34 @@ def finish_run_folder(folder: RunFolder, rank: int, spec, results: dict) -> dict
     if rank == 0:
         folder.write_summary(summary)
     return summary
+
+
+def train(stage: Stage, run: Run) -> dict:
+    """The training stages' run: the stage's model and data, the loop settings, optimiser, DDP and Trainer."""
+    model, train_set = stage.build(run)
+    cfg, batch_plan = loop_config(stage.spec, run.world_size, run.amp, len(train_set))
+    cfg = stage.loop(cfg)
+    optimizer = stage.optimizer(model, cfg, run.device)
+    wrapped = wrap_ddp(model, run.device, run.world_size)
+    if stage.compile:  # after DDP, as torch advises; checkpoints hold the plain module's weights (loop.unwrap)
+        wrapped = torch.compile(wrapped)
+    step = stage.step(model, cfg)
+    trainer_class, options = stage.trainer_options(run)
+    stage.trainer = trainer_class(
+        wrapped,
+        train_set,
+        cfg,
+        run.folder.path,
+        step,
+        optimizer,
+        run.device,
+        spec=stage.spec.to_dict(),
+        signals=run.signals,
+        inputs=run.inputs,
+        **options,
+    )
+    fitted = stage.trainer.fit(resume=run.resume)
+    return {**stage.results(run, fitted), "lr": cfg.lr, "batch": batch_plan.facts(), "amp": run.amp}
 
 
 def fixed_subset(dataset, size: int | None):

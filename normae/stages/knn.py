@@ -13,60 +13,38 @@ Under DDP every rank computes the same result and rank 0 writes it.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from normae.core.classifier import build_classifier, load_encoder
 from normae.core.knn import POOLINGS, encode, knn_accuracy
 from normae.data.classification import build_classification_dataset
 from normae.data.registry import CLASSIFICATION_SETS
-from normae.data.transforms import eval_transform
 from normae.spec import KnnSpec
-from normae.stages.common import (
-    evaluation_facts,
-    finish_run_folder,
-    fixed_subset,
-    open_run_folder,
-    spec_withdrawn_on_early_failure,
-    start_run_folder,
-)
-from normae.stages.transfer import encoder_source, upstream_digest
-from normae.training.runtime import amp_dtype, environment_facts, resolve_amp, seed_everything, setup_distributed
+from normae.stages.common import Run, fixed_subset, run_stage
+from normae.stages.transfer import EvaluationStage, evaluation_transform
+from normae.training.runtime import amp_dtype
 from normae.training.signals import StopSignals
 
 HEADLINE_POOLING = "mean"
 
 
-def run_knn(spec: KnnSpec, run_dir: str | Path, resume: bool = False, signals: StopSignals | None = None) -> dict:
-    """Evaluate ``spec.init``'s encoder by weighted k-NN into ``run_dir``; returns the summary.
+class KnnEvaluation(EvaluationStage):
+    """One pass, nothing trained: the frozen encoder's features of both splits, and the vote."""
 
-    ``resume`` and ``signals`` are accepted as every stage's are: there is no checkpoint to resume
-    from, a stopped run computes again from the start (it takes one pass over the data).
-    """
-    folder, done = open_run_folder(spec, run_dir)
-    if done is not None:
-        return done
-    info = CLASSIFICATION_SETS[spec.dataset]
-    upstream = upstream_digest(spec)  # hashed before it is loaded, as in transfer
-    state, size, patch_size, pretrain_img_size = encoder_source(spec)
-    img_size = spec.img_size or pretrain_img_size or info.img_size
-    rank, _, device = setup_distributed()
-    with start_run_folder(folder, spec, rank, device) as finished, spec_withdrawn_on_early_failure(folder, rank):
-        if finished is not None:
-            return finished
-        started = time.time()
-        seed_everything(spec.seed)
-        transform = eval_transform(img_size, info.mean, info.std, crop_pct=1.0 if img_size < 64 else 0.875)
+    spec: KnnSpec
+
+    def run(self, run: Run) -> dict:
+        spec, info, img_size = self.spec, CLASSIFICATION_SETS[self.spec.dataset], self.img_size
+        transform = evaluation_transform(info, img_size)
         train_set, eval_set = (
             fixed_subset(build_classification_dataset(spec.dataset, spec.data_root, split, transform, spec.download), n)
             for split, n in (("train", spec.train_samples), ("eval", spec.eval_samples))
         )
-        model = build_classifier(size, img_size, patch_size, info.num_classes, global_pool="token")
-        if state is not None:
-            load_encoder(model, state)
-        model.to(device)
-        amp = resolve_amp(spec.amp, device)
-        options = {"batch_size": spec.batch_size, "device": device, "amp_dtype": amp_dtype(amp)}
+        model = build_classifier(self.size, img_size, self.patch_size, info.num_classes, global_pool="token")
+        if self.state is not None:
+            load_encoder(model, self.state)
+        model.to(run.device)
+        options = {"batch_size": spec.batch_size, "device": run.device, "amp_dtype": amp_dtype(run.amp)}
         bank, bank_labels = encode(model, train_set, num_workers=spec.num_workers, **options)
         queries, query_labels = encode(model, eval_set, num_workers=spec.num_workers, **options)
         scores = {
@@ -77,24 +55,24 @@ def run_knn(spec: KnnSpec, run_dir: str | Path, resume: bool = False, signals: S
         }
         headline = scores[HEADLINE_POOLING]
         per_pooling = {f"{name}_{pooling}": value for pooling, score in scores.items() for name, value in score.items()}
-        return finish_run_folder(
-            folder,
-            rank,
-            spec,
-            {
-                "final": {"top1": headline["top1"], "top5": headline["top5"], **per_pooling},
-                "top1": headline["top1"],
-                "top5": headline["top5"],
-                **per_pooling,
-                "headline_pooling": HEADLINE_POOLING,
-                "k": spec.k,
-                "temperature": spec.temperature,
-                "feature_dim": int(bank[HEADLINE_POOLING].shape[1]),
-                **evaluation_facts(
-                    spec, upstream, (size, patch_size, img_size), info, train_set, eval_set, bank_labels.tolist()
-                ),
-                "amp": amp,
-                **environment_facts(device),
-                "wall_seconds_this_session": time.time() - started,
-            },
-        )
+        return {
+            "final": {"top1": headline["top1"], "top5": headline["top5"], **per_pooling},
+            "top1": headline["top1"],
+            "top5": headline["top5"],
+            **per_pooling,
+            "headline_pooling": HEADLINE_POOLING,
+            "k": spec.k,
+            "temperature": spec.temperature,
+            "feature_dim": int(bank[HEADLINE_POOLING].shape[1]),
+            **self.facts(run, info, train_set, eval_set, bank_labels.tolist()),
+            "amp": run.amp,
+        }
+
+
+def run_knn(spec: KnnSpec, run_dir: str | Path, resume: bool = False, signals: StopSignals | None = None) -> dict:
+    """Evaluate ``spec.init``'s encoder by weighted k-NN into ``run_dir``; returns the summary.
+
+    ``resume`` and ``signals`` are accepted as every stage's are: there is no checkpoint to resume
+    from, a stopped run computes again from the start (it takes one pass over the data).
+    """
+    return run_stage(KnnEvaluation(spec), run_dir, resume, signals)

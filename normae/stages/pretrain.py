@@ -3,9 +3,7 @@ variants)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any
 
 import torch
 from timm.optim import param_groups_weight_decay
@@ -18,18 +16,10 @@ from normae.data.pretrain import build_pretrain_dataset
 from normae.data.registry import DATASETS
 from normae.errors import ConfigError
 from normae.spec import DISTILLED_METHODS, NOR_METHODS, SUPERVISED_METHODS, PretrainSpec
-from normae.stages.common import (
-    finish_run_folder,
-    fixed_subset,
-    loop_config,
-    open_run_folder,
-    spec_withdrawn_on_early_failure,
-    start_run_folder,
-)
+from normae.stages.common import Run, Stage, fixed_subset, run_stage
 from normae.training.dali_batches import DaliTrainer
 from normae.training.loop import Trainer
 from normae.training.optim import adamw
-from normae.training.runtime import environment_facts, resolve_amp, seed_everything, setup_distributed, wrap_ddp
 from normae.training.signals import StopSignals
 
 
@@ -46,6 +36,75 @@ def pretrain_step(model, batch):
     return out.loss, metrics
 
 
+class Pretraining(Stage):
+    """The model of ``spec.method`` on its pre-training set; NoR methods' steps are diagnosed."""
+
+    spec: PretrainSpec
+
+    def __init__(self, spec: PretrainSpec):
+        super().__init__(spec)
+        self.compile = spec.compile
+        self.teacher = None  # DMAE's, read by prepare
+
+    def prepare(self, run: Run) -> None:
+        """DMAE's teacher is read (before the seed: building it draws random numbers), DALI and labels checked."""
+        spec = self.spec
+        if spec.method in DISTILLED_METHODS:
+            self.teacher = load_teacher(spec.teacher, spec.teacher_model, spec.image_size, spec.patch_size)
+        if spec.loader == "dali":
+            import_dali()  # without DALI: one line naming the package
+        if spec.method in SUPERVISED_METHODS and not DATASETS[spec.dataset].num_classes:
+            raise ConfigError(
+                f"method {spec.method} needs labels: {spec.dataset} has no classes (choose a labelled set)"
+            )
+
+    def build(self, run: Run):
+        spec = self.spec
+        num_classes = DATASETS[spec.dataset].num_classes if spec.method in SUPERVISED_METHODS else None
+        dataset = build_pretrain_dataset(spec.dataset, root=spec.data_root, img_size=spec.image_size)
+        dataset = fixed_subset(dataset, spec.train_samples)
+        model = build_mae_from_spec(spec, spec.image_size, num_classes, self.teacher).to(run.device)
+        if run.world_size > 1 and run.device.type == "cuda" and spec.method in SUPERVISED_METHODS:
+            # SupMAE's head has a BatchNorm: its statistics over the whole step's processes (CUDA only)
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.num_patches = model.patch_embed.num_patches
+        self.parameters_encoder = sum(
+            p.numel() for k, p in model.named_parameters() if not k.startswith(("decoder", "mask_token"))
+        )
+        self.train_images = len(dataset)
+        return model, dataset
+
+    def optimizer(self, model, cfg, device):
+        groups = param_groups_weight_decay(model, self.spec.weight_decay, model.no_weight_decay())
+        return adamw(groups, cfg.lr, cfg.betas, device)
+
+    def step(self, model, cfg):
+        step = DiagnosedStep(
+            pretrain_step, model, diagnostics_interval(cfg.log_every), cfg.accum_iter, self.spec.method in NOR_METHODS
+        )
+        step.state = lambda: self.trainer.state  # the Trainer replaces its state on resume
+        return step
+
+    def trainer_options(self, run: Run):
+        options = {"noise_length": self.num_patches, "step_line_metrics": DIAGNOSTICS}
+        if self.spec.loader != "dali":
+            return Trainer, options
+        # DALI decodes and crops the same files (normae.training.dali_batches)
+        dali = {"img_size": self.spec.image_size, "data_name": self.spec.dataset}
+        return DaliTrainer, {**options, **dali, "num_threads": self.spec.num_workers or 4}
+
+    def results(self, run: Run, fitted: dict) -> dict:
+        if run.rank == 0 and self.spec.method in NOR_METHODS:  # metrics.jsonl holds every diagnosed step
+            fitted["diagnostics"] = diagnostics_summary(fitted["history"], run.folder.read_metrics("step"))
+        return {
+            **fitted,
+            "train_images": self.train_images,
+            "image_size": self.spec.image_size,
+            "num_patches": self.num_patches,
+            "parameters_encoder": self.parameters_encoder,
+        }
+
+
 def run_pretrain(
     spec: PretrainSpec, run_dir: str | Path, resume: bool = False, signals: StopSignals | None = None
 ) -> dict:
@@ -53,82 +112,4 @@ def run_pretrain(
 
     ``signals``: which signals checkpoint and which stop the run (default ``StopSignals()``).
     """
-    folder, done = open_run_folder(spec, run_dir)
-    if done is not None:
-        return done
-    img_size = spec.img_size or DATASETS[spec.dataset].img_size
-    # DMAE's teacher (and DALI) is read and checked before anything of the run folder is written
-    distilled = spec.method in DISTILLED_METHODS
-    teacher = load_teacher(spec.teacher, spec.teacher_model, img_size, spec.patch_size) if distilled else None
-    if spec.loader == "dali":
-        import_dali()  # without DALI, one line naming the package, also before the run folder is written
-    num_classes = DATASETS[spec.dataset].num_classes if spec.method in SUPERVISED_METHODS else None
-    if spec.method in SUPERVISED_METHODS and not num_classes:
-        raise ConfigError(f"method {spec.method} needs labels: {spec.dataset} has no classes (choose a labelled set)")
-    rank, world_size, device = setup_distributed()
-    with start_run_folder(folder, spec, rank, device) as finished, spec_withdrawn_on_early_failure(folder, rank):
-        if finished is not None:
-            return finished
-        seed_everything(spec.seed)
-        dataset = fixed_subset(
-            build_pretrain_dataset(spec.dataset, root=spec.data_root, img_size=spec.img_size), spec.train_samples
-        )
-        model = build_mae_from_spec(spec, img_size, num_classes=num_classes, teacher=teacher).to(device)
-        if world_size > 1 and device.type == "cuda" and spec.method in SUPERVISED_METHODS:
-            # SupMAE's head has a BatchNorm: its statistics over the whole step's processes (CUDA only)
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        num_patches = model.patch_embed.num_patches
-        amp = resolve_amp(spec.amp, device)
-        cfg, batch_plan = loop_config(spec, world_size, amp, len(dataset))
-        optimizer = adamw(
-            param_groups_weight_decay(model, spec.weight_decay, model.no_weight_decay()), cfg.lr, cfg.betas, device
-        )
-        wrapped = wrap_ddp(model, device, world_size)
-        if spec.compile:  # after DDP, as torch advises; checkpoints hold the plain module's weights (loop.unwrap)
-            wrapped = torch.compile(wrapped)
-        step = DiagnosedStep(
-            pretrain_step, model, diagnostics_interval(cfg.log_every), cfg.accum_iter, spec.method in NOR_METHODS
-        )
-        trainer_class: type[Trainer] = Trainer
-        dali_options: dict[str, Any] = {}
-        if spec.loader == "dali":  # DALI decodes and crops the same files (normae.training.dali_batches)
-            trainer_class = DaliTrainer
-            dali_options = {"img_size": img_size, "data_name": spec.dataset, "num_threads": spec.num_workers or 4}
-        trainer = trainer_class(
-            wrapped,
-            dataset,
-            cfg,
-            folder.path,
-            step,
-            optimizer,
-            device,
-            noise_length=num_patches,
-            spec=spec.to_dict(),
-            signals=signals,
-            step_line_metrics=DIAGNOSTICS,
-            **dali_options,
-        )
-        step.state = lambda: trainer.state  # the Trainer replaces its state on resume
-        started = time.time()
-        results = trainer.fit(resume=resume)
-        if rank == 0 and spec.method in NOR_METHODS:  # metrics.jsonl holds every diagnosed step
-            results["diagnostics"] = diagnostics_summary(results["history"], folder.read_metrics("step"))
-        return finish_run_folder(
-            folder,
-            rank,
-            spec,
-            {
-                **results,
-                "lr": cfg.lr,
-                "batch": batch_plan.facts(),
-                "amp": amp,
-                **environment_facts(device),
-                "train_images": len(dataset),
-                "image_size": img_size,
-                "num_patches": num_patches,
-                "parameters_encoder": sum(
-                    p.numel() for k, p in model.named_parameters() if not k.startswith(("decoder", "mask_token"))
-                ),
-                "wall_seconds_this_session": time.time() - started,
-            },
-        )
+    return run_stage(Pretraining(spec), run_dir, resume, signals)

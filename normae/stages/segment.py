@@ -11,7 +11,6 @@ predicting at each pixel position its most frequent training class.
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 import torch
@@ -22,27 +21,11 @@ from normae.core.segmenter import ViTUperNet, load_pretrained, param_groups, seg
 from normae.data.registry import DATASETS, IGNORE_INDEX, SEGMENTATION_SETS
 from normae.data.segmentation import build_segmentation_dataset
 from normae.spec import SegmentSpec
-from normae.stages.common import (
-    evaluation_facts,
-    finish_run_folder,
-    fixed_subset,
-    loop_config,
-    open_run_folder,
-    spec_withdrawn_on_early_failure,
-    start_run_folder,
-)
-from normae.stages.transfer import encoder_source, upstream_digest
+from normae.stages.common import Run, fixed_subset, run_stage
+from normae.stages.transfer import EvaluationStage
 from normae.training.loop import Trainer
 from normae.training.optim import adamw
-from normae.training.runtime import (
-    amp_dtype,
-    environment_facts,
-    resolve_amp,
-    seed_everything,
-    seeded_randomness,
-    setup_distributed,
-    wrap_ddp,
-)
+from normae.training.runtime import amp_dtype, seeded_randomness
 from normae.training.sampling import sample_seed
 from normae.training.signals import StopSignals
 
@@ -89,104 +72,90 @@ def trivial_floor(train_set, eval_set, num_classes: int) -> dict:
     return floor
 
 
+class Segmentation(EvaluationStage):
+    """UperNet on the encoder, evaluated every ``eval_every`` epochs and after the last."""
+
+    spec: SegmentSpec
+
+    def build(self, run: Run):
+        spec, crop = self.spec, self.img_size
+        self.info = DATASETS[spec.dataset]
+        self.stride = min(SEGMENTATION_SETS[spec.dataset].slide_stride, crop)  # a smaller crop than the set's: no gaps
+        self.train_set, self.eval_set = (
+            fixed_subset(build_segmentation_dataset(spec.dataset, spec.data_root, split, crop, spec.download), n)
+            for split, n in (("train", spec.train_samples), ("eval", spec.eval_samples))
+        )
+        model = ViTUperNet(
+            self.size,
+            crop,
+            self.patch_size,
+            self.info.num_classes,
+            drop_path=spec.drop_path,
+            decoder_channels=spec.decoder_channels,
+        )
+        if self.state is not None:
+            load_pretrained(model, self.state, spec.init)
+        if run.device.type == "cuda" and run.world_size > 1:  # the pyramid's and heads' BatchNorm see the whole batch
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = model.to(run.device)
+        self.latest: dict = {}  # the last evaluation, per-class IoU included
+        return self.model, self.train_set
+
+    def loop(self, cfg):
+        return dataclasses.replace(cfg, decay="poly", poly_power=self.spec.poly_power)
+
+    def optimizer(self, model, cfg, device):
+        return adamw(param_groups(model, self.spec.weight_decay, self.spec.layer_decay), cfg.lr, (0.9, 0.999), device)
+
+    def step(self, model, cfg):
+        return segmentation_step(self.spec.aux_weight)
+
+    def evaluate_now(self, run: Run) -> dict:
+        return evaluate_segmentation(
+            self.model,
+            self.eval_set,
+            run.device,
+            self.info.num_classes,
+            ignore_index=IGNORE_INDEX,
+            crop=self.img_size,
+            stride=self.stride,
+            amp_dtype=amp_dtype(run.amp),
+            num_workers=self.spec.num_workers,
+            worker_init_fn=self.trainer.signals.worker_init(),
+        )
+
+    def trainer_options(self, run: Run):
+        def evaluate_epoch() -> dict:
+            epoch = self.trainer.state.epoch + 1
+            if epoch % self.spec.eval_every and epoch != self.spec.epochs:
+                return {}
+            self.latest = self.evaluate_now(run)
+            return {key: self.latest[key] for key in EVAL_KEYS}
+
+        return Trainer, {"epoch_end": evaluate_epoch}
+
+    def results(self, run: Run, fitted: dict) -> dict:
+        if not self.latest:  # resumed after the last epoch's evaluation: its per-class IoU is not in the checkpoint
+            self.latest = self.evaluate_now(run)
+        evaluated = [record for record in fitted["history"] if "miou" in record]
+        best = max(evaluated, key=lambda record: record["miou"]) if evaluated else {}
+        num_classes = self.info.num_classes
+        return {
+            **fitted,
+            **{key: self.latest[key] for key in EVAL_KEYS},
+            "per_class_iou": self.latest["per_class_iou"],
+            "best_miou": best.get("miou"),
+            "best_epoch": best.get("epoch"),
+            "last_epoch": fitted["epochs"],
+            "trivial": trivial_floor(self.train_set, self.eval_set, num_classes) if run.rank == 0 else None,
+            **self.facts(run, self.info, self.train_set, self.eval_set),
+            "crop": self.img_size,
+            "slide_stride": self.stride,
+        }
+
+
 def run_segment(
     spec: SegmentSpec, run_dir: str | Path, resume: bool = False, signals: StopSignals | None = None
 ) -> dict:
     """Train UperNet on the encoder ``spec.init`` names and evaluate it, into ``run_dir``."""
-    folder, done = open_run_folder(spec, run_dir)
-    if done is not None:
-        return done
-    info = DATASETS[spec.dataset]
-    upstream = upstream_digest(spec)  # hashed before it is loaded, as fine-tuning does
-    state, size, patch_size, _ = encoder_source(spec)
-    crop = spec.img_size or info.img_size
-    stride = min(SEGMENTATION_SETS[spec.dataset].slide_stride, crop)  # a smaller crop than the set's: no gaps
-    rank, world_size, device = setup_distributed()
-    with start_run_folder(folder, spec, rank, device) as finished, spec_withdrawn_on_early_failure(folder, rank):
-        if finished is not None:
-            return finished
-        seed_everything(spec.seed)
-        train_set = fixed_subset(
-            build_segmentation_dataset(spec.dataset, spec.data_root, "train", crop, spec.download), spec.train_samples
-        )
-        eval_set = fixed_subset(
-            build_segmentation_dataset(spec.dataset, spec.data_root, "eval", crop, spec.download), spec.eval_samples
-        )
-        model = ViTUperNet(
-            size, crop, patch_size, info.num_classes, drop_path=spec.drop_path, decoder_channels=spec.decoder_channels
-        )
-        if state is not None:
-            load_pretrained(model, state, spec.init)
-        if device.type == "cuda" and world_size > 1:  # the pyramid's and heads' BatchNorm see the whole batch
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        model.to(device)
-        amp = resolve_amp(spec.amp, device)
-        cfg, batch_plan = loop_config(spec, world_size, amp, len(train_set))
-        cfg = dataclasses.replace(cfg, decay="poly", poly_power=spec.poly_power)
-        optimizer = adamw(param_groups(model, spec.weight_decay, spec.layer_decay), cfg.lr, (0.9, 0.999), device)
-        wrapped = wrap_ddp(model, device, world_size)
-        latest: dict = {}
-
-        def evaluate_now() -> dict:
-            return evaluate_segmentation(
-                model,
-                eval_set,
-                device,
-                info.num_classes,
-                ignore_index=IGNORE_INDEX,
-                crop=crop,
-                stride=stride,
-                amp_dtype=amp_dtype(amp),
-                num_workers=spec.num_workers,
-                worker_init_fn=trainer.signals.worker_init(),
-            )
-
-        def evaluate_epoch() -> dict:
-            epoch = trainer.state.epoch + 1
-            if epoch % spec.eval_every and epoch != spec.epochs:
-                return {}
-            latest.clear()
-            latest.update(evaluate_now())
-            return {key: latest[key] for key in EVAL_KEYS}
-
-        trainer = Trainer(
-            wrapped,
-            train_set,
-            cfg,
-            folder.path,
-            segmentation_step(spec.aux_weight),
-            optimizer,
-            device,
-            spec=spec.to_dict(),
-            epoch_end=evaluate_epoch,
-            signals=signals,
-            upstream=upstream,
-        )
-        started = time.time()
-        results = trainer.fit(resume=resume)
-        if not latest:  # resumed after the last epoch's evaluation: its per-class IoU is not in the checkpoint
-            latest.update(evaluate_now())
-        evaluated = [record for record in results["history"] if "miou" in record]
-        best = max(evaluated, key=lambda record: record["miou"]) if evaluated else {}
-        return finish_run_folder(
-            folder,
-            rank,
-            spec,
-            {
-                **results,
-                **{key: latest[key] for key in EVAL_KEYS},
-                "per_class_iou": latest["per_class_iou"],
-                "best_miou": best.get("miou"),
-                "best_epoch": best.get("epoch"),
-                "last_epoch": results["epochs"],
-                "trivial": trivial_floor(train_set, eval_set, info.num_classes) if rank == 0 else None,
-                **evaluation_facts(spec, upstream, (size, patch_size, crop), info, train_set, eval_set),
-                "crop": crop,
-                "slide_stride": stride,
-                "lr": cfg.lr,
-                "batch": batch_plan.facts(),
-                "amp": amp,
-                **environment_facts(device),
-                "wall_seconds_this_session": time.time() - started,
-            },
-        )
+    return run_stage(Segmentation(spec), run_dir, resume, signals)

@@ -15,7 +15,6 @@ was trained again under the same id) starts the evaluation afresh, with one line
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 
 import torch
@@ -32,25 +31,10 @@ from normae.data.transforms import eval_transform
 from normae.errors import CheckpointError
 from normae.paths import RunFolder
 from normae.spec import DownstreamSpec, FinetuneSpec, KnnSpec, LinprobeSpec
-from normae.stages.common import (
-    evaluation_facts,
-    finish_run_folder,
-    fixed_subset,
-    loop_config,
-    open_run_folder,
-    spec_withdrawn_on_early_failure,
-    start_run_folder,
-)
+from normae.stages.common import Run, Stage, evaluation_facts, fixed_subset, run_stage
 from normae.training.loop import Trainer
 from normae.training.optim import adamw
-from normae.training.runtime import (
-    amp_dtype,
-    environment_facts,
-    resolve_amp,
-    seed_everything,
-    setup_distributed,
-    wrap_ddp,
-)
+from normae.training.runtime import amp_dtype
 from normae.training.signals import StopSignals
 
 
@@ -122,6 +106,11 @@ def train_transform(spec: DownstreamSpec, img_size: int, mean, std):
     )
 
 
+def evaluation_transform(info, img_size: int):
+    """The evaluation split's transform: small images (below 64 px) whole, larger ones MAE's 0.875 centre crop."""
+    return eval_transform(img_size, info.mean, info.std, crop_pct=1.0 if img_size < 64 else 0.875)
+
+
 def classification_step(criterion, mixup):
     def step(model, batch):
         images, targets = batch
@@ -143,6 +132,102 @@ def optimizer_for(spec: DownstreamSpec, model: nn.Module, lr: float, device: tor
     return adamw(groups, lr, (0.9, 0.999), device)
 
 
+class EvaluationStage(Stage):
+    """What every evaluation shares: its upstream (hashed before it is loaded: if the file were replaced in
+    between, a resume would start afresh, never go stale) and the encoder loaded from it."""
+
+    spec: DownstreamSpec | KnnSpec
+
+    def inputs(self) -> dict[str, str | None]:
+        return {"upstream": upstream_digest(self.spec)}
+
+    def prepare(self, run: Run) -> None:
+        self.state, self.size, self.patch_size, upstream_img_size = encoder_source(self.spec)
+        self.img_size = self.spec.image_size(upstream_img_size)
+
+    def facts(self, run: Run, info, train_set, eval_set, train_labels=None) -> dict:
+        shape = (self.size, self.patch_size, self.img_size)
+        return evaluation_facts(self.spec, run.inputs["upstream"], shape, info, train_set, eval_set, train_labels)
+
+
+class Transfer(EvaluationStage):
+    """Fine-tuning (``FinetuneSpec``) or linear probing (``LinprobeSpec``) of the encoder, evaluated every epoch."""
+
+    spec: DownstreamSpec
+
+    def build(self, run: Run):
+        spec, info, img_size = self.spec, CLASSIFICATION_SETS[self.spec.dataset], self.img_size
+        self.info, self.finetune = info, isinstance(spec, FinetuneSpec)
+        transforms_of = {
+            "train": train_transform(spec, img_size, info.mean, info.std),
+            "eval": evaluation_transform(info, img_size),
+        }
+        self.train_set, self.eval_set = (
+            fixed_subset(build_classification_dataset(spec.dataset, spec.data_root, split, transform, spec.download), n)
+            for (split, transform), n in zip(transforms_of.items(), (spec.train_samples, spec.eval_samples))
+        )
+        model = build_classifier(
+            self.size,
+            img_size,
+            self.patch_size,
+            info.num_classes,
+            drop_path=spec.drop_path if self.finetune else 0.0,
+            global_pool="avg" if self.finetune else "token",
+        )
+        if self.state is not None:
+            load_encoder(model, self.state)
+        if not self.finetune:
+            make_linear_probe(model)
+        self.model = model.to(run.device)
+        return self.model, self.train_set
+
+    def optimizer(self, model, cfg, device):
+        return optimizer_for(self.spec, model, cfg.lr, device)
+
+    def step(self, model, cfg):
+        spec, mixup = self.spec, None
+        if self.finetune and (spec.mixup > 0 or spec.cutmix > 0):
+            mixup = Mixup(
+                mixup_alpha=spec.mixup,
+                cutmix_alpha=spec.cutmix,
+                label_smoothing=spec.smoothing,
+                num_classes=self.info.num_classes,
+            )
+            criterion = SoftTargetCrossEntropy()
+        elif self.finetune and spec.smoothing > 0:
+            criterion = LabelSmoothingCrossEntropy(spec.smoothing)
+        else:
+            criterion = nn.CrossEntropyLoss()
+        return classification_step(criterion, mixup)
+
+    def trainer_options(self, run: Run):
+        def evaluate_epoch() -> dict:  # its workers, like the training loop's, leave stop signals to this process
+            return evaluate(
+                self.model,
+                self.eval_set,
+                self.spec.eval_batch_size,
+                run.device,
+                amp_dtype(run.amp),
+                num_workers=self.spec.num_workers,
+                worker_init_fn=self.trainer.signals.worker_init(),
+            )
+
+        return Trainer, {"epoch_end": evaluate_epoch}
+
+    def results(self, run: Run, fitted: dict) -> dict:
+        # The first epoch with the highest top-1, from the epoch records the loop kept (also across a resume).
+        best = max(fitted["history"], key=lambda record: record["top1"]) if fitted["history"] else {}
+        return {
+            **fitted,
+            "top1": fitted["final"].get("top1"),
+            "top5": fitted["final"].get("top5"),
+            "best_top1": best.get("top1"),
+            "best_epoch": best.get("epoch"),
+            "last_epoch": fitted["epochs"],
+            **self.facts(run, self.info, self.train_set, self.eval_set, targets_of(self.train_set)),
+        }
+
+
 def run_transfer(
     spec: DownstreamSpec, run_dir: str | Path, resume: bool = False, signals: StopSignals | None = None
 ) -> dict:
@@ -150,119 +235,4 @@ def run_transfer(
 
     ``signals``: which signals checkpoint and which stop the run (default ``StopSignals()``).
     """
-    folder, done = open_run_folder(spec, run_dir)
-    if done is not None:
-        return done
-    info = CLASSIFICATION_SETS[spec.dataset]
-    # Hashed before it is loaded: if the file were replaced in between, a resume would start afresh, never go stale.
-    upstream = upstream_digest(spec)
-    state, size, patch_size, pretrain_img_size = encoder_source(spec)
-    img_size = spec.img_size or pretrain_img_size or info.img_size
-    rank, world_size, device = setup_distributed()
-    with start_run_folder(folder, spec, rank, device) as finished, spec_withdrawn_on_early_failure(folder, rank):
-        if finished is not None:
-            return finished
-        seed_everything(spec.seed)
-        train_set = fixed_subset(
-            build_classification_dataset(
-                spec.dataset,
-                spec.data_root,
-                "train",
-                train_transform(spec, img_size, info.mean, info.std),
-                spec.download,
-            ),
-            spec.train_samples,
-        )
-        eval_set = fixed_subset(
-            build_classification_dataset(
-                spec.dataset,
-                spec.data_root,
-                "eval",
-                eval_transform(img_size, info.mean, info.std, crop_pct=1.0 if img_size < 64 else 0.875),
-                spec.download,
-            ),
-            spec.eval_samples,
-        )
-        finetune = isinstance(spec, FinetuneSpec)
-        model = build_classifier(
-            size,
-            img_size,
-            patch_size,
-            info.num_classes,
-            drop_path=spec.drop_path if finetune else 0.0,
-            global_pool="avg" if finetune else "token",
-        )
-        if state is not None:
-            load_encoder(model, state)
-        if not finetune:
-            make_linear_probe(model)
-        model.to(device)
-
-        amp = resolve_amp(spec.amp, device)
-        cfg, batch_plan = loop_config(spec, world_size, amp, len(train_set))
-        optimizer = optimizer_for(spec, model, cfg.lr, device)
-        mixup = None
-        if finetune and (spec.mixup > 0 or spec.cutmix > 0):
-            mixup = Mixup(
-                mixup_alpha=spec.mixup,
-                cutmix_alpha=spec.cutmix,
-                label_smoothing=spec.smoothing,
-                num_classes=info.num_classes,
-            )
-            criterion = SoftTargetCrossEntropy()
-        elif finetune and spec.smoothing > 0:
-            criterion = LabelSmoothingCrossEntropy(spec.smoothing)
-        else:
-            criterion = nn.CrossEntropyLoss()
-        wrapped = wrap_ddp(model, device, world_size)
-
-        def evaluate_epoch() -> dict:  # its workers, like the training loop's, leave stop signals to this process
-            return evaluate(
-                model,
-                eval_set,
-                spec.eval_batch_size,
-                device,
-                amp_dtype(amp),
-                num_workers=spec.num_workers,
-                worker_init_fn=trainer.signals.worker_init(),
-            )
-
-        trainer = Trainer(
-            wrapped,
-            train_set,
-            cfg,
-            folder.path,
-            classification_step(criterion, mixup),
-            optimizer,
-            device,
-            spec=spec.to_dict(),
-            epoch_end=evaluate_epoch,
-            signals=signals,
-            upstream=upstream,
-        )
-        started = time.time()
-        results = trainer.fit(resume=resume)
-        # The first epoch with the highest top-1, from the epoch records the loop kept (also across a resume).
-        best = max(results["history"], key=lambda record: record["top1"]) if results["history"] else {}
-        train_targets = targets_of(train_set)
-        return finish_run_folder(
-            folder,
-            rank,
-            spec,
-            {
-                **results,
-                "top1": results["final"].get("top1"),
-                "top5": results["final"].get("top5"),
-                "best_top1": best.get("top1"),
-                "best_epoch": best.get("epoch"),
-                "last_epoch": results["epochs"],
-                **evaluation_facts(
-                    spec, upstream, (size, patch_size, img_size), info, train_set, eval_set, train_targets
-                ),
-                "lr": cfg.lr,
-                "batch": batch_plan.facts(),
-                "amp": amp,
-                **environment_facts(device),
-                "wall_seconds_this_session": time.time() - started,
-            },
-        )
+    return run_stage(Transfer(spec), run_dir, resume, signals)

@@ -52,10 +52,12 @@ def atomic_save(obj, path: str | Path) -> None:
     atomic_replace(Path(path), save)
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    """Load one of our checkpoints as data only (``weights_only``: a checkpoint is not code)."""
+def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
+    """Load one of our checkpoints as data only (``weights_only``: a checkpoint is not code).
+
+    ``mmap``: map the tensors' storage instead of reading it, for a look at the small entries."""
     try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
+        content = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except FileNotFoundError:
         raise
     except Exception as error:

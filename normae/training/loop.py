@@ -26,7 +26,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from normae.atomic import atomic_write_text
-from normae.errors import CheckpointError, ConfigError, RunFolderError, plain_worker_errors
+from normae.errors import CheckpointError, ConfigError, plain_worker_errors
 from normae.paths import RunFolder
 from normae.training.checkpoint import (
     atomic_save,
@@ -71,8 +71,9 @@ class Trainer:
     ``epoch_end()`` (e.g. an evaluation) runs on every rank after each epoch; its numbers join that
     epoch's metrics line.
 
-    ``upstream`` (an evaluation's pre-training checkpoint digest) is saved in the checkpoint; a checkpoint
-    that records another one is stale: the resume says so in one line, deletes it and metrics.jsonl, and starts afresh.
+    ``inputs`` (what the run is made from besides its spec, e.g. ``{"upstream": <digest>}``) are saved in
+    the checkpoint, where ``normae.stages.common.decide`` compares them. ``fit(resume)`` follows the
+    caller's decision: continue from the checkpoint, or start afresh (an empty metrics.jsonl).
 
     ``step_line_metrics``: metrics measured on some steps only (pre-training's diagnostics,
     ``normae.core.diagnostics``); a step whose record carries one is written as a ``step`` line whatever
@@ -92,7 +93,7 @@ class Trainer:
         spec=None,
         epoch_end=None,
         signals: StopSignals | None = None,
-        upstream: str | None = None,
+        inputs: dict[str, str | None] | None = None,
         step_line_metrics: Iterable[str] = (),
     ):
         self.model, self.cfg, self.step_fn, self.optimizer = model, cfg, step_fn, optimizer
@@ -105,7 +106,7 @@ class Trainer:
         self.checkpoint_path = RunFolder(self.run_dir).checkpoint_path
         self.metrics_path = RunFolder(self.run_dir).metrics_path
         self.spec = spec or {}
-        self.upstream = upstream
+        self.inputs = inputs or {}
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
         self.world_size = dist.get_world_size() if self.distributed else 1
@@ -143,7 +144,7 @@ class Trainer:
                 "loop": self.state.to_dict(),
                 "rng": gathered,
                 "spec": self.spec,
-                "upstream": self.upstream,
+                **self.inputs,
             }
             with self.disk_full_is_an_error(self.checkpoint_path):
                 atomic_save(state, self.checkpoint_path)
@@ -156,28 +157,12 @@ class Trainer:
         if self.rank == 0:
             for stale in RunFolder(self.run_dir).remove_stale_temporaries():
                 self.log(f"removed {stale}, left by a write that was killed")
-        if not self.checkpoint_path.exists():
+        if not resume:
             if self.rank == 0:
                 with self.disk_full_is_an_error(self.metrics_path):
                     atomic_write_text(self.metrics_path, "")
             return
-        if not resume:
-            raise RunFolderError(
-                f"{self.checkpoint_path} exists: pass --resume to continue that run, "
-                "or delete the run folder to start over"
-            )
         state = load_checkpoint(self.checkpoint_path)
-        if self.upstream is not None and state.get("upstream") != self.upstream:
-            self.log(
-                f"{self.checkpoint_path} was trained from {state.get('upstream') or 'an unrecorded upstream'}, "
-                f"this run starts from {self.upstream}: starting afresh (the stale checkpoint and metrics are deleted)"
-            )
-            if self.distributed:
-                dist.barrier()  # every rank has read the stale checkpoint before rank 0 deletes it
-            if self.rank == 0:
-                self.checkpoint_path.unlink()
-                atomic_write_text(self.metrics_path, "")
-            return
         if "loop" not in state:
             raise CheckpointError(
                 f"{self.checkpoint_path} was written by an older normae (no 'loop' state) "
@@ -288,7 +273,7 @@ class Trainer:
         )
 
     def fit(self, resume: bool = False) -> dict:
-        """Train (resuming from the checkpoint if ``resume``) to the last epoch; returns ``summary()``."""
+        """Train (continuing from checkpoint.pt if ``resume``, else afresh) to the last epoch; returns ``summary()``."""
         self.load(resume)
         self.events.start(self.state.optimizer_steps)
         self.last_checkpoint_time = time.monotonic()
