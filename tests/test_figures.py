@@ -1,6 +1,7 @@
 """Figures (normae/report/figures.py, sweep_figures.py) and run comparison (compare.py) on small inputs."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -8,13 +9,10 @@ import pytest
 from matplotlib.image import imread
 
 from normae.cli import main
+from normae.experiments.plan import expand, load_experiments, load_scale, read_reported
 from normae.report.compare import compare_text, epoch_curves, spec_diff
+from normae.report.figures import cnp_similarity_axes, pca_axes, pca_titles, variants_axes
 from normae.report.sweep_figures import evidence_axes, sweep_axes
-
-SWEEP_COLUMNS = (
-    "table,row,status,model,pretrain_dataset,method,cnp,nor_variant,pretrain_epochs,patch_size,mask_ratio,"
-    "lam,eval_dataset,eval,metric,paper,ours,ours_std,seeds,delta,scale,pretrain_ids,eval_ids,reason"
-)
 
 
 def fake_run(folder, spec, epochs, stage="pretrain", finished=True):
@@ -105,8 +103,22 @@ def test_compare_of_identical_specs_says_so(tmp_path):
     assert "specs are identical" in compare_text(a, b)
 
 
-def test_cnp_similarity_figure(tmp_path):
-    stats = []
+def texts(artists):
+    return [artist.get_text() for artist in artists]
+
+
+def assert_covers_nothing(fig, legend, *others):
+    """``legend`` overlaps no axes of ``fig`` and none of ``others`` (texts drawn on an axes)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    box = legend.get_window_extent(renderer)
+    for artist in [*fig.axes, *others]:
+        assert not box.overlaps(artist.get_window_extent(renderer)), artist
+
+
+def cnp_stats(tmp_path):
+    """Two cnp-stats JSONs (the paper's mean / min / max in each); their paths and histograms."""
+    stats, histograms = [], []
     for name, values in (("fashion_mnist", [0.2, 0.9, 0.95]), ("sklearn_samples", [0.6, 0.99, 0.999])):
         counts, edges = np.histogram(values, bins=np.linspace(-1, 1, 101))
         path = tmp_path / f"{name}.json"
@@ -123,34 +135,104 @@ def test_cnp_similarity_figure(tmp_path):
             )
         )
         stats.append(str(path))
+        histograms.append((counts, edges, values))
+    return stats, histograms
+
+
+def test_cnp_similarity_figure(tmp_path):
+    stats, histograms = cnp_stats(tmp_path)
+    fig = cnp_similarity_axes(stats)
+    (ax,) = fig.axes
+    for patch, (counts, edges, _) in zip(ax.patches, histograms, strict=True):
+        values, drawn_edges, _ = patch.get_data()
+        assert np.allclose(values, counts / counts.sum()) and np.allclose(drawn_edges, edges)
+    means = [float(np.mean(values)) for _, _, values in histograms]
+    assert [line.get_xdata()[0] for line in ax.get_lines()] == pytest.approx([*means, 0.83, 0.07, 0.999])
+    assert texts(ax.texts) == ["paper mean 0.83", "paper min 0.07", "paper max 0.999"]
+    assert texts(ax.get_legend().get_texts()) == [
+        "fashion_mnist, 3 images, 28 px, patch 4, raw pixels: mean 0.683, min 0.200, max 0.950",
+        "sklearn_samples, 3 images, 28 px, patch 4, raw pixels: mean 0.863, min 0.600, max 0.999",
+    ]
+    assert ax.get_title().startswith("Figure 3: patch vs closest-neighbour cosine")
+    assert_covers_nothing(fig, ax.get_legend(), *ax.texts)  # the legend hid "paper min" once
     out = tmp_path / "fig3.png"
     assert main(["figure", "cnp-similarity", *stats, "--out", str(out)]) == 0
     assert_png_drawn(out)
 
 
-def test_pca_figure(tmp_path):
-    files = []
-    for method in ("mae", "nor_mae"):
-        path = tmp_path / f"{method}.npz"
-        np.savez(path, coords=np.random.default_rng(0).normal(size=(40, 2)), kind=np.repeat([0, 1], 20))
+def pca_files(tmp_path, count):
+    """``count`` normae pca outputs (.npz and .json), each of its own points; their paths and coordinates."""
+    files, coords = [], []
+    for i in range(count):
+        path = tmp_path / f"pca{i}.npz"
+        points = np.random.default_rng(i).normal(size=(40, 2)) + i
+        np.savez(path, coords=points, kind=np.repeat([0, 1], 20))
         path.with_suffix(".json").write_text(
             json.dumps(
                 {
-                    "label": f"{method} vit_micro p2",
+                    "label": f"run {i} vit_micro p2",
                     "dataset": "fashion_mnist",
                     "images": 2,
                     "visible_per_image": 10,
-                    "mean_pairwise_cosine_cnp": 0.5,
+                    "mean_pairwise_cosine_cnp": 0.5 + i / 100,
                     "silhouette_visible_vs_cnp_2d": 0.1,
                     "explained_variance_ratio": [0.4, 0.2],
                 }
             )
         )
         files.append(str(path))
+        coords.append(points)
+    return files, coords
+
+
+def test_pca_figure(tmp_path):
+    """Five panels (Figure 7 at the tiny scale) in a grid of three columns, each its own title and points."""
+    files, coords = pca_files(tmp_path, 5)
+    labels = [f"vit_{name} (ran vit_mini), nor_mae, seed 0" for name in ("tiny", "small", "base", "large", "huge")]
+    fig = pca_axes(files, labels)
+    assert len(fig.axes) == 5 and {ax.get_subplotspec().get_geometry()[:2] for ax in fig.axes} == {(2, 3)}
+    width, height = fig.get_size_inches()
+    assert width / height < 2  # not a strip of five
+    for i, ax in enumerate(fig.axes):
+        title = ax.get_title().splitlines()
+        assert title == [
+            labels[i],
+            "fashion_mnist, 2 images x 10 visible",
+            f"CNP pairwise cos {0.5 + i / 100:.3f}, silhouette 0.100",
+        ]
+        visible, cnp = ax.collections
+        assert np.allclose(visible.get_offsets(), coords[i][:20]) and np.allclose(cnp.get_offsets(), coords[i][20:])
+        assert (ax.get_xlabel(), ax.get_ylabel()) == ("PC1 (40%)", "PC2 (20%)")
+    (legend,) = fig.legends
+    assert texts(legend.get_texts()) == ["visible patches", "closest neighbour patches"]
+    assert_covers_nothing(fig, legend, *(ax.title for ax in fig.axes))
+    assert [ax.get_title().splitlines()[0] for ax in pca_axes(files[:2]).axes] == [
+        "run 0 vit_micro p2",
+        "run 1 vit_micro p2",
+    ]
     out = tmp_path / "pca.png"
-    assert main(["figure", "pca", *files, "--labels", "MAE", "NoR-MAE", "--out", str(out)]) == 0
-    assert_png_drawn(out)
-    assert main(["figure", "pca", *files, "--labels", "MAE", "--out", str(out)]) == 2
+    assert main(["figure", "pca", *files[:2], "--labels", "MAE", "NoR-MAE", "--out", str(out)]) == 0
+    assert main(["figure", "pca", *files[:2], "--labels", "MAE", "--out", str(out)]) == 2
+
+
+def test_pca_titles_name_the_papers_model_and_what_ran():
+    """At the tiny scale ViT-Small and ViT-Base both run vit_mini: their panels were once both titled
+    'vit_mini nor_mae seed 0'; one MAE run stands in for both models."""
+    config = Path(__file__).parents[1] / "config"
+    plan = expand(
+        load_experiments(config / "experiments.yaml"),
+        load_scale("tiny", config),
+        read_reported(config / "reported.csv"),
+        seeds=[0],
+    )
+    titles = pca_titles(plan.tables["F7"], plan)
+    assert sorted(titles.values()) == [
+        "vit_base (ran vit_mini), nor_mae lam 0.0022, seed 0",
+        "vit_small (ran vit_mini), nor_mae lam 0.00495, seed 0",
+        "vit_small, vit_base (ran vit_mini), mae, seed 0",
+        "vit_tiny (ran vit_micro), mae, seed 0",
+        "vit_tiny (ran vit_micro), nor_mae lam 0.0022, seed 0",
+    ]
 
 
 def test_variants_figure(tmp_path):
@@ -170,28 +252,96 @@ def test_variants_figure(tmp_path):
                 )
             )
         )
+    fig = variants_axes(pretrain, finetune[::-1])  # the fine-tuning runs in another order: colours follow the variant
+    rec, nor, top1 = fig.axes
+    names = ["nor_mae offdiag", "nor_mae diag", "nor_mae token"]
+    for i, (rec_line, nor_line) in enumerate(zip(rec.get_lines(), nor.get_lines(), strict=True)):
+        assert list(rec_line.get_xdata()) == [1, 2, 3, 4]  # fake_run's optimiser steps
+        assert list(rec_line.get_ydata()) == pytest.approx([1.0, 1.0, 0.8 - 0.1 * i, 0.8 - 0.1 * i])
+        assert list(nor_line.get_ydata()) == [-10, -10, 10 * i, 10 * i]
+        assert rec_line.get_label() == nor_line.get_label() == names[i]
+    colour = {line.get_label(): line.get_color() for line in rec.get_lines()}
+    for line in top1.get_lines():
+        i = names.index(line.get_label())
+        assert list(line.get_xdata()) == [1, 2] and list(line.get_ydata()) == [10.0 + i, 20.0 + i]
+        assert line.get_color() == colour[line.get_label()]
+    assert [ax.get_title() for ax in fig.axes] == [
+        "pre-training reconstruction loss",
+        "pre-training NoR term (before lambda)",
+        "fine-tuning top-1 on the evaluation split",
+    ]
+    assert [ax.get_xlabel() for ax in fig.axes] == ["optimiser step", "optimiser step", "fine-tuning epoch"]
+    (legend,) = fig.legends
+    assert texts(legend.get_texts()) == names
+    assert_covers_nothing(fig, legend)
+    assert "vit_micro p2 on fashion_mnist (64 images), 2 epochs" in fig.get_suptitle()
     out = tmp_path / "fig6.png"
     assert main(["figure", "variants", *pretrain, "--finetune", *finetune, "--out", str(out)]) == 0
     assert_png_drawn(out)
 
 
-def test_sweep_figure(tmp_path):
-    rows = [SWEEP_COLUMNS]
-    for lam, paper, ours in ((1e-5, 78.0, 20.1), (5e-5, 78.3, 20.5), (1e-4, 77.9, 19.8), (5e-4, 76.0, 19.0)):
-        rows.append(
-            f"T5,r,run,vit_tiny,imagenet100,nor_mae,paper,offdiag,200,16,0.75,{lam},imagenet100,finetune,top1,"
-            f"{paper},{ours},0.3,2,,tiny,a,b,"
-        )
-    rows.append("T5,r,run,vit_tiny,imagenet100,mae,,,200,16,0.75,0,imagenet100,finetune,top1,70.24,19.5,,1,,tiny,a,b,")
-    rows.append(
-        "T5,r,not_run,vit_small,imagenet100,mae,,,200,16,0.75,0,imagenet100,finetune,top1,75.0,,,,,tiny,,,no stand-in"
+LAMBDAS = (1e-5, 5e-5, 1e-4, 5e-4)
+
+
+def lambda_table(tmp_path):
+    """Table 5's shape: ViT-Tiny and ViT-Small, MAE and NoR-MAE at four lambdas, the tiny scale multiplying
+    lambda by 44 for ViT-Tiny and 99 for ViT-Small (the run ids say so); ViT-Small's largest lambda not run."""
+    rows = []
+    for model, factor, base in (("vit_tiny", 44, 20.0), ("vit_small", 99, 30.0)):
+        rows.append({"model": model, "method": "mae", "lam": 0, "paper": base + 50, "ours": base, "ours_se": 1.0})
+        rows[-1]["pretrain_ids"] = "fmnist-vit_micro-p4-mae-mr0.75-ep1-s0-abcdef12"
+        for k, lam in enumerate(LAMBDAS):
+            rows.append({"model": model, "method": "nor_mae", "cnp": "paper", "lam": lam, "paper": base + 55 + k})
+            rows[-1].update(
+                ours=base + 1 + k,
+                ours_se=1.0,
+                pretrain_ids=f"fmnist-vit_micro-p4-nor_mae-lam{lam * factor:g}-mr0.75-ep1-s0-abcdef12",
+            )
+    for row in rows:
+        row.update(table="T5", status="run", metric="top1", seeds=1, scale="tiny")
+    rows[-1].update(status="not_run", ours=None, ours_se=None, pretrain_ids=None)
+    path = tmp_path / "table5.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_sweep_figure_says_what_each_series_ran(tmp_path):
+    """Table 5: the ticks once said ViT-Small's lambda under ViT-Tiny's series; now a table says each one's."""
+    fig = sweep_axes(lambda_table(tmp_path), "lam")
+    paper_ax, ours_ax, table_ax = fig.axes
+    for ax in (paper_ax, ours_ax):
+        assert texts(ax.get_xticklabels()) == ["1e-05", "5e-05", "0.0001", "0.0005"]
+        assert ax.get_xscale() == "log"
+    assert "the table below" in ours_ax.get_xlabel()
+    cells = {key: cell.get_text().get_text() for key, cell in table_ax.tables[0].get_celld().items()}
+    assert [cells[(0, c)] for c in range(4)] == [f"paper {lam:g}" for lam in LAMBDAS]
+    assert [cells[(r, -1)] for r in (1, 2)] == ["vit_small, nor_mae, cnp paper", "vit_tiny, nor_mae, cnp paper"]
+    assert [cells[(1, c)] for c in range(4)] == ["0.00099", "0.00495", "0.0099", "-"]
+    assert [cells[(2, c)] for c in range(4)] == ["0.00044", "0.0022", "0.0044", "0.022"]
+    series = {c.get_label(): c.lines[0] for c in ours_ax.containers}
+    assert list(series["vit_tiny, nor_mae, cnp paper"].get_ydata()) == [21.0, 22.0, 23.0, 24.0]
+    assert list(series["vit_small, nor_mae, cnp paper"].get_ydata()) == [
+        31.0,
+        32.0,
+        33.0,
+    ]  # the row not run is not drawn
+    for line in series.values():
+        assert np.allclose(np.log10(line.get_xdata()), np.log10(LAMBDAS[: len(line.get_xdata())]), atol=0.1)
+    paper = {c.get_label(): list(c.lines[0].get_ydata()) for c in paper_ax.containers}
+    assert paper == {
+        "vit_small, nor_mae, cnp paper": [85.0, 86.0, 87.0, 88.0],
+        "vit_tiny, nor_mae, cnp paper": [75.0, 76.0, 77.0, 78.0],
+    }
+    mae = {line.get_label(): line.get_ydata()[0] for line in ours_ax.get_lines() if "mae (" in line.get_label()}
+    assert mae == {"vit_small, mae (lam 0)": 30.0, "vit_tiny, mae (lam 0)": 20.0}
+    for ax in (paper_ax, ours_ax):
+        assert set(texts(ax.get_legend().get_texts())) == {*series, *mae}
+        assert_covers_nothing(fig, ax.get_legend())
+    assert (paper_ax.get_title(), ours_ax.get_title()) == (
+        "the paper's values",
+        "ours; one seed: bars ± binomial standard error over the evaluation images",
     )
-    table = tmp_path / "table5.csv"
-    table.write_text("\n".join(rows) + "\n")
-    out = tmp_path / "t5.png"
-    assert main(["figure", "sweep", str(table), "--x", "lam", "--out", str(out)]) == 0
-    assert_png_drawn(out)
-    assert main(["figure", "sweep", str(table), "--out", str(out)]) == 2
+    assert main(["figure", "sweep", str(tmp_path / "table5.csv"), "--out", str(tmp_path / "t5.png")]) == 2
 
 
 def plotted_points(ax):
@@ -310,10 +460,33 @@ def test_evidence_figure(tmp_path, share):
     assert series["ours, CNP paper"].get_xdata()[0] not in singles and all(4e-5 < x < 6e-5 for x in singles)
     assert any(np.allclose(line.get_ydata(), 0) for line in ax.get_lines())  # the line at 0
     assert [t.get_text() for t in ax.get_xticklabels()][:2] == ["5e-05\n(ran 0.0005)", "0.0005\n(ran 0.005)"]
-    assert "seeds: 3 per row" in fig._suptitle.get_text()
+    assert "seeds: 3 per row" in fig.get_suptitle()
+    assert list(series["ours, CNP paper"].get_ydata()) == [0.3, -0.5, -2.0, -6.0]
+    assert [list(series[f"ours, CNP {c}"].get_ydata()) for c in ("authors_code", "random")] == [[-0.2], [0.1]]
+    (crosses,) = [c for c in ax.collections if c.get_label() == "the paper's gain"]
+    assert crosses.get_offsets().tolist() == [[5e-5, 7.2]]  # the paper's gain, once per lambda
+    legend = ax.get_legend()
+    shares = [f"nor_grad_share, CNP {cnp} (right axis)" for cnp in ("paper", "authors_code", "random")] if share else []
+    assert texts(legend.get_texts()) == ["the paper's gain", *series, *shares]
+    assert_covers_nothing(fig, legend)
     out = tmp_path / "evidence.png"
     assert main(["figure", "evidence", str(table), "--out", str(out)]) == 0
     assert_png_drawn(out)
+
+
+def test_evidence_figure_draws_a_table_where_series_ran_different_lambdas(tmp_path):
+    frame = pd.read_csv(evidence_table(tmp_path))
+    random = frame["cnp"] == "random"
+    frame.loc[random, "pretrain_ids"] = frame.loc[random, "pretrain_ids"].str.replace("-lam0.0005-", "-lam0.001-")
+    path = tmp_path / "ran.csv"
+    frame.to_csv(path, index=False)
+    fig = evidence_axes(path)
+    ax, table_ax = fig.axes
+    assert texts(ax.get_xticklabels()) == ["5e-05", "0.0005", "0.005", "0.05"]
+    cells = {key: cell.get_text().get_text() for key, cell in table_ax.tables[0].get_celld().items()}
+    assert [cells[(r, -1)] for r in (1, 2, 3)] == ["ours, CNP authors_code", "ours, CNP paper", "ours, CNP random"]
+    assert [cells[(r, 0)] for r in (1, 2, 3)] == ["0.0005", "0.0005", "0.001"]
+    assert [cells[(3, c)] for c in (1, 2, 3)] == ["-", "-", "-"]
 
 
 def test_evidence_figure_draws_a_panel_per_protocol(tmp_path):

@@ -2,7 +2,8 @@
 
 - ``sweep_axes`` / ``sweep_figure``: two panels side by side, the paper's values (left) and ours with their
   95 % interval or ± binomial standard error (right), each on its own y axis, against the paper's setting;
-  the ticks of ours say what ran at this scale (``200 (ran 1)``).
+  the ticks of ours say what ran at this scale (``200 (ran 1)``) where every series ran the same, else a
+  table under the panels says what each series ran (Table 5 scales lambda per model).
 - ``evidence_axes`` / ``evidence_figure``: the paired NoR-MAE minus MAE difference against lambda, one
   series per CNP mode, with the NoR term's share of the gradient on a second (log) axis where the CSV has it.
 
@@ -171,6 +172,69 @@ def _draw_series(ax, plt, groups, x: str, column: str, positions: dict[float, fl
     return extents
 
 
+def ran_by_series(groups: list[tuple[str, pd.DataFrame]], x: str) -> dict[str, dict[float, float]]:
+    """Per series, the value of ``x`` its runs ran at this scale, keyed by the paper's value, for the rows
+    that ran (a scale may scale a setting per model: Table 5's ViT-Tiny and ViT-Small run other lambdas)."""
+    ran: dict[str, dict[float, float]] = {}
+    for name, rows in groups:
+        if "status" in rows:
+            rows = rows[rows["status"] == "run"]
+        pairs = zip(_numbers(rows, x), ran_values(rows, x))
+        ran[name] = {float(p): float(r) for p, r in pairs if math.isfinite(p) and math.isfinite(r)}
+    return ran
+
+
+def ran_tick_labels(ran: dict[str, dict[float, float]]) -> dict[float, str] | None:
+    """Tick labels ``200\\n(ran 1)`` for the values that ran as something else, where every series ran the
+    same there; None where two series ran one of the paper's values differently (the ticks cannot say
+    both: the figure draws a table of what each series ran instead)."""
+    per_value: dict[float, set[float]] = {}
+    for values in ran.values():
+        for paper, value in values.items():
+            per_value.setdefault(paper, set()).add(value)
+    if any(len(values) > 1 for values in per_value.values()):
+        return None
+    return {paper: f"{paper:g}\n(ran {value:g})" for paper, (value,) in per_value.items() if value != paper}
+
+
+def _ran_note(ran_labels: dict[float, str] | None) -> str:
+    """The x label's note on where the figure says what ran (nothing where everything ran as the paper)."""
+    return " (what ran: the table below)" if ran_labels is None else " (what ran here)" if ran_labels else ""
+
+
+def _panels(plt, count: int, size: tuple[float, float], table_rows: int):
+    """A figure of ``count`` panels side by side and, where ``table_rows`` is set, an empty axes under them
+    for the table of what ran; (figure, panels, table axes or None)."""
+    width, height = size
+    extra = 0.5 + 0.25 * table_rows if table_rows else 0.0
+    fig = plt.figure(figsize=(width, height + extra), layout="constrained")
+    if not table_rows:
+        return fig, fig.subplots(1, count, squeeze=False)[0], None
+    top, bottom = fig.subfigures(2, 1, height_ratios=[height, extra])
+    panels = top.subplots(1, count, squeeze=False)[0]
+    table_ax = bottom.subplots()
+    table_ax.axis("off")
+    return fig, panels, table_ax
+
+
+def _ran_table(ax, ran: dict[str, dict[float, float]], x: str) -> None:
+    """What each series ran of ``x`` (a row per series, a column per value of the paper's), on ``ax``."""
+    series = {name: values for name, values in ran.items() if values}
+    columns = sorted({paper for values in series.values() for paper in values})
+    cells = [[f"{values[p]:g}" if p in values else "-" for p in columns] for values in series.values()]
+    table = ax.table(
+        cellText=cells,
+        rowLabels=list(series),
+        colLabels=[f"paper {p:g}" for p in columns],
+        loc="upper center",
+        cellLoc="center",
+    )
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    table.auto_set_column_width(list(range(-1, len(columns))))
+    ax.set_title(f"what ran at this scale: {x} per series, under the paper's {x} (- : not run)", fontsize=9)
+
+
 def _sweep_table(table_csv: str | Path, x: str) -> pd.DataFrame:
     if x not in SWEEP_AXES:
         raise ConfigError(f"x must be one of {SWEEP_AXES}, got {x!r}")
@@ -198,18 +262,17 @@ def sweep_axes(table_csv: str | Path, x: str):
     ]
     positions = x_positions(_numbers(table, x), x)
     log = x == "lam"
-    ran = ran_values(table, x)
-    ran_labels = {}
-    for paper_value, ran_value in zip(_numbers(table, x), ran):
-        if math.isfinite(paper_value) and math.isfinite(ran_value) and ran_value != paper_value:
-            ran_labels[paper_value] = f"{paper_value:g}\n(ran {ran_value:g})"
+    ran = ran_by_series(groups, x)
+    ran_labels = ran_tick_labels(ran)
     plt = _pyplot()
-    fig, (paper_ax, ours_ax) = plt.subplots(1, 2, figsize=(12, 6.5))
+    fig, (paper_ax, ours_ax), table_ax = _panels(plt, 2, (12, 6.5), 0 if ran_labels is not None else len(ran))
     metric = table["metric"].dropna().iloc[0] if "metric" in table and table["metric"].notna().any() else "value"
     _draw_series(paper_ax, plt, groups, x, "paper", positions, log)
     extents = _draw_series(ours_ax, plt, groups, x, "ours", positions, log)
     _set_ticks(paper_ax, positions, {}, log, f"{x} (the paper's)")
-    _set_ticks(ours_ax, positions, ran_labels, log, f"{x}: the paper's" + (" (what ran here)" if ran_labels else ""))
+    if ran_labels is None:
+        _ran_table(table_ax, ran, x)
+    _set_ticks(ours_ax, positions, ran_labels or {}, log, f"{x}: the paper's{_ran_note(ran_labels)}")
     if extents:
         low, high = min(extents), max(extents)
         pad = 0.08 * (high - low) if high > low else max(abs(high) * 0.05, 1.0)
@@ -270,20 +333,24 @@ def evidence_axes(table_csv: str | Path):
         raise ConfigError(f"{table_csv} lacks the columns {missing}")
     nor = table[(table["method"] == "nor_mae") & (_numbers(table, "lam") > 0)]
     protocols = list(nor["eval"].dropna().unique()) if "eval" in nor and nor["eval"].notna().any() else [None]
+    ran = ran_by_series([(f"ours, CNP {cnp}", rows) for cnp, rows in nor.groupby("cnp", sort=True)], "lam")
+    ran_labels = ran_tick_labels(ran)
     plt = _pyplot()
     width = 11 if len(protocols) == 1 else 6 * len(protocols) + 4  # room for the legend, right of the last panel
-    fig, axes = plt.subplots(1, len(protocols), figsize=(width, 5.2), squeeze=False)
+    fig, axes, table_ax = _panels(plt, len(protocols), (width, 5.2), 0 if ran_labels is not None else len(ran))
+    if table_ax is not None:
+        _ran_table(table_ax, ran, "lam")
     metric = table["metric"].dropna().iloc[0] if "metric" in table and table["metric"].notna().any() else "value"
     legend: dict = {}  # label -> handle, over every panel (the sweep's series may be in one panel only)
-    for ax, protocol in zip(axes[0], protocols):
+    for ax, protocol in zip(axes, protocols):
         rows = nor if protocol is None else nor[nor["eval"] == protocol]
-        handles, labels = _evidence_panel(ax, plt, rows)
+        handles, labels = _evidence_panel(ax, plt, rows, ran_labels)
         legend.update(zip(labels, handles))
         ax.set_ylabel(f"NoR-MAE minus MAE, {metric}")
         if protocol is not None and len(protocols) > 1:
             ax.set_title(f"scored by {protocol}", fontsize=10)
     if legend:
-        axes[0][-1].legend(legend.values(), legend.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.1, 1.0))
+        axes[-1].legend(legend.values(), legend.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.1, 1.0))
     seeds = _seeds_text(table)
     fig.suptitle(
         f"{table['table'].iloc[0]}: NoR-MAE minus MAE, paired over seeds (bars: 95 % interval; one seed: ± SE)"
@@ -293,17 +360,13 @@ def evidence_axes(table_csv: str | Path):
     return fig
 
 
-def _evidence_panel(ax, plt, nor: pd.DataFrame) -> tuple[list, list]:
-    """One protocol's NoR-MAE rows drawn on ``ax`` (see ``evidence_axes``); the legend's handles and labels."""
+def _evidence_panel(ax, plt, nor: pd.DataFrame, ran_labels: dict[float, str] | None) -> tuple[list, list]:
+    """One protocol's NoR-MAE rows drawn on ``ax`` (see ``evidence_axes``), its ticks saying what ran where
+    ``ran_labels`` can (None: a table under the figure says it); the legend's handles and labels."""
     cnps = sorted(nor["cnp"].dropna().unique(), key=lambda c: (c != "paper", str(c)))
     # the paper's CNP in place, the others alternately left and right of it
     shifts = {cnp: (j + 1) // 2 * (1 if j % 2 else -1) if cnps[0] == "paper" else j + 1 for j, cnp in enumerate(cnps)}
     lams = x_positions(_numbers(nor, "lam"), "lam")
-    ran_labels = {
-        lam: f"{lam:g}\n(ran {ran:g})"
-        for lam, ran in zip(_numbers(nor, "lam"), ran_values(nor, "lam"))
-        if math.isfinite(ran) and ran != lam
-    }
     ax.axhline(0, color="black", linewidth=1)
     for i, cnp in enumerate(cnps):
         rows = nor[(nor["cnp"] == cnp) & np.isfinite(_numbers(nor, "gain_ours"))].sort_values("lam")
@@ -324,7 +387,7 @@ def _evidence_panel(ax, plt, nor: pd.DataFrame) -> tuple[list, list]:
         ax.scatter(
             _numbers(paper, "lam"), _numbers(paper, "gain_paper"), marker="x", color="black", label="the paper's gain"
         )
-    _set_ticks(ax, lams, ran_labels, True, "lambda: the paper's" + (" (what ran here)" if ran_labels else ""))
+    _set_ticks(ax, lams, ran_labels or {}, True, f"lambda: the paper's{_ran_note(ran_labels)}")
     handles, labels = ax.get_legend_handles_labels()
     share = nor[_numbers(nor, "nor_grad_share") > 0]
     if not share.empty:

@@ -1,4 +1,5 @@
 # The paper's figures from finished runs and analyses, and one plot per sweep table.
+from normae.report.figures import pca_titles
 
 
 rule figure_cnp_similarity:
@@ -20,7 +21,8 @@ rule figure_cnp_similarity:
 
 
 rule figure_pca:
-    """Figures 7-8: the PCA scatter of a table's runs, MAE beside NoR-MAE."""
+    """Figures 7-8: the PCA scatter of a table's runs, MAE beside NoR-MAE, each panel titled by the paper's
+    model(s) it stands in for and what ran."""
     input:
         pca_inputs,
     output:
@@ -30,7 +32,9 @@ rule figure_pca:
     conda:
         "../../environment.yml"
     params:
-        labels=lambda wildcards: shlex.join(pca_labels(TABLES[wildcards.figure])),
+        labels=lambda wildcards: shlex.join(
+            pca_titles(TABLES[wildcards.figure], PLAN)[run_id] for run_id in pca_runs(TABLES[wildcards.figure])
+        ),
     shell:
         "normae figure pca {input:q} --labels {params.labels} --out {output:q} > {log:q} 2>&1"
 
@@ -76,7 +80,11 @@ rule figure_evidence:
     input:
         LAYOUT.table("evidence", "csv"),
     output:
-        report(LAYOUT.figure("evidence_lambda"), category="Figures"),
+        report(
+            LAYOUT.figure("evidence_lambda"),
+            category="Figures",
+            caption="../report/figure_evidence.rst",
+        ),
     log:
         LAYOUT.log("figures/evidence_lambda"),
     conda:
