@@ -108,12 +108,6 @@ def pca_runs(table):
     return list(dict.fromkeys(run_id for row in rows for run_id in row.pretrain_ids))
 
 
-def pca_labels(table):
-    """'<model at this scale> <method> seed <n>' per run of pca_runs."""
-    specs = [PLAN.spec(run_id) for run_id in pca_runs(table)]
-    return [f"{spec.model} {spec.method} seed {spec.seed}" for spec in specs]
-
-
 def pca_inputs(wildcards):
     return [str(LAYOUT.pca(run_id, "npz")) for run_id in pca_runs(TABLES[wildcards.figure])]
 
