@@ -17,7 +17,7 @@ _ESCAPES = re.compile(
 )
 _COMMANDS = re.compile(
     r"\\(?:begin|end|caption|label)\{|\\(?:toprule|midrule|bottomrule|addlinespace|centering|footnotesize)\b"
-    r"|\\par\\smallskip\\raggedright|\\\\$"
+    r"|\\par\\smallskip\\raggedright|\\setlength\{\\tabcolsep\}\{\d+pt\}|\\\\$"
 )
 
 

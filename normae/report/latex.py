@@ -98,7 +98,7 @@ NUMBER_NOTE = (
     "Over init: a pre-trained row minus the randomly initialised encoder."
 )
 DOCUMENT_HEAD = r"""% Every results table in one document: pdflatex all.tex (in this folder).
-% The tables need \usepackage{booktabs}; geometry gives them the text width of a two-column paper's table*.
+% The tables need \usepackage{booktabs}; geometry gives them about the width of a two-column paper's table*.
 \documentclass{article}
 \usepackage[a4paper,margin=2cm]{geometry}
 \usepackage{booktabs}
@@ -225,6 +225,7 @@ def paper_table_tex(frame: pd.DataFrame, caption: str, notes: list[str], label: 
         rf"\caption{{{latex_escape(caption)}}}",
         rf"\label{{{_label(label)}}}",
         r"\footnotesize",
+        r"\setlength{\tabcolsep}{4pt}",
         rf"\begin{{tabular}}{{{'l' * len(labels)}{'r' * (len(columns) - len(labels))}}}",
         r"\toprule",
         " & ".join(headers) + r" \\",
