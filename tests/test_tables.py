@@ -173,7 +173,8 @@ def test_written_tex_escapes_every_cell_and_the_caption(tmp_path, tiny_plan):
     fake_runs(tmp_path, tiny_plan, table.eval_ids(), lambda run_id: 12.5, eval_images=300)
     tex = write_table(table_frame(table, tiny_plan, tmp_path), table, tiny_plan, tmp_path / "tables")[2].read_text()
     assert_compilable_tex(tex)
-    assert r"vit\_base (ran vit\_mini)" in tex and r"95 \% Student-t" in tex and r"$\pm$" in tex
+    assert r"vit\_base $\to$ vit\_mini" in tex and r"95 \% Student-t" in tex and r"$\pm$" in tex
+    assert "\nViT-Base & MAE &  & 86.8 & 12.5 $\\pm$ 1.9 & -74.3 &  \\\\\n" in tex, "paper's labels, then numbers"
 
 
 def test_verdicts_summarise_each_table_once_per_run_pair(tmp_path, shared_plan):

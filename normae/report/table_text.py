@@ -67,14 +67,12 @@ def display_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
                 _ran_text(paper, ran) for paper, ran in zip(frame[term].astype(object), frame[f"{term}_ran"])
             ]
     rows = [row for _, row in frame.iterrows()]
-    shown["ours"] = [_number_text(row, "ours", "ours_low", "ours_high", "ours_se", "") for row in rows]
-    shown["gain_ours"] = [_number_text(row, "gain_ours", "gain_low", "gain_high", "gain_se", "+") for row in rows]
+    shown["ours"] = [number_text(row, "ours", "ours_low", "ours_high", "ours_se", "") for row in rows]
+    shown["gain_ours"] = [number_text(row, "gain_ours", "gain_low", "gain_high", "gain_se", "+") for row in rows]
     if "over_init" in frame:
-        shown["over_init"] = [
-            _number_text(row, "over_init", "over_init_low", "over_init_high", "", "+") for row in rows
-        ]
+        shown["over_init"] = [number_text(row, "over_init", "over_init_low", "over_init_high", "", "+") for row in rows]
     if "nor_grad_share" in frame:
-        shown["nor_grad_share"] = [("" if _blank(v) else f"{v:.2g}") for v in frame["nor_grad_share"]]
+        shown["nor_grad_share"] = [("" if blank(v) else f"{v:.2g}") for v in frame["nor_grad_share"]]
     for column in ("paper", "delta", "gain_paper"):
         shown[column] = [("" if pd.isna(v) else f"{v:.4g}") for v in frame[column]]
     shown = shown.replace("", None).dropna(axis=1, how="all").astype(object).fillna("")
@@ -83,13 +81,13 @@ def display_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return shown.drop(columns=shared), (f"Every row: {common}." if common else "")
 
 
-def _blank(value: object) -> bool:
+def blank(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _ran_text(paper: object, ran: object) -> object:
     """``vit_base (ran vit_mini)`` where the scale ran something else than the paper's term."""
-    if _blank(ran) or _blank(paper) or _term_text(ran) == _term_text(paper):
+    if blank(ran) or blank(paper) or _term_text(ran) == _term_text(paper):
         return paper
     return f"{_term_text(paper)} (ran {_term_text(ran)})"
 
@@ -98,14 +96,14 @@ def _term_text(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _number_text(row: pd.Series, value: str, low: str, high: str, se: str, sign: str) -> str:
+def number_text(row: pd.Series, value: str, low: str, high: str, se: str, sign: str) -> str:
     """``value`` as the reader sees it: ``m [low, high]`` over seeds, ``m ± se`` for one evaluation."""
-    if _blank(row.get(value)):
+    if blank(row.get(value)):
         return ""
     text = f"{row[value]:{sign}.4g}"
-    if not _blank(row.get(low)) and not _blank(row.get(high)):
+    if not blank(row.get(low)) and not blank(row.get(high)):
         text += f" [{row[low]:.3g}, {row[high]:.3g}]"
-    elif not _blank(row.get(se)):
+    elif not blank(row.get(se)):
         text += f" ± {row[se]:.2g}"
     return text
 

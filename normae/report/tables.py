@@ -7,6 +7,7 @@ plan names for that row; a row whose run is missing is an error, never a blank t
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from normae.atomic import read_json
 from normae.errors import MissingResultError
 from normae.experiments.plan import Plan, Row, TablePlan
 from normae.paths import ResultsLayout
-from normae.report.latex import latex_table
+from normae.report.latex import paper_table_tex
 from normae.report.pairs import add_gains, add_pretraining_effect
 from normae.report.statistics import binomial_se, mean_interval
 from normae.report.table_text import RAN_TERMS, READING, TERM_COLUMNS, display_frame, gain_summary
@@ -246,9 +247,24 @@ def write_table(frame: pd.DataFrame, table: TablePlan, plan: Plan, out_dir: str 
     header += [common] if common else []
     markdown = "\n\n".join([f"## {header[0]}", *header[1:], shown.to_markdown(index=False)]) + "\n"
     Path(f"{stem}.md").write_text(markdown)
-    Path(f"{stem}.tex").write_text(latex_table(shown, " ".join(header), f"tab:{table.file}"))
+    Path(f"{stem}.tex").write_text(paper_table_tex(frame, *tex_caption_and_notes(frame, table, plan)))
     Path(f"{stem}.html").write_text(table_page(header[0], header[1:], shown))
     return [Path(f"{stem}.{suffix}") for suffix in ("csv", "md", "tex", "html")]
+
+
+def tex_caption_and_notes(frame: pd.DataFrame, table: TablePlan, plan: Plan) -> tuple[str, list[str], str]:
+    """The .tex's short caption (no "Table N:", which LaTeX's caption prints itself: the paper's number is
+    named after the topic), its notes (the full title where the caption shortened it, the scale and its
+    mapping, the gain summary) and its label."""
+    reference, _, topic = table.title.partition(": ")
+    paper = re.fullmatch(r"(Table|Figure) \d+", reference)
+    caption = re.sub(r" \([^()]*\)", "", topic if paper else table.title)  # asides go to the notes
+    caption += f" (the paper's {reference})" if paper else ""
+    notes = [] if paper and caption.startswith(topic) else [table.title + "."]
+    notes += header_lines(table, plan)[1:] + [line for line in [gain_summary(frame)] if line]
+    if frame["status"].isin(["not_run", "cited"]).any():
+        notes.append(f"Why a row is not run or only cited: {table.file}.md.")
+    return f"{caption}; ours at the {plan.scale.name} scale.", notes, f"tab:{table.file}"
 
 
 def all_runs_frame(plan: Plan, root: str | Path = ".") -> pd.DataFrame:

@@ -21,6 +21,20 @@ rule table:
         "normae tables {wildcards.table:q} {params.plan} --out {params.out} > {log:q} 2>&1"
 
 
+rule tables_tex:
+    """One LaTeX document that inputs every table's .tex (compile it in its folder: pdflatex all.tex)."""
+    input:
+        [LAYOUT.table(table, "tex") for table in TABLES],
+    output:
+        LAYOUT.table("all", "tex"),
+    log:
+        LAYOUT.log("tables/all_tex"),
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m normae.report.latex {input:q} --out {output:q} > {log:q} 2>&1"
+
+
 rule verdicts:
     """The report's Summary: how many run pairs of each table earned each verdict."""
     input:
