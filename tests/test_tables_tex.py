@@ -48,7 +48,7 @@ def write_all(root, plan, entry_point=False):
     tex = [write_table(table_frame(table, plan, root), table, plan, out)[2] for table in plan.tables.values()]
     arguments = [*map(str, tex), "--out", str(out / "all.tex")]
     if entry_point:
-        subprocess.run([sys.executable, "-m", "normae.report.latex", *arguments], check=True)
+        subprocess.run([sys.executable, "-m", "normae.cli", "tables-tex", *arguments], check=True)
     else:
         latex.main(arguments)
     return out, tex

@@ -24,6 +24,7 @@ COMMANDS = (
     results.add_summarize,
     plan.add_spec,
     results.add_tables,
+    results.add_tables_tex,
     results.add_verdicts,
     results.add_all_runs,
     data.add_check_data,

@@ -56,6 +56,27 @@ def cmd_tables(args) -> int:
     return 0
 
 
+def add_tables_tex(command) -> None:
+    tables_tex = command(
+        "tables-tex",
+        "write one LaTeX document that inputs every table's .tex (compile it in its folder: pdflatex all.tex)",
+    )
+    tables_tex.add_argument("tables", nargs="+", help=f"the tables' .tex files ({TABLES_DIR}/<name>.tex)")
+    tables_tex.add_argument("--out", required=True, help=f"the document to write ({TABLES_DIR}/all.tex)")
+    tables_tex.set_defaults(func=cmd_tables_tex)
+
+
+def cmd_tables_tex(args) -> int:
+    from normae.report.latex import document
+
+    missing = [path for path in args.tables if not Path(path).is_file()]
+    if missing:
+        raise MissingResultError(f"no table {', '.join(missing)}: run `normae tables` (or `snakemake`) first")
+    atomic_write_text(Path(args.out), document(args.tables, Path(args.out)))
+    print(f"[normae] wrote {args.out}", file=sys.stderr)
+    return 0
+
+
 def add_verdicts(command) -> None:
     verdicts = command(
         "verdicts",

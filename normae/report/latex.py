@@ -7,14 +7,12 @@ booktabs rules and plain-font text only; and ``all.tex``, one document that inpu
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 from pathlib import Path
 
 import pandas as pd
 
-from normae.atomic import atomic_write_text
 from normae.report.table_text import blank, number_text
 
 # Each special character and what stands for it; one pass, so the braces an escape adds stay as they are.
@@ -247,18 +245,3 @@ def document(tables: list[str] | list[Path], out: Path) -> str:
         relative = Path(os.path.relpath(Path(table).resolve(), out.resolve().parent)).with_suffix("")
         inputs += [rf"\input{{{relative.as_posix()}}}", r"\clearpage"]
     return DOCUMENT_HEAD + "\n".join(inputs) + "\n\\end{document}\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m normae.report.latex", description="write one LaTeX document that inputs every table"
-    )
-    parser.add_argument("tables", nargs="+", help="the tables' .tex files (normae tables)")
-    parser.add_argument("--out", required=True, type=Path, help="the document to write (results/tables/all.tex)")
-    args = parser.parse_args(argv)
-    atomic_write_text(args.out, document(args.tables, args.out))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -32,7 +32,7 @@ rule tables_tex:
     conda:
         "../../environment.yml"
     shell:
-        "python -m normae.report.latex {input:q} --out {output:q} > {log:q} 2>&1"
+        "normae tables-tex {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule verdicts:
