@@ -31,9 +31,40 @@ TABLES_DIR = "results/tables"
 LOGS_DIR = "results/logs"
 FIGURES_DIR = "figures"
 ALL_RUNS_CSV = "results/all_runs.csv"
+# A link per run to its event files, named by its readable label: `tensorboard --logdir results/tensorboard`.
+TENSORBOARD_DIR = "results/tensorboard"
+# MLflow's file store, where a run logs with NORMAE_LOGGERS=mlflow and no MLFLOW_TRACKING_URI is set.
+MLFLOW_DIR = "results/mlflow"
+# The 8 hex digits a run id ends with (and an evaluation's id holds for its pre-training run).
+RUN_DIGEST = re.compile(r"-[0-9a-f]{8}(?=-|$)")
 # A job id as it may appear in a file name: SLURM's ``123`` or ``123_4`` (array task), or the pid
 # that submitit's local launcher uses. Anything else read from job.json never reaches a path.
 JOB_ID = re.compile(r"[0-9]+(_[0-9]+)?")
+
+
+def readable_label(run_id: str) -> str:
+    """A run's name for people (TensorBoard, W&B, MLflow): its id without digests, under its stage.
+
+    ``fashion_mnist-finetune-from-fmnist-vit_mini-p4-mae-mr0.75-ep1-s0-591bdd14-ep1-s0-39418443`` is
+    ``finetune/fashion_mnist from fmnist-vit_mini-p4-mae-mr0.75-ep1-s0, ep1-s0``; a pre-training or bench
+    run is ``pretrain/<id>`` or ``bench/<id>``. Unique within each scale's plan (tests/test_loggers.py).
+    """
+    target, _, upstream = run_id.partition("-from-")
+    digest = RUN_DIGEST.search(upstream)
+    if digest is not None and "-" in target:  # an evaluation: what it evaluates, then its own settings
+        data, stage = target.rsplit("-", 1)
+        own = RUN_DIGEST.sub("", upstream[digest.end() :]).lstrip("-")
+        return f"{stage}/{data} from {upstream[: digest.start()]}" + (f", {own}" if own else "")
+    stage = "bench" if run_id.startswith("bench-") else "pretrain"
+    return f"{stage}/{RUN_DIGEST.sub('', run_id)}"
+
+
+def results_root_of(run: Path) -> Path | None:
+    """The folder that holds ``results/`` for a run folder in the results layout, or None for one elsewhere."""
+    runs = Path(RUNS_DIR)
+    if run.parent.name != runs.name or run.parent.parent.name != runs.parent.name:
+        return None
+    return run.parent.parent.parent
 
 
 # ---- one run --------------------------------------------------------------------------------------

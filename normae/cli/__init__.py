@@ -4,8 +4,9 @@
 ``options`` (options generated from a spec's fields, shared by the families), ``training`` (pretrain,
 finetune, linprobe, knn, segment), ``bench`` (bench, bench-data), ``launch``, ``plan`` (plan, spec and
 the plan options every planning command takes), ``data`` (check-data, rehearsal-data, fetch-data),
-``results`` (summarize, tables, verdicts, all-runs, figure, compare) and ``analysis`` (cnp-stats,
-nor-share, pca). The handlers are thin: the work is in the domain packages below.
+``results`` (summarize, tables, verdicts, all-runs, figure, compare), ``analysis`` (cnp-stats,
+nor-share, pca) and ``progress`` (how far a workflow is). The handlers are thin: the work is in the
+domain packages below.
 
 May import everything below it (``MAY_IMPORT``); torch, and every module that loads it or
 the numpy stack, only lazily inside a handler, so that planning, tabulating and launching on a login node

@@ -10,7 +10,7 @@ import errno
 import os
 import sys
 
-from normae.cli import analysis, bench, data, launch, plan, results, training
+from normae.cli import analysis, bench, data, launch, plan, progress, results, training
 from normae.errors import NormaeError
 
 # Every command's registration, in the order `normae --help` lists them.
@@ -35,6 +35,7 @@ COMMANDS = (
     analysis.add_pca,
     results.add_figure,
     results.add_compare,
+    progress.add_progress,
 )
 # Commands that train in this process: the others (plan, tables, figure, a launcher that submits a job
 # and waits for it on a login node) do not load torch.

@@ -110,7 +110,7 @@ class Trainer:
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
         self.world_size = dist.get_world_size() if self.distributed else 1
-        self.events = EventLog(RunFolder(self.run_dir).events_dir, self.rank, self.log)
+        self.events = EventLog(RunFolder(self.run_dir).events_dir, self.rank, self.log, spec=self.spec)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
         per_rank = len(dataset) // self.world_size
         self.steps_per_epoch = per_rank // (cfg.batch_size * cfg.accum_iter)

@@ -8,6 +8,7 @@ The plain lines say where the run is and when it will end, with a timestamp::
 from __future__ import annotations
 
 import datetime
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +30,19 @@ def progress_line(
         f"epoch {epoch}/{epochs} step {step}/{steps_per_epoch} "
         f"{seconds_per_step:.2f} s/step eta {eta_text(seconds_per_step * steps_left)}"
     )
+
+
+# A plain progress line as ``progress_reporter`` logs it (after the log's prefix), read back by `normae progress`.
+PROGRESS_LINE = re.compile(
+    r"(?P<stamp>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (?P<where>epoch \d+/\d+ step \d+/\d+) "
+    r"(?P<per_step>[0-9.]+) s/step eta (?P<eta>\d+(?: days?, )?\d*:\d\d:\d\d)(?: loss=(?P<loss>\S+))?"
+)
+
+
+def last_progress(text: str) -> re.Match | None:
+    """The last progress line in ``text`` (a run's log), parsed; None where it has none."""
+    lines = list(PROGRESS_LINE.finditer(text))
+    return lines[-1] if lines else None
 
 
 def progress_reporter(
