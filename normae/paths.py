@@ -67,6 +67,24 @@ def results_root_of(run: Path) -> Path | None:
     return run.parent.parent.parent
 
 
+def _same_file(handle, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(handle.fileno()), path.stat())
+    except FileNotFoundError:
+        return False
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first), up to the first that is not empty (another run's, made meanwhile)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except FileNotFoundError:  # removed already (a failed start's stage removes a folder it made)
+            continue
+        except OSError:
+            return
+
+
 # ---- one run --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RunFolder:
@@ -149,30 +167,50 @@ class RunFolder:
 
         An ``fcntl.flock`` on ``.training.lock``: the kernel drops it when the process ends, however it
         ends (kill -9 included), so a stale lock never blocks a resume. It is not re-entrant: a second
-        ``training_lock`` of the same folder, even in the same process, is refused.
+        ``training_lock`` of the same folder, even in the same process, is refused. A start that fails
+        before the run is written (no spec.json: ``spec_withdrawn_on_early_failure``) leaves nothing
+        behind: the lock file goes, and so do the folders the lock created if they are empty.
         """
         self.check_place()
-        self.path.mkdir(parents=True, exist_ok=True)
-        with self.training_lock_path.open("a+") as handle:
+        created = [folder for folder in (self.path, *self.path.parents) if not folder.exists()]
+        handle = self._open_locked()
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+            handle.flush()
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            if not self.spec_path.exists():  # no run started here (a failed start withdraws its spec)
+                # still locked: a process that opened it is refused; the stage may have removed the folder
+                self.training_lock_path.unlink(missing_ok=True)
+                _remove_empty(created)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+
+    def _open_locked(self):
+        """The lock file, opened and locked; the one at the path (a releasing holder may unlink its own)."""
+        while True:
+            self.path.mkdir(parents=True, exist_ok=True)
+            try:
+                handle = self.training_lock_path.open("a+")
+            except FileNotFoundError:  # a releasing holder removed the folder it had created: make it again
+                continue
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 handle.seek(0)
                 holder = handle.read().strip() or "another process"
+                handle.close()
                 raise RunFolderError(
                     f"{self.path} is in use: {holder} is training in it (it holds {self.training_lock_path}); "
                     "wait for it to end, or choose another output folder"
                 ) from None
-            try:
-                handle.seek(0)
-                handle.truncate()
-                handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-                handle.flush()
-                yield
-            finally:
-                handle.seek(0)
-                handle.truncate()
-                fcntl.flock(handle, fcntl.LOCK_UN)
+            if _same_file(handle, self.training_lock_path):
+                return handle
+            handle.close()  # locked a file its releasing holder had unlinked: lock the one there now
 
     # -- spec
     def read_spec(self) -> dict:

@@ -4,6 +4,7 @@ import importlib.util
 import io
 import json
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -11,14 +12,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 from scipy.io import savemat
 
-from normae.data.check import check_dataset
+from normae.data.check import check_dataset, distinct_problems
 from normae.data.registry import DATASETS, LAYOUTS, REHEARSAL_MANIFEST, folder_key
 from normae.errors import ConfigError
+from normae.experiments.data_map import CONFIG_FILE, folder_for, normalised, read_data_map, with_overrides
 
 from helpers import write_fashion_mnist
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _jpeg(value: int) -> bytes:
@@ -461,3 +466,73 @@ def test_plain_cifar_pickles_of_numpy_1_and_2_still_load(tmp_path, protocol):
     for name in names:
         loaded = load_data_pickle(tmp_path / name)
         assert loaded["labels"] == [0, 1] and loaded["n"] == 2 and np.array_equal(loaded["data"], data["data"])
+
+
+# ---------------------------------------------------------------- every fix named works, every problem once
+
+_FIX_KEYS = re.compile(r"(?<![\w./])data\.(\w+)|--data (\w+)=|data='\{(\w+):")
+
+
+def _folder_problems(tmp_path, monkeypatch) -> list[tuple[str, str]]:
+    """(set, problem) for each kind of problem check-data reports about a folder unset, missing or wrong."""
+    monkeypatch.chdir(tmp_path)  # no data/fashion-mnist here, nor in the other places the loaders look
+    monkeypatch.setenv("NORMAE_FASHION_MNIST", str(tmp_path / "fmnist"))
+    monkeypatch.setattr("normae.data.registry.DEBIAN_FASHION_MNIST", tmp_path / "debian")
+    empty, a_file = tmp_path / "empty", put(tmp_path / "a_file", b"")
+    empty.mkdir()
+    other = tmp_path / "other"
+    other.mkdir()
+    write_manifest(other, "cifar10", 10, 10)
+    cases = []
+    for name in ("imagenet1k", "imagenet100", "cifar10", "flowers102", "ade20k", "fashion_mnist"):
+        for folder in (None, tmp_path / "nowhere", a_file, empty, other):
+            check = check_dataset(name, None if folder is None else str(folder))
+            cases += [(name, problem) for problem in check.problems]
+    return cases
+
+
+def test_every_fix_check_data_names_for_a_folder_is_accepted_and_sets_that_folder(tmp_path, monkeypatch):
+    """The data map keys a fix names pass the workflow's config schema, normalised() and --data, and set the
+    folder the set is read from (a fix naming data.imagenet100 was refused by the schema)."""
+    cases = _folder_problems(tmp_path, monkeypatch)
+    kinds = ("no data folder set", "no folder set, and none in", "does not exist", "is not a folder", "lacks")
+    for kind in (*kinds, "describes cifar10, not imagenet100: data.imagenet1k names another set's folder"):
+        assert any(kind in problem for _, problem in cases), kind
+    config = yaml.safe_load((REPO / "config" / CONFIG_FILE).read_text())
+    for name, problem in cases:
+        keys = {key for match in _FIX_KEYS.finditer(problem) for key in match.groups() if key}
+        assert keys, f"no data map key named in: {problem}"
+        for key in keys:
+            (tmp_path / "config").mkdir(exist_ok=True)
+            written = {**config, "data": {**config["data"], key: "/datasets/x"}}
+            (tmp_path / "config" / CONFIG_FILE).write_text(yaml.safe_dump(written))
+            assert folder_for(read_data_map(tmp_path / "config"), name) == "/datasets/x", problem
+            assert folder_for(with_overrides(normalised({}, "test"), [f"{key}=/datasets/y"]), name) == "/datasets/y"
+
+
+def test_each_problem_is_listed_once_naming_every_set_it_concerns(tmp_path):
+    """ImageNet-100 is read from the imagenet1k folder: its unset folder is one problem, listed once; the table
+    line of a set does not repeat its problems."""
+    checks = [check_dataset(name, None) for name in ("imagenet100", "imagenet1k", "cifar10", "cifar100")]
+    checks.append(check_dataset("imagenet1k", str(tmp_path)))  # lacks train/ and val/
+    lines = distinct_problems(checks)
+    assert len(lines) == len(set(lines)) == 5, lines
+    (imagenet,) = [line for line in lines if "no data folder set" in line and "imagenet" in line]
+    assert imagenet.startswith("imagenet100, imagenet1k: no data folder set") and "data.imagenet100" not in imagenet
+    assert [line.split(":")[0] for line in lines[1:3]] == ["cifar10", "cifar100"]
+    for check in checks:
+        assert not any(problem.split(" (fix: ")[0].split(": ", 1)[1] in check.line() for problem in check.problems)
+
+
+@pytest.mark.slow  # plans the paper scale: about 9 s
+def test_check_data_prints_no_line_twice(tmp_path, capsys):
+    from normae.cli.main import main
+
+    code = main(["check-data", "--scale", "paper", "--data", f"imagenet1k={tmp_path}", "--data", "cifar10=/nowhere"])
+    out, err = capsys.readouterr()
+    lines = (out + err).splitlines()
+    assert code == 1 and len(lines) == len(set(lines)) and "data.imagenet100" not in out + err
+    problems = [line for line in err.splitlines() if line.startswith("  ")]
+    whats = [line.split(" (fix: ")[0] for line in problems]  # "  <sets>: <what is wrong>"
+    assert len(whats) == len(set(whats)) and len(problems) == 11, problems  # 2 ImageNet, cifar10, 8 unset
+    assert not any(what.split(": ", 1)[1] in out for what in whats), "a problem is also in the table"

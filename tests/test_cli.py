@@ -205,9 +205,19 @@ def test_every_kind_of_user_error_is_one_line(tmp_path, kind):
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
+@pytest.mark.parametrize("command", ["pretrain", "finetune", "linprobe", "knn", "segment"])
+def test_training_commands_require_out(command, capsys):
+    """#22: `normae pretrain` with no arguments trained 200 epochs into results/runs, among the workflow's runs."""
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args([command])
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == f"normae {command}: error: the following arguments are required: --out"
+
+
 def test_spec_file_with_unknown_key_is_refused(tmp_path):
     (tmp_path / "spec.json").write_text(json.dumps({"lamda": 1e-4}))
-    result = normae(["pretrain", "--spec", "spec.json"], tmp_path)
+    result = normae(["pretrain", "--spec", "spec.json", "--out", "run"], tmp_path)
     assert result.returncode == 2 and "unknown spec keys ['lamda']" in result.stderr
 
 

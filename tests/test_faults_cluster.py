@@ -24,6 +24,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from normae.cli.main import main
 from normae.cluster.launch import launch
 from normae.cluster.submitit_adapter import restore_summary
 from normae.errors import RunFolderError
@@ -430,3 +431,28 @@ def test_launch_sets_a_corrupt_summary_aside_before_deciding(tmp_path):
     folder.summary_path.write_text("\x00\x00")
     assert launch(spec_path, folder.path, launcher="inprocess") == 0
     assert folder.is_finished() and folder.corrupt_summary_path.read_text() == "\x00\x00"
+
+
+def test_a_start_that_fails_before_the_run_writes_anything_leaves_nothing_behind(tmp_path):
+    """#22: a refused start left an empty run folder (and its .training.lock) behind."""
+    fresh = RunFolder(tmp_path / "made" / "by" / "run")
+    with pytest.raises(KeyError), fresh.training_lock():
+        assert fresh.training_lock_path.exists()
+        raise KeyError("the data is not there")
+    assert not (tmp_path / "made").exists()  # the folders the lock created went with it
+    workflow = RunFolder(tmp_path / "workflow_run")  # Snakemake made it, for launch.log
+    workflow.path.mkdir()
+    (workflow.path / RunFolder.LAUNCH_LOG).write_text("log\n")
+    with pytest.raises(KeyError), workflow.training_lock():
+        raise KeyError("the data is not there")
+    assert sorted(path.name for path in workflow.path.iterdir()) == [RunFolder.LAUNCH_LOG]
+    with fresh.training_lock():  # a run that wrote its spec keeps its folder and lock file
+        fresh.write_spec(small_spec())
+    assert fresh.spec_path.exists() and fresh.training_lock_path.exists()
+
+
+def test_a_failed_pretrain_from_another_directory_leaves_no_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["pretrain", "--dataset", "imagenet1k", "--data-root", str(tmp_path / "nowhere"), "--out", "runs/a"]
+    assert main(args) == 2
+    assert list(tmp_path.iterdir()) == []

@@ -269,3 +269,59 @@ def test_make_reproduce_with_a_dry_run_stays_a_dry_run(args, reports):
     snakemake_lines = [line for line in recipe.splitlines() if "snakemake" in line and "scale=gpu" in line]
     assert snakemake_lines, recipe
     assert any("--report" in line for line in snakemake_lines) == reports, recipe
+
+
+@pytest.mark.slow  # trains Table 6's twelve micro runs, then three again
+def test_a_deleted_run_folder_is_run_again_with_what_depends_on_it(tmp_path, workflow_env):
+    """#22: after deleting run folders, the workflow said "Nothing to be done" and kept tables built from them."""
+    workdir = micro_workdir(tmp_path)
+    micro = ("--config", "scale=micro")
+    snakemake(workdir, "table6", *micro, env=workflow_env)
+    table = micro_plan(workdir).tables["T6"]
+    evaluation, pretraining = table.rows[0].eval_ids[0], table.rows[1].pretrain_ids[0]
+    (dependent,) = [row.eval_ids[0] for row in table.rows if row.pretrain_ids == [pretraining]]
+    csv = workdir / "results/tables/table6.csv"
+    built = csv.stat().st_mtime_ns
+    for run_id in (evaluation, pretraining):
+        shutil.rmtree(workdir / "results/runs" / run_id)
+
+    dry = snakemake(workdir, "-n", "table6", *micro, env=workflow_env)
+    assert job_counts(dry.stdout) == {"train_run": 3, "table": 1, "figure_sweep": 1, "table6": 1, "total": 6}
+
+    snakemake(workdir, "table6", *micro, env=workflow_env)
+    for run_id in (evaluation, pretraining, dependent):
+        assert (workdir / "results/runs" / run_id / "summary.json").exists()
+    assert csv.stat().st_mtime_ns > built
+    again = snakemake(workdir, "-n", "table6", *micro, env=workflow_env)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def warnings_of(result: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("[normae] warning: ")]
+
+
+@pytest.mark.slow  # a paper-scale plan in the Snakefile
+def test_the_paper_dry_run_warns_of_empty_slurm_resources_and_unset_data_folders(tmp_path):
+    """#22: the paper dry run passed silently with an empty --slurm '{}' and empty data paths."""
+    workdir = tmp_path / "work"
+    shutil.copytree(REPO / "config", workdir / "config")
+    env = {**os.environ, "NORMAE_FASHION_MNIST": str(tmp_path)}
+    lines = warnings_of(snakemake(workdir, "-n", "--config", "scale=paper", "launcher=slurm", env=env))
+    assert len(lines) == len(set(lines)), lines
+    for group in ("pretrain", "finetune", "evaluate", "segmentation"):
+        assert sum(f"slurm.{group} is empty" in line for line in lines) == 1, lines
+    for key in ("imagenet1k", "cifar10", "ade20k"):
+        assert sum(f"data.{key} is not set" in line for line in lines) == 1, lines
+    assert not any("data.imagenet100" in line or "fashion_mnist" in line for line in lines), lines
+
+
+@pytest.mark.slow  # three tiny dry runs
+def test_a_filled_slurm_config_starts_without_warnings(tmp_path):
+    workdir = tmp_path / "work"
+    shutil.copytree(REPO / "config", workdir / "config")
+    names = ("pretrain", "finetune", "evaluate", "segmentation")  # the tiny plan has runs of each group
+    groups = "{" + ", ".join(f"{name}: {{partition: gpu}}" for name in names) + "}"
+    empty = snakemake(workdir, "-n", "table6", "--config", "launcher=slurm")
+    assert sorted(line.split(":")[1].split()[0] for line in warnings_of(empty)) == sorted(f"slurm.{n}" for n in names)
+    filled = snakemake(workdir, "-n", "table6", "--config", "launcher=slurm", f"slurm={groups}")
+    assert warnings_of(filled) == [] and warnings_of(snakemake(workdir, "-n", "table6")) == []

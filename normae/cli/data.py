@@ -18,7 +18,7 @@ from normae.experiments.data_map import folder_for, needed_datasets
 
 def cmd_check_data(args: argparse.Namespace) -> int:
     """One line per data set the plan needs; exit 1 with every problem and its fix if any."""
-    from normae.data.check import check_dataset
+    from normae.data.check import check_dataset, distinct_problems
     from normae.data.registry import DATASETS
 
     plan = plan_from_args(args)
@@ -28,8 +28,8 @@ def cmd_check_data(args: argparse.Namespace) -> int:
         if name in DATASETS
     ]
     for check in checks:
-        print(check.line())
-    problems = [problem for check in checks for problem in check.problems]
+        print(check.line(), flush=True)  # before the problems on stderr, also when both go to one file
+    problems = distinct_problems(checks)
     if problems:
         print(f"[normae] check-data: {len(problems)} problem(s):", file=sys.stderr)
         for problem in problems:

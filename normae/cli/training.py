@@ -8,7 +8,7 @@ from pathlib import Path
 
 from normae.cli.options import add_spec_fields, add_threads_option, spec_values
 from normae.errors import ConfigError
-from normae.paths import RUNS_DIR, ResultsLayout
+from normae.paths import RUNS_DIR
 from normae.spec import FinetuneSpec, KnnSpec, LinprobeSpec, PretrainSpec, SegmentSpec
 from normae.stages import run_here
 
@@ -38,7 +38,9 @@ EVALUATIONS = (
 def add_spec_options(parser: argparse.ArgumentParser, spec_cls) -> None:
     """``--spec``, ``--out``, ``--resume`` and one ``--option`` per spec field, with its help and default."""
     parser.add_argument("--spec", help="JSON spec file (as written to spec.json); options given here override it")
-    parser.add_argument("--out", help=f"run folder (default: {RUNS_DIR}/<run id>)")
+    parser.add_argument(  # no default: a run started by hand never lands among the workflow's (RUNS_DIR)
+        "--out", required=True, help=f"run folder to write into (required; keep it outside {RUNS_DIR}, the workflow's)"
+    )
     parser.add_argument("--resume", action="store_true", help="continue exactly from the run folder's checkpoint.pt")
     add_spec_fields(parser.add_argument_group("run specification"), spec_cls)
     add_threads_option(parser)
@@ -77,5 +79,4 @@ def load_spec_file(path: str) -> dict:
 def run_stage(args) -> int:
     """Run a stage from the command line (``--spec`` and options); a stopped or failed run says how to continue."""
     spec = spec_from_args(args)
-    out = Path(args.out) if args.out else ResultsLayout().run(spec.run_id()).path
-    return run_here(spec, out, resume=args.resume)
+    return run_here(spec, Path(args.out), resume=args.resume)

@@ -85,17 +85,28 @@ class DataCheck:
         return not self.problems
 
     def line(self) -> str:
-        """One line of a table of sets: ``ok    <set>  <folder>  <facts>`` or ``FAIL  <set>  <folder>  <problem>``."""
-        if self.ok():
-            text = self.facts
-        else:
-            text = self.problems[0].removeprefix(f"{self.dataset}: ")
-            if len(self.problems) > 1:
-                text += f" [and {len(self.problems) - 1} more problem(s)]"
+        """One line of a table of sets: ``ok    <set>  <folder>  <facts>`` or ``FAIL  <set>  <folder>  <count>``;
+        the problems themselves are listed once, below the table (distinct_problems)."""
+        text = self.facts if self.ok() else f"{len(self.problems)} problem(s), listed below"
         if self.generated:
             text = f"{GENERATED}: {text}"
         status = "ok" if self.ok() else "FAIL"
         return f"{status:<6}{self.dataset:<{_NAME_WIDTH}}  {self.folder or '-'}  {text}"
+
+
+def distinct_problems(checks: list[DataCheck]) -> list[str]:
+    """Every problem once, naming each set it concerns: ImageNet-100 is read from the imagenet1k folder, so
+    an unset or broken folder is one problem of both (worded with the fix of the set the key is named after)."""
+    found: dict[tuple, tuple[list[str], str]] = {}  # (data map key, what is wrong) -> (the sets, problem and fix)
+    for check in checks:
+        for problem in check.problems:
+            body = problem.removeprefix(f"{check.dataset}: ")
+            what = (folder_key(check.dataset) or check.dataset, body.split(" (fix: ")[0])
+            names, text = found.setdefault(what, ([], body))
+            names.append(check.dataset)
+            if folder_key(check.dataset) == check.dataset:
+                found[what] = (names, body)
+    return [f"{', '.join(names)}: {text}" for names, text in found.values()]
 
 
 @dataclass
@@ -163,7 +174,7 @@ def _expected(name: str, folder: Path) -> _Expected:
         return expected
     if name == "imagenet100" and described == "imagenet1k":
         return _Expected(None, None, True, note="the ImageNet-100 classes of a generated ImageNet-1K copy")
-    problem = f"{name}: {path} describes {described}, not {name}: data.{name} names another set's folder"
+    problem = f"{name}: {path} describes {described}, not {name}: data.{folder_key(name)} names another set's folder"
     problem += f" {_how_to_set(name)}"
     return _Expected(None, None, True, [problem])
 

@@ -17,7 +17,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from normae.data.registry import LAYOUTS
+from normae.data.registry import LAYOUTS, folder_key
 from normae.errors import CorruptDataError
 
 # torchvision.datasets.folder.IMG_EXTENSIONS: the files ImageFolder counts (compared lower-case).
@@ -80,8 +80,10 @@ class Copy:
         return REGENERATE if self.generated else SOURCES[self.name]
 
     def layout_fix(self) -> str:
+        """The fix names the data map's key the set is read from (ImageNet-100: imagenet1k, a key of its own
+        would be refused by the config schema)."""
         return (
-            f"(fix: point data.{self.name} at the folder that holds the set, or {self.fix}; "
+            f"(fix: point data.{folder_key(self.name) or self.name} at the folder that holds the set, or {self.fix}; "
             f"expected layout: {LAYOUTS[self.name]})"
         )
 

@@ -2,10 +2,12 @@
 # Every path comes from normae.paths.ResultsLayout, the same layout the package reads and writes.
 import json
 import shlex
+import sys
 from pathlib import Path
 
 from normae.experiments import plan as normae_plan
-from normae.experiments.data_map import as_options, folder_for, normalised
+from normae.data.registry import folder_key
+from normae.experiments.data_map import as_options, folder_for, needed_datasets, normalised, unset_message
 from normae.experiments.config import SWEEP_TERMS, rehearsed
 from normae.paths import RunFolder, ResultsLayout
 
@@ -40,6 +42,33 @@ SLURM_GROUPS = {
     "segment": "segmentation",
     "bench": "evaluate",
 }
+
+
+def start_warnings():
+    """One line per gap a long run would find late: a stage group's SLURM resources left empty (its jobs get
+    the cluster's default partition and time, and no GPU), a data folder the plan reads not set. Printed at
+    every start, dry runs included; `make rehearse` leaves the SLURM resources empty on purpose."""
+    specs = [*PLAN.pretrain.values(), *PLAN.evaluations.values(), *PLAN.measurements.values()]
+    lines = []
+    if config["launcher"] == "slurm" and not REHEARSAL:
+        for group in dict.fromkeys(SLURM_GROUPS[spec.stage] for spec in specs):
+            if not config.get("slurm", {}).get(group):
+                lines.append(
+                    f"slurm.{group} is empty: its jobs get the cluster's default partition and time limit, and no "
+                    f"GPU (fix: set it in workflow/profiles/slurm/cluster.yaml; docs/cluster.md)"
+                )
+    sets = {}  # data map key -> the planned sets read from its folder
+    for name in needed_datasets(PLAN):
+        sets.setdefault(folder_key(name), []).append(name)
+    for key, names in sets.items():  # fashion_mnist unset is looked up where its loaders look
+        if key and key != "fashion_mnist" and not DATA.get(key):
+            lines.append(f"data.{key} is not set, and the plan reads {', '.join(names)} (fix: {unset_message(key)})")
+    return [f"[normae] warning: {line}" for line in lines]
+
+
+if workflow.is_main_process:
+    for _line in start_warnings():
+        print(_line, file=sys.stderr)
 
 
 wildcard_constraints:
@@ -90,6 +119,18 @@ def launcher_options(wildcards, threads):
 
 def summaries(run_ids):
     return [summary_file(run_id) for run_id in sorted(run_ids)]
+
+
+def run_summaries(table=None):
+    """Every planned run's summary.json (or one table's runs'), for the target rules (all, one per table).
+
+    Snakemake re-creates a missing file only for a job that must run anyway, so a deleted run folder between
+    up-to-date tables went unnoticed ("Nothing to be done"). As a target rule's input, a missing summary.json
+    is re-made: its run re-runs, and so does every job that reads it (evaluations, tables, figures).
+    """
+    if table is None:
+        return summaries([*PLAN.pretrain, *PLAN.evaluations, *PLAN.measurements])
+    return summaries(table.pretrain_ids() | table.eval_ids())
 
 
 def table_inputs(wildcards):
