@@ -262,7 +262,10 @@ def load_scale(name: str, config_dir: str | Path = CONFIG_DIR) -> Scale:
     return Scale(
         name=name,
         description=data["description"],
-        **mappings,
+        datasets=mappings["datasets"],
+        models=mappings["models"],
+        patch_sizes=mappings["patch_sizes"],
+        pretrain_epochs=mappings["pretrain_epochs"],
         pretrain=data["pretrain"],
         finetune=data["finetune"],
         linprobe=data["linprobe"],
