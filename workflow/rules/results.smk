@@ -6,10 +6,15 @@ rule table:
     input:
         table_inputs,
     output:
-        csv=report(LAYOUT.table("{table}", "csv"), category="Table data (CSV)", caption="../report/table_csv.rst"),
+        csv=LAYOUT.table("{table}", "csv"),
         md=LAYOUT.table("{table}", "md"),
         tex=LAYOUT.table("{table}", "tex"),
-        html=report(LAYOUT.table("{table}", "html"), category="Tables", caption="../report/table.rst"),
+        html=report(
+            LAYOUT.table("{table}", "html"),
+            category="Tables",
+            caption="../report/table.rst",
+            labels=lambda wildcards: paper_order(wildcards.table, "table", wildcards.table),
+        ),
     log:
         LAYOUT.log("tables/{table}"),
     conda:
@@ -19,6 +24,24 @@ rule table:
         out=lambda wildcards, output: shlex.quote(str(Path(output.csv).parent)),
     shell:
         "normae tables {wildcards.table:q} {params.plan} --out {params.out} > {log:q} 2>&1"
+
+
+rule table_data:
+    """Every column of a table's .csv as an HTML page: the report shows HTML, where a .csv would download."""
+    input:
+        LAYOUT.table("{table}", "csv"),
+    output:
+        report(
+            LAYOUT.table("{table}", "csv.html"),
+            category="Table data (CSV)",
+            caption="../report/table_csv.rst",
+            labels=lambda wildcards: paper_order(wildcards.table, "table", wildcards.table),
+        ),
+    log:
+        LAYOUT.log("tables/{table}_data"),
+    localrule: True
+    run:
+        write_csv_page(input[0], output[0], log[0])
 
 
 rule verdicts:
