@@ -248,7 +248,9 @@ def write_table(frame: pd.DataFrame, table: TablePlan, plan: Plan, out_dir: str 
     frame.to_csv(f"{stem}.csv", index=False)
     shown, common = display_frame(frame)
     header += [common] if common else []
-    markdown = "\n\n".join([f"## {header[0]}", *header[1:], shown.to_markdown(index=False)]) + "\n"
+    markdown = (
+        "\n\n".join([f"## {header[0]}", *header[1:], shown.to_markdown(index=False, disable_numparse=True)]) + "\n"
+    )
     Path(f"{stem}.md").write_text(markdown)
     Path(f"{stem}.tex").write_text(latex_table(shown, " ".join(header), f"tab:{table.file}"))
     Path(f"{stem}.html").write_text(table_page(header[0], header[1:], shown))
