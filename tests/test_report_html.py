@@ -121,3 +121,16 @@ def test_the_random_init_row_says_which_encoder_ran(tmp_path):
     assert set(frame["model_ran"]) == {"vit_micro"} and set(frame["patch_size_ran"]) == {4}
     shown, common = display_frame(frame)
     assert "model vit_tiny (ran vit_micro)" in common and "patch_size 16 (ran 4)" in common
+
+
+def test_normae_tables_writes_the_csv_page_the_report_shows(tmp_path, tiny_plan):
+    table = tiny_plan.tables["T6"]
+    fake_runs(tmp_path, tiny_plan, table.eval_ids(), lambda run_id: 20.0, eval_images=400)
+    command = NORMAE + ["tables", "table6", "--scale", "tiny", "--root", str(tmp_path), "--out", str(tmp_path / "t")]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    page = (tmp_path / "t" / "table6.csv.html").read_text()
+    assert (
+        page == csv_page(tmp_path / "t" / "table6.csv")
+        and f"wrote {tmp_path / 't' / 'table6.csv.html'}" in result.stderr
+    )

@@ -132,12 +132,3 @@ def paper_order(name, label, shown):
     order, which is the plan's: Table 1 to 7, then the others. The report sorts a category's items by their
     labels' text, hence the number; one label only, as a second one with two values is taken for a toggle."""
     return {label: f"{list(TABLES).index(name) + 1:02d} {shown}"}
-
-
-def write_csv_page(table_csv, page, log):
-    """The report's page of every column of ``table_csv`` (normae.report.html.csv_page), written whole."""
-    from normae.atomic import atomic_write_text
-    from normae.report.html import csv_page
-
-    atomic_write_text(page, csv_page(table_csv))
-    Path(log).write_text(f"wrote {page} from {table_csv}\n")
