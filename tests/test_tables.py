@@ -96,7 +96,7 @@ def test_written_tables_say_the_scale(tmp_path, tiny_plan):
     assert [p.name for p in paths] == ["table6.csv", "table6.md", "table6.tex", "table6.html"]
     markdown = paths[1].read_text()
     assert "measured at the tiny scale" in markdown and "patch sizes 16 -> 4" in markdown
-    assert "over 3 distinct run pairs: ours +0.00" in markdown and "Verdicts: 3 one seed" in markdown
+    assert "over 3 distinct run pairs: ours 0.00 on average" in markdown and "Verdicts: 3 one seed" in markdown
     assert "3 tie" in markdown, "a gain of exactly 0 is a tie"
     assert "\\begin{table}" in paths[2].read_text()
 
@@ -137,7 +137,7 @@ def test_one_evaluation_carries_its_binomial_error_and_the_model_column_says_wha
     assert ran["ours_se"].tolist() == pytest.approx([2.0] * len(ran)), "sqrt(0.2 * 0.8 / 400) = 2 points"
     assert set(ran["verdict"].dropna()) == {"one seed"} and set(ran["gain_sign"].dropna()) == {"tie"}
     markdown = write_table(frame, table, tiny_plan, tmp_path / "tables")[1].read_text()
-    assert "| 20 ± 2 " in markdown
+    assert "| 20.00 ± 2.00 " in markdown and "| +0.00" not in markdown and "| -0.00" not in markdown
     assert "vit_base (ran vit_mini)" in markdown and "vit_tiny (ran vit_micro)" in markdown
     # Small and Base both ran vit_mini: one run pair, counted once.
     assert "over 2 distinct run pairs (3 rows; rows that ran the same runs count once)" in markdown
@@ -165,7 +165,7 @@ def test_several_seeds_give_intervals_paired_differences_and_verdicts(tmp_path):
     assert nor["verdict"] == "reproduced" and pd.isna(mae["verdict"])
     markdown = write_table(frame, table, seeded, tmp_path / "tables")[1].read_text()
     assert "| reproduced " in markdown and "Verdicts: 3 reproduced" in markdown
-    assert f"+2.1 [{expected.low:.3g}, {expected.high:.3g}]" in markdown
+    assert f"+2.10 [{expected.low:.2f}, {expected.high:.2f}]" in markdown
 
 
 def test_written_tex_escapes_every_cell_and_the_caption(tmp_path, tiny_plan):
@@ -174,7 +174,8 @@ def test_written_tex_escapes_every_cell_and_the_caption(tmp_path, tiny_plan):
     tex = write_table(table_frame(table, tiny_plan, tmp_path), table, tiny_plan, tmp_path / "tables")[2].read_text()
     assert_compilable_tex(tex)
     assert r"vit\_base $\to$ vit\_mini" in tex and r"95 \% Student-t" in tex and r"$\pm$" in tex
-    assert "\nViT-Base & MAE &  & 86.8 & 12.5 $\\pm$ 1.9 & -74.3 &  \\\\\n" in tex, "paper's labels, then numbers"
+    # top-1 in one format (2 decimals), a sign only on differences
+    assert "\nViT-Base & MAE &  & 86.80 & 12.50 $\\pm$ 1.91 & -74.30 &  \\\\\n" in tex, "paper's labels, then numbers"
 
 
 def test_verdicts_summarise_each_table_once_per_run_pair(tmp_path, shared_plan):
@@ -190,5 +191,5 @@ def test_verdicts_summarise_each_table_once_per_run_pair(tmp_path, shared_plan):
         )
         paths.append(write_table(table_frame(table, tiny_plan, tmp_path), table, tiny_plan, tmp_path / "tables")[0])
     summary = verdicts_markdown(paths)
-    assert "| table3 | 2 | 2 one seed | +0.00 | +3.48 |" in summary
+    assert "| table3 | 2 | 2 one seed | 0.00 | +3.48 |" in summary  # a zero has no sign
     assert "| table6 | 3 | 3 one seed |" in summary

@@ -30,7 +30,8 @@ def add_tables(command) -> None:
     tables = command(
         "tables",
         "write the paper's tables with our numbers from finished runs",
-        f"Writes {TABLES_DIR}/<name>.{{csv,md,tex,html}}: per row the paper's value, ours (mean with its 95 % t "
+        f"Writes {TABLES_DIR}/<name>.{{csv,md,tex,html}} and <name>.csv.html (every column as a page): per row "
+        "the paper's value, ours (mean with its 95 % t "
         "interval over seeds, or ± the binomial standard error of one evaluation), the scale, ours minus the "
         "paper's, and for NoR-MAE rows the paired gain over MAE with its interval and a verdict.",
     )
@@ -42,6 +43,7 @@ def add_tables(command) -> None:
 
 
 def cmd_tables(args) -> int:
+    from normae.report.html import csv_page
     from normae.report.tables import table_frame, write_table
 
     plan = plan_from_args(args)
@@ -51,7 +53,10 @@ def cmd_tables(args) -> int:
     if unknown:
         raise ConfigError(f"unknown table(s) {unknown}; known: {', '.join(tables)}")
     for name in names:
-        for path in write_table(table_frame(tables[name], plan, args.root), tables[name], plan, args.out):
+        paths = write_table(table_frame(tables[name], plan, args.root), tables[name], plan, args.out)
+        page = paths[0].with_name(f"{paths[0].name}.html")  # the report shows HTML where a .csv would download
+        atomic_write_text(page, csv_page(paths[0]))
+        for path in [*paths, page]:
             print(f"[normae] wrote {path}", file=sys.stderr)
     return 0
 

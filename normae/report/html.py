@@ -21,6 +21,8 @@ STYLE = (
     "table{border-collapse:collapse;margin-top:1em;font-size:.9em}"
     "th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}"
     "th{background:#f0f0f0}tr:nth-child(even) td{background:#fafafa}"
+    # A table wider than the report's frame scrolls inside its own box; the captions stay in view.
+    "div.table{overflow-x:auto;max-width:100%}"
 )
 NO_VERDICTS = "No table has a NoR-MAE row with its own MAE row measured yet, so there is no verdict to summarise."
 
@@ -37,10 +39,10 @@ def html_page(title: str, captions: list[str], body: str = "") -> str:
 
 
 def frame_html(frame: pd.DataFrame) -> str:
-    """``frame`` as an HTML table, every cell and column name escaped; numbers as the .md writes them
-    (``5e-05``, not pandas' ``0.00005``)."""
+    """``frame`` as an HTML table in a box that scrolls where the table is wider than the page, every cell and
+    column name escaped; numbers as the .md writes them (``5e-05``, not pandas' ``0.00005``)."""
     cells = frame.astype(object).map(_cell_text)
-    return cells.to_html(index=False, escape=True, border=0)
+    return f'<div class="table">\n{cells.to_html(index=False, escape=True, border=0)}\n</div>'
 
 
 def _cell_text(value: object) -> str:
@@ -52,6 +54,17 @@ def _cell_text(value: object) -> str:
 def table_page(title: str, captions: list[str], shown: pd.DataFrame) -> str:
     """A table's readable page: its title, its header lines as captions and its shown columns."""
     return html_page(title, captions, frame_html(shown))
+
+
+def csv_page(table_csv: str | Path) -> str:
+    """Every column of a table's .csv as a page: the report shows HTML, where it offers a .csv for download."""
+    path = Path(table_csv)
+    frame = pd.read_csv(path, keep_default_na=False, dtype=str)
+    captions = [
+        f"Every column of {path.name} ({len(frame)} rows): run ids, per-seed values, intervals and standard "
+        f"errors. The file itself is results/tables/{path.name}; the readable table is under Tables."
+    ]
+    return html_page(f"{path.stem}: every column", captions, frame_html(frame))
 
 
 def markdown_rows(markdown: str) -> pd.DataFrame:

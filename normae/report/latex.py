@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from normae.report.table_text import blank, number_text
+from normae.report.table_text import blank, metric_digits, number_text, row_number_text
 
 # Each special character and what stands for it; one pass, so the braces an escape adds stay as they are.
 LATEX_SPECIALS = {
@@ -177,14 +177,15 @@ def _number_cells(frame: pd.DataFrame) -> dict[str, list[str]]:
         if blank(row.get("paper")):
             return ""
         gain = row.get("gain_paper")
-        return f"{row['paper']:.4g}" + ("" if blank(gain) else f" ({gain:+.4g})")
+        digits = metric_digits(row.get("metric"))
+        return number_text(row["paper"], digits) + ("" if blank(gain) else f" ({number_text(gain, digits, True)})")
 
     cells = {
         "paper": [paper(row) for row in rows],
-        "ours": [number_text(row, "ours", "ours_low", "ours_high", "ours_se", "") for row in rows],
-        "delta": [("" if blank(row.get("delta")) else f"{row['delta']:+.4g}") for row in rows],
-        "gain_ours": [number_text(row, "gain_ours", "gain_low", "gain_high", "gain_se", "+") for row in rows],
-        "over_init": [number_text(row, "over_init", "over_init_low", "over_init_high", "", "+") for row in rows],
+        "ours": [row_number_text(row, "ours", "ours_low", "ours_high", "ours_se", False) for row in rows],
+        "delta": [row_number_text(row, "delta", "", "", "", True) for row in rows],
+        "gain_ours": [row_number_text(row, "gain_ours", "gain_low", "gain_high", "gain_se", True) for row in rows],
+        "over_init": [row_number_text(row, "over_init", "over_init_low", "over_init_high", "", True) for row in rows],
     }
     cells = {column: [latex_escape(cell) for cell in column_cells] for column, column_cells in cells.items()}
     cells["ours"] = [

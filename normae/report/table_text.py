@@ -35,12 +35,15 @@ def gain_summary(frame: pd.DataFrame) -> str:
     counted = f" ({len(rows)} rows; rows that ran the same runs count once)" if len(rows) > len(pairs) else ""
     paper = rows[rows["gain_paper"].notna()]
     paper_text = (
-        f"; paper {paper['gain_paper'].mean():+.2f} on average over its {len(paper)} rows" if len(paper) else ""
+        f"; paper {number_text(paper['gain_paper'].mean(), signed=True)} on average over its {len(paper)} rows"
+        if len(paper)
+        else ""
     )
     verdicts = pairs["verdict"].value_counts()
     signs = pairs["gain_sign"].value_counts()
     return (
-        f"NoR-MAE minus MAE over {len(pairs)} distinct run pairs{counted}: ours {pairs['gain_ours'].mean():+.2f} "
+        f"NoR-MAE minus MAE over {len(pairs)} distinct run pairs{counted}: "
+        f"ours {number_text(pairs['gain_ours'].mean(), signed=True)} "
         f"on average{paper_text}. Verdicts: "
         + ", ".join(f"{verdicts[v]} {v}" for v in VERDICTS if v in verdicts)
         + "; our gain's sign against the paper's: "
@@ -67,14 +70,16 @@ def display_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
                 _ran_text(paper, ran) for paper, ran in zip(frame[term].astype(object), frame[f"{term}_ran"])
             ]
     rows = [row for _, row in frame.iterrows()]
-    shown["ours"] = [number_text(row, "ours", "ours_low", "ours_high", "ours_se", "") for row in rows]
-    shown["gain_ours"] = [number_text(row, "gain_ours", "gain_low", "gain_high", "gain_se", "+") for row in rows]
+    shown["ours"] = [row_number_text(row, "ours", "ours_low", "ours_high", "ours_se", False) for row in rows]
+    shown["gain_ours"] = [row_number_text(row, "gain_ours", "gain_low", "gain_high", "gain_se", True) for row in rows]
     if "over_init" in frame:
-        shown["over_init"] = [number_text(row, "over_init", "over_init_low", "over_init_high", "", "+") for row in rows]
+        shown["over_init"] = [
+            row_number_text(row, "over_init", "over_init_low", "over_init_high", "", True) for row in rows
+        ]
     if "nor_grad_share" in frame:
         shown["nor_grad_share"] = [("" if blank(v) else f"{v:.2g}") for v in frame["nor_grad_share"]]
-    for column in ("paper", "delta", "gain_paper"):
-        shown[column] = [("" if pd.isna(v) else f"{v:.4g}") for v in frame[column]]
+    for column, signed in (("paper", False), ("delta", True), ("gain_paper", True)):
+        shown[column] = [row_number_text(row, column, "", "", "", signed) for row in rows]
     shown = shown.replace("", None).dropna(axis=1, how="all").astype(object).fillna("")
     shared = [c for c in TERM_COLUMNS + ("metric",) if c in shown and shown[c].nunique() == 1 and len(shown) > 1]
     common = "; ".join(f"{c} {shown[c].iloc[0]}" for c in shared if shown[c].iloc[0] != "")
@@ -96,16 +101,33 @@ def _term_text(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def number_text(row: pd.Series, value: str, low: str, high: str, se: str, sign: str) -> str:
-    """``value`` as the reader sees it: ``m [low, high]`` over seeds, ``m ± se`` for one evaluation."""
+def row_number_text(row: pd.Series, value: str, low: str, high: str, se: str, signed: bool) -> str:
+    """``value`` as the reader sees it: ``m [low, high]`` over seeds, ``m ± se`` for one evaluation; every
+    number of the row in its metric's format, a sign only on a difference (``signed``)."""
     if blank(row.get(value)):
         return ""
-    text = f"{row[value]:{sign}.4g}"
+    digits = metric_digits(row.get("metric"))
+    text = number_text(row[value], digits, signed)
     if not blank(row.get(low)) and not blank(row.get(high)):
-        text += f" [{row[low]:.3g}, {row[high]:.3g}]"
+        text += f" [{number_text(row[low], digits)}, {number_text(row[high], digits)}]"
     elif not blank(row.get(se)):
-        text += f" ± {row[se]:.2g}"
+        text += f" ± {number_text(row[se], digits)}"
     return text
+
+
+# Metrics in percent points (top-1, mIoU) print with 2 decimals; the others (cosines, overhead ratios) with 3.
+PERCENT_METRICS = ("top1", "top5", "miou")
+
+
+def metric_digits(metric: object) -> int:
+    return 2 if metric in PERCENT_METRICS or blank(metric) else 3
+
+
+def number_text(value: float, digits: int = 2, signed: bool = False) -> str:
+    """``value`` with ``digits`` decimals, ``+`` before a positive difference (``signed``) and never a sign on
+    zero: ``-0.004`` reads ``0.00``, not ``-0.00``."""
+    text = f"{value:{'+' if signed else ''}.{digits}f}"
+    return f"{0:.{digits}f}" if float(text) == 0 else text
 
 
 READING = (
@@ -133,6 +155,7 @@ def verdicts_markdown(table_csvs: list[str] | list[Path]) -> str:
         pairs = frame[frame["verdict"].notna()].drop_duplicates("pair")
         counts = ", ".join(f"{n} {v}" for v, n in verdict_counts(frame).items())
         paper = frame.loc[frame["verdict"].notna(), "gain_paper"].dropna()
-        paper_text = f"{paper.mean():+.2f}" if len(paper) else ""
-        lines.append(f"| {path.stem} | {len(pairs)} | {counts} | {pairs['gain_ours'].mean():+.2f} | {paper_text} |")
+        paper_text = number_text(paper.mean(), signed=True) if len(paper) else ""
+        ours = number_text(pairs["gain_ours"].mean(), signed=True)
+        lines.append(f"| {path.stem} | {len(pairs)} | {counts} | {ours} | {paper_text} |")
     return "\n".join(lines) + "\n"

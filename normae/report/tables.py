@@ -116,10 +116,14 @@ def _eval_images(summary: dict) -> int | None:
 
 
 def _ran(row: Row, plan: Plan) -> dict:
-    """What the row's pre-training ran where the scale changed the paper's term (``<term>_ran``)."""
-    if not row.pretrain_ids or row.pretrain_ids[0] not in plan.pretrain:
+    """What the row's pre-training ran where the scale changed the paper's term (``<term>_ran``); a row with no
+    pre-training (a randomly initialised encoder) ran its evaluation's encoder."""
+    if row.pretrain_ids and row.pretrain_ids[0] in plan.pretrain:
+        spec = plan.pretrain[row.pretrain_ids[0]].to_dict()
+    elif row.eval_ids and row.eval_ids[0] in plan.evaluations:
+        spec = plan.evaluations[row.eval_ids[0]].to_dict()
+    else:
         return {}
-    spec = plan.pretrain[row.pretrain_ids[0]].to_dict()
     return {f"{term}_ran": spec[field] for term, field in RAN_TERMS.items() if field in spec}
 
 
@@ -245,7 +249,9 @@ def write_table(frame: pd.DataFrame, table: TablePlan, plan: Plan, out_dir: str 
     frame.to_csv(f"{stem}.csv", index=False)
     shown, common = display_frame(frame)
     header += [common] if common else []
-    markdown = "\n\n".join([f"## {header[0]}", *header[1:], shown.to_markdown(index=False)]) + "\n"
+    markdown = (
+        "\n\n".join([f"## {header[0]}", *header[1:], shown.to_markdown(index=False, disable_numparse=True)]) + "\n"
+    )
     Path(f"{stem}.md").write_text(markdown)
     Path(f"{stem}.tex").write_text(paper_table_tex(frame, *tex_caption_and_notes(frame, table, plan)))
     Path(f"{stem}.html").write_text(table_page(header[0], header[1:], shown))

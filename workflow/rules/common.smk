@@ -160,3 +160,10 @@ FIGURES = [
     *([str(LAYOUT.figure("figure3_cnp_similarity"))] if ANALYSIS.get("cnp_similarity") else []),
     *([str(LAYOUT.figure("evidence_lambda"))] if "evidence" in TABLES else []),
 ]
+
+
+def paper_order(name, label, shown):
+    """The report label ``{label: "NN shown"}`` that lists table ``name``'s page (or figure) in the paper's
+    order, which is the plan's: Table 1 to 7, then the others. The report sorts a category's items by their
+    labels' text, hence the number; one label only, as a second one with two values is taken for a toggle."""
+    return {label: f"{list(TABLES).index(name) + 1:02d} {shown}"}

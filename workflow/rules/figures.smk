@@ -11,6 +11,7 @@ rule figure_cnp_similarity:
             LAYOUT.figure("figure3_cnp_similarity"),
             category="Figures",
             caption="../report/figure_cnp_similarity.rst",
+            labels=lambda wildcards: paper_order("figure3", "figure", "figure3_cnp_similarity"),
         ),
     log:
         LAYOUT.log("figures/figure3"),
@@ -26,7 +27,12 @@ rule figure_pca:
     input:
         pca_inputs,
     output:
-        report(LAYOUT.figure("{figure}_pca"), category="Figures", caption="../report/figure_pca.rst"),
+        report(
+            LAYOUT.figure("{figure}_pca"),
+            category="Figures",
+            caption="../report/figure_pca.rst",
+            labels=lambda wildcards: paper_order(wildcards.figure, "figure", f"{wildcards.figure}_pca"),
+        ),
     log:
         LAYOUT.log("figures/{figure}_pca"),
     conda:
@@ -49,6 +55,7 @@ rule figure_variants:
             LAYOUT.figure("{figure}_variants"),
             category="Figures",
             caption="../report/figure_variants.rst",
+            labels=lambda wildcards: paper_order(wildcards.figure, "figure", f"{wildcards.figure}_variants"),
         ),
     log:
         LAYOUT.log("figures/{figure}_variants"),
@@ -66,7 +73,12 @@ rule figure_sweep:
     input:
         LAYOUT.table("{table}", "csv"),
     output:
-        report(LAYOUT.figure("{table}_{sweep}"), category="Figures", caption="../report/figure_sweep.rst"),
+        report(
+            LAYOUT.figure("{table}_{sweep}"),
+            category="Figures",
+            caption="../report/figure_sweep.rst",
+            labels=lambda wildcards: paper_order(wildcards.table, "figure", f"{wildcards.table}_{wildcards.sweep}"),
+        ),
     log:
         LAYOUT.log("figures/{table}_{sweep}"),
     conda:
@@ -84,6 +96,7 @@ rule figure_evidence:
             LAYOUT.figure("evidence_lambda"),
             category="Figures",
             caption="../report/figure_evidence.rst",
+            labels=lambda wildcards: paper_order("evidence", "figure", "evidence_lambda"),
         ),
     log:
         LAYOUT.log("figures/evidence_lambda"),
