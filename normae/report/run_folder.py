@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from normae.errors import ConfigError, MissingResultError
 from normae.paths import RunFolder
+from normae.spec import spec_from_dict
 
 
 def read_spec(run: str | Path) -> dict:
@@ -15,6 +17,20 @@ def read_spec(run: str | Path) -> dict:
 
 def read_summary(run: str | Path) -> dict | None:
     return RunFolder(run).read_summary()
+
+
+def check_summary_spec(summary: dict, run_id: str, path: Path) -> None:
+    """Refuse a summary (``path``, under run ``run_id``) whose spec is not that run's: its spec's run id
+    (which ends in the spec's digest) must be ``run_id``, else its numbers are another run's under this name."""
+    try:
+        made = spec_from_dict({"stage": summary.get("stage", "pretrain"), **summary["spec"]}).run_id()
+    except (ConfigError, ValueError, TypeError) as error:
+        raise MissingResultError(f"{path}: its spec is unreadable ({error}): delete it and rerun the run") from None
+    if made != run_id:
+        raise MissingResultError(
+            f"{path}: its spec is run {made}'s, not run {run_id}'s (another spec's numbers): "
+            "delete it and rerun the run"
+        )
 
 
 def read_metrics(run: str | Path, kind: str) -> pd.DataFrame:

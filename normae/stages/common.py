@@ -160,8 +160,7 @@ def take_run_folder(stage: Stage, folder: RunFolder, resume: bool, signals: Stop
             return
         if rank == 0:
             held.enter_context(withdrawn_on_early_failure(folder, created))
-        else:
-            inputs = stage.inputs()
+        inputs = rank_zero_inputs(inputs, device)
         amp = resolve_amp(stage.spec.amp, device)
         yield Run(folder, rank, world_size, device, amp, outcome == RESUME, inputs, signals)
 
@@ -226,6 +225,16 @@ def rank_zero_says(outcome: int, device: torch.device) -> int:
     flag = torch.tensor([outcome], dtype=torch.int64, device=device)
     dist.broadcast(flag, src=0)
     return int(flag.item())
+
+
+def rank_zero_inputs(inputs: dict[str, str | None], device: torch.device) -> dict[str, str | None]:
+    """Rank 0's inputs, on every rank (one broadcast under DDP): the data folder is scanned and the
+    upstream files hashed once per run, not once per process."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return inputs
+    shared = [inputs]
+    dist.broadcast_object_list(shared, src=0, device=device)
+    return shared[0]
 
 
 @contextmanager

@@ -6,10 +6,12 @@ split after every epoch; the summary reports the last and the best epoch.
 
 An evaluation remembers which upstream it started from: the SHA-256 of the checkpoint file
 ``init`` names (the run's ``upstream`` input, ``normae.stages.inputs``), in its checkpoint and its
-summary (``inputs``, and ``init_digest``). The file's digest, rather than the pre-training summary's:
-it is exactly what the encoder was loaded from, it works for public checkpoint files that have no summary, and a summary rewritten for the
-same weights changes nothing. A resume whose upstream file has changed since (its pre-training run
-was trained again under the same id) starts the evaluation afresh, with one line saying why.
+summary (``inputs``, and ``init_digest``). The file's digest, rather than the pre-training
+summary's: it is exactly what the encoder was loaded from, it works for public checkpoint files
+that have no summary, and a summary rewritten for the same weights changes nothing. A resume whose
+upstream file has changed since (its pre-training run was trained again under the same id) starts
+the evaluation afresh, with one line saying why; a finished evaluation whose upstream changed runs
+again.
 """
 
 from __future__ import annotations
