@@ -93,9 +93,10 @@ def data_fingerprint(folder: Path | None) -> str | None:
 
     Neither mtimes nor the folder's own path are in it: clusters stage ImageNet to a node-local disk per
     job, which changes both. Contents are not read: a file rewritten in place to the same size is not
-    noticed (check-data's checksums are the deeper check). Cost (docs/measurements.md): one os.scandir +
-    stat per file, about 0.6 s per 100,000 files on a warm page cache here, so about 8 s for ImageNet's
-    1.28 M training and validation files (more on a cold network file system).
+    noticed (check-data's checksums are the deeper check). Cost (docs/measurements.md, 2026-12-07, this
+    2-core machine): 2.7 s for 200,000 files with the metadata cached, 8.4 s cold, so about 18 s (warm)
+    to 1 min (cold) for ImageNet-1K's 1.33 M files; measured by timing
+    ``data_fingerprint(Path('/tmp/fp_bench/imagenet'))`` on 1,000 folders of 200 small files.
     """
     if folder is None or not folder.is_dir():
         return None
