@@ -8,11 +8,13 @@ import json
 import shutil
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from normae.cli import main
 from normae.cluster import launch as launching
+from normae.cluster.submitit_adapter import restore_summary
 from normae.errors import CheckpointError, MissingResultError
 from normae.paths import RunFolder
 from normae.report.tables import table_frame
@@ -186,6 +188,19 @@ def test_launch_reports_a_stale_finished_run_and_submits_it(tmp_path, monkeypatc
     assert launching.launch(spec_path, folder.path, "local") == 0
     assert len(submitted) == 1 and "is stale (upstream changed" in capsys.readouterr().err
     assert not folder.summary_path.exists() and folder.stale_summary_path.exists()
+
+
+def test_the_launcher_restores_no_stale_copy_of_a_summary(tmp_path, capsys):
+    """Snakemake deletes summary.json before it relaunches; the ended job's copy of it is as stale as it was."""
+    upstream, other = pretrained(tmp_path / "up"), pretrained(tmp_path / "other", seed=1)
+    spec = evaluation(upstream / RunFolder.CHECKPOINT)
+    folder = RunFolder(tmp_path / "eval")
+    folder.path.mkdir()
+    copy = {"run_id": spec.run_id(), "stage": spec.stage, "spec": spec.to_dict(), "inputs": run_inputs(spec)}
+    folder.write_job_summary("4242", copy)
+    retrained(upstream, other)
+    assert not restore_summary(SimpleNamespace(job_id="4242"), folder, spec)
+    assert "is stale (upstream changed" in capsys.readouterr().err and not folder.summary_path.exists()
 
 
 def test_a_summary_from_before_inputs_were_recorded_stays_finished(tmp_path, monkeypatch, capsys):
