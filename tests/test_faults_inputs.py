@@ -18,7 +18,7 @@ from normae.cluster.submitit_adapter import restore_summary
 from normae.errors import CheckpointError, MissingResultError
 from normae.paths import RunFolder
 from normae.report.tables import table_frame
-from normae.stages.inputs import data_fingerprint, run_inputs
+from normae.stages.inputs import data_fingerprint, input_changes, recorded_inputs, run_inputs
 from normae.stages.pretrain import run_pretrain
 
 from helpers import downstream_spec, small_spec, write_fashion_mnist, write_spec
@@ -63,6 +63,21 @@ def test_a_link_cycle_in_the_data_folder_is_walked_once(tmp_path):
     write_fashion_mnist(tmp_path / "A", 8, 8)
     (tmp_path / "A" / "loop").symlink_to(tmp_path / "A")
     assert data_fingerprint(tmp_path / "A").startswith("files:")
+
+
+def test_what_counts_as_a_changed_input():
+    now = {"spec": "s1", "upstream": "sha256:b", "teacher": None, "data": "files:d"}
+    assert input_changes({}, now) == ""  # recorded before inputs were: unrecorded, unchanged
+    assert input_changes({"data": "files:d"}, now) == ""  # the keys it lacks are unrecorded
+    assert input_changes({**now, "teacher": "sha256:t"}, now) == ""  # no teacher now: nothing to compare
+    assert input_changes({**now, "upstream": None}, now) == (
+        "upstream changed: was trained from an unrecorded upstream, this run starts from sha256:b"
+    )
+    assert input_changes({**now, "spec": "s0", "data": "files:e"}, now) == (
+        "spec changed: was trained from s0, this run starts from s1; "
+        "data changed: was trained from files:e, this run starts from files:d"
+    )
+    assert recorded_inputs({"init_digest": "sha256:a"}) == {"upstream": "sha256:a"}  # an evaluation's, from before
 
 
 # ---------------------------------------------------------------- n120: a data-map change
