@@ -352,13 +352,7 @@ def fake_runs(root: Path, plan, run_ids) -> None:
     for run_id in run_ids:
         folder = RunFolder(root / "results" / "runs" / run_id)
         folder.path.mkdir(parents=True)
-        summary = {
-            "run_id": run_id,
-            "stage": specs[run_id].stage,
-            "spec": specs[run_id].to_dict(),
-            "top1": 20.0,
-            "final": {"loss": 1.0},
-        }
+        summary = {"run_id": run_id, "spec": specs[run_id].to_dict(), "top1": 20.0, "final": {"loss": 1.0}}
         folder.summary_path.write_text(json.dumps(summary))
 
 

@@ -22,7 +22,6 @@ def fake_runs(root, plan, run_ids, top1_of, eval_images=None):
         folder.mkdir(parents=True)
         summary = {
             "run_id": run_id,
-            "stage": specs[run_id].stage,
             "spec": specs[run_id].to_dict(),
             "top1": top1_of(run_id),
             "final": {"loss": 1.0},
