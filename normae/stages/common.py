@@ -8,9 +8,11 @@ and the facts its summary adds. ``run_stage`` owns the rest, in this order: join
 ``take_run_folder`` is the one place where "this run is finished / resume it / start it afresh" is
 decided, by rank 0 under the folder's lock: the folder's spec is checked first (a folder holding
 another run is refused even when that run has finished; the one ``check_spec`` of the process),
-then a finished run returns its summary, then the run's inputs (``Stage.inputs``: what it is made
-from besides its spec, e.g. an evaluation's upstream checkpoint digest) are compared with those its
-checkpoint recorded: changed inputs start the run afresh, unchanged ones resume (with ``--resume``).
+then the run's inputs (``Stage.inputs``, ``normae.stages.inputs``: its spec's digest, its upstream and
+teacher checkpoints' SHA-256 and its data folder's fingerprint) are compared with those its summary
+and its checkpoint recorded: a finished run made from these inputs returns its summary (one made
+from others is stale: set aside, the run goes again), a checkpoint made from others starts the run
+afresh, one made from these resumes (with ``--resume``).
 
 One process trains in a folder at a time: rank 0 holds the folder's lock (``RunFolder.training_lock``)
 from before it writes spec.json until after summary.json. Under DDP (torchrun, or the tasks of a
