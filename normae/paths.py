@@ -107,6 +107,7 @@ class RunFolder:
     TRAINING_LOCK = ".training.lock"  # locked by the one process that trains here (rank 0)
     LAUNCH_LOCK = ".launch.lock"  # in SUBMITIT_DIR: one launcher at a time decides on a submission
     CORRUPT_SUMMARY = "summary.json.corrupt"  # an unreadable summary.json, set aside so the run resumes
+    STALE_SUMMARY = "summary.json.stale"  # a summary made from other inputs (normae.stages.inputs), set aside
     JOB_SUMMARY = "{job_id}_summary.json"  # in SUBMITIT_DIR: the copy of summary.json a job's rank 0 writes
 
     def __init__(self, path: str | Path):
@@ -155,6 +156,10 @@ class RunFolder:
     @property
     def corrupt_summary_path(self) -> Path:
         return self.path / self.CORRUPT_SUMMARY
+
+    @property
+    def stale_summary_path(self) -> Path:
+        return self.path / self.STALE_SUMMARY
 
     def job_summary_path(self, job_id: str) -> Path:
         """Where the job ``job_id`` (checked against ``JOB_ID``) keeps its copy of summary.json."""

@@ -14,8 +14,8 @@ from normae.paths import RunFolder
 from normae.spec import KnnSpec, load_spec
 from normae.stages import ENTRY_POINTS, stage_function
 from normae.stages import pretrain as stages
+from normae.stages.inputs import run_inputs
 from normae.stages.knn import HEADLINE_POOLING, run_knn
-from normae.stages.transfer import upstream_digest
 
 from helpers import small_spec
 
@@ -144,7 +144,7 @@ def test_knn_stage_from_a_pretraining_run(pretrained, tmp_path):
     assert summary["top1"] <= summary["top5"] <= 100
     assert (summary["k"], summary["temperature"]) == (5, 0.07)
     assert (summary["train_images"], summary["eval_images"]) == (32, 40)
-    assert summary["init"] == str(pretrained) and summary["init_digest"] == upstream_digest(spec)
+    assert summary["init"] == str(pretrained) and summary["init_digest"] == run_inputs(spec)["upstream"]
     assert summary["init_digest"].startswith("sha256:")
     assert summary["model"] == "vit_micro" and summary["feature_dim"] > 0
     # A finished folder answers with its summary; the same result on a fresh folder (one deterministic pass).

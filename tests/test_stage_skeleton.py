@@ -89,5 +89,8 @@ def test_every_checkpoint_records_the_inputs_of_its_run(tmp_path):
     from normae.stages.pretrain import run_pretrain
     from normae.training.checkpoint import load_checkpoint
 
-    run_pretrain(small_spec(**TINY), tmp_path / "run")
-    assert load_checkpoint(tmp_path / "run" / RunFolder.CHECKPOINT)["upstream"] is None
+    spec = small_spec(**TINY)
+    summary = run_pretrain(spec, tmp_path / "run")
+    expected = {"spec": spec.digest(), "upstream": None, "teacher": None, "data": None}  # generated data: no folder
+    assert load_checkpoint(tmp_path / "run" / RunFolder.CHECKPOINT)["inputs"] == expected
+    assert summary["inputs"] == RunFolder(tmp_path / "run").require_summary()["inputs"] == expected

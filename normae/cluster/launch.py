@@ -17,6 +17,7 @@ from normae.paths import RunFolder
 from normae.spec import load_spec
 from normae.spec.batching import split_problem
 from normae.stages import run_here, summary_line
+from normae.stages.inputs import run_inputs, stale_summary
 
 Launcher = Literal["inprocess", "local", "slurm"]
 LAUNCHERS: tuple[str, ...] = get_args(Launcher)
@@ -55,8 +56,10 @@ def launch(
     """Run the spec in ``spec_path`` (its ``stage`` field says which stage) into ``out``, resuming from its checkpoint.
 
     The spec is checked first: a bad spec, or a folder holding another run's spec, fails here, not
-    in a job hours later. A run whose ``summary.json`` holds a summary is left as it is (a corrupt one
-    is moved to ``summary.json.corrupt`` and the run resumes). ``resources``
+    in a job hours later. A run whose ``summary.json`` holds a summary made from the run's current inputs
+    is left as it is; a corrupt one is moved to ``summary.json.corrupt`` and the run resumes, a stale
+    one (made from other inputs: ``normae.stages.inputs``) to ``summary.json.stale`` and the run goes
+    again (its job starts afresh from its changed inputs). ``resources``
     (``local`` / ``slurm``): the job's SLURM resources (``normae.cluster.resources``). Returns the exit status.
     """
     if launcher not in LAUNCHERS:
@@ -70,7 +73,7 @@ def launch(
     if problem:  # before the job waits in the queue, not on the node
         raise ConfigError(f"{spec_path}: {problem} (--slurm nodes, gpus_per_node, tasks_per_node)")
     summary = folder.finished_summary(set_aside=True)  # a corrupt summary.json is set aside: the run resumes
-    if summary is not None:
+    if summary is not None and not stale_summary(folder, summary, run_inputs(spec)):
         print(f"[normae] {folder.path} is already finished; nothing to submit", file=sys.stderr)
         print(summary_line(summary, folder.path))
         return 0

@@ -38,6 +38,7 @@ from normae.cluster.resources import num_tasks
 from normae.errors import LaunchError, NormaeError
 from normae.paths import RunFolder
 from normae.spec import SpecBase, load_spec
+from normae.stages.inputs import input_changes, recorded_inputs, run_inputs
 
 POLL_MAX_S = 300
 # After a job ends, how long to look for its summary.json while its result file is not there yet
@@ -163,7 +164,9 @@ def is_summary_of(summary: dict, spec: SpecBase) -> bool:
 
 def restore_summary(job, folder: RunFolder, spec: SpecBase) -> bool:
     """Put back summary.json from the copy the ended job's rank 0 wrote (``slurm/<job id>_summary.json``), if
-    it is a summary of ``spec``; whether it did. The job's result pickle is never read."""
+    it is a summary of ``spec`` made from the run's current inputs (``normae.stages.inputs``: a copy from
+    before its upstream, teacher or data changed is stale); whether it did. The job's result pickle is
+    never read."""
     summary = folder.read_job_summary(job.job_id)
     if summary is None:
         return False
@@ -172,6 +175,10 @@ def restore_summary(job, folder: RunFolder, spec: SpecBase) -> bool:
             f"[normae] {folder.job_summary_path(job.job_id)} is not a summary of {spec.run_id()}; not restored",
             file=sys.stderr,
         )
+        return False
+    changed = input_changes(recorded_inputs(summary), run_inputs(spec))
+    if changed:
+        print(f"[normae] {folder.job_summary_path(job.job_id)} is stale ({changed}); not restored", file=sys.stderr)
         return False
     folder.write_summary(summary)
     return True

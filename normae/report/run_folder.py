@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from normae.errors import MissingResultError
 from normae.paths import RunFolder
+from normae.spec import SPEC_CLASSES, spec_from_dict
 
 
 def read_spec(run: str | Path) -> dict:
@@ -15,6 +17,25 @@ def read_spec(run: str | Path) -> dict:
 
 def read_summary(run: str | Path) -> dict | None:
     return RunFolder(run).read_summary()
+
+
+def check_summary_spec(summary: dict, run_id: str, path: Path) -> None:
+    """Refuse a summary (``path``, under run ``run_id``) whose spec is not that run's: its spec's run id
+    (which ends in the spec's digest) must be ``run_id``, else its numbers are another run's under this name.
+    A summary without its ``stage`` (normae writes one) is read as whichever stage's spec makes ``run_id``."""
+    made = []
+    for stage in [summary["stage"]] if "stage" in summary else list(SPEC_CLASSES):
+        try:
+            made.append(spec_from_dict({**summary["spec"], "stage": stage}).run_id())
+        except (ValueError, TypeError) as error:  # ConfigError is a ValueError
+            problem = error
+    if run_id in made:
+        return
+    if not made:
+        raise MissingResultError(f"{path}: its spec is unreadable ({problem}): delete it and rerun the run")
+    raise MissingResultError(
+        f"{path}: its spec is run {made[0]}'s, not run {run_id}'s (another spec's numbers): delete it and rerun the run"
+    )
 
 
 def read_metrics(run: str | Path, kind: str) -> pd.DataFrame:

@@ -19,6 +19,7 @@ from normae.experiments.plan import Plan, Row, TablePlan
 from normae.paths import ResultsLayout
 from normae.report.latex import paper_table_tex
 from normae.report.pairs import add_gains, add_pretraining_effect
+from normae.report.run_folder import check_summary_spec
 from normae.report.statistics import binomial_se, mean_interval
 from normae.report.table_text import RAN_TERMS, READING, TERM_COLUMNS, display_frame, gain_summary
 
@@ -43,7 +44,8 @@ def read_result(path: Path) -> dict:
 
 
 def run_summary(layout: ResultsLayout, run_id: str) -> dict:
-    """The run's summary.json, which must say it is this run's: its ``run_id`` and its ``spec``."""
+    """The run's summary.json, which must say it is this run's: its ``run_id`` and its ``spec`` (whose run id
+    must be ``run_id``)."""
     path = layout.run(run_id).summary_path
     summary = read_result(path)
     if summary.get("run_id") != run_id:
@@ -53,6 +55,7 @@ def run_summary(layout: ResultsLayout, run_id: str) -> dict:
         )
     if not isinstance(summary.get("spec"), dict):
         raise MissingResultError(f"{path} holds no spec (a JSON object under 'spec'): delete it and rerun the run")
+    check_summary_spec(summary, run_id, path)
     return summary
 
 

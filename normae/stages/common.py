@@ -8,9 +8,11 @@ and the facts its summary adds. ``run_stage`` owns the rest, in this order: join
 ``take_run_folder`` is the one place where "this run is finished / resume it / start it afresh" is
 decided, by rank 0 under the folder's lock: the folder's spec is checked first (a folder holding
 another run is refused even when that run has finished; the one ``check_spec`` of the process),
-then a finished run returns its summary, then the run's inputs (``Stage.inputs``: what it is made
-from besides its spec, e.g. an evaluation's upstream checkpoint digest) are compared with those its
-checkpoint recorded: changed inputs start the run afresh, unchanged ones resume (with ``--resume``).
+then the run's inputs (``Stage.inputs``, ``normae.stages.inputs``: its spec's digest, its upstream and
+teacher checkpoints' SHA-256 and its data folder's fingerprint) are compared with those its summary
+and its checkpoint recorded: a finished run made from these inputs returns its summary (one made
+from others is stale: set aside, the run goes again), a checkpoint made from others starts the run
+afresh, one made from these resumes (with ``--resume``).
 
 One process trains in a folder at a time: rank 0 holds the folder's lock (``RunFolder.training_lock``)
 from before it writes spec.json until after summary.json. Under DDP (torchrun, or the tasks of a
@@ -38,6 +40,7 @@ from torch.utils.data import Subset
 from normae.errors import ConfigError, RunFolderError
 from normae.paths import RunFolder
 from normae.spec.batching import BatchPlan, pass_size_problem, plan_batch
+from normae.stages.inputs import input_changes, run_inputs, stale_summary
 from normae.training.checkpoint import load_checkpoint
 from normae.training.loop import LoopConfig, Trainer
 from normae.training.runtime import environment_facts, resolve_amp, seed_everything, setup_distributed, wrap_ddp
@@ -57,7 +60,7 @@ class Run:
     device: torch.device
     amp: str  # resolved: bf16, fp16 or none
     resume: bool  # continue from checkpoint.pt (else the run starts afresh)
-    inputs: dict[str, str | None]  # Stage.inputs(), recorded in the checkpoint
+    inputs: dict[str, str | None]  # Stage.inputs(), recorded in the checkpoint and the summary
     signals: StopSignals | None
 
 
@@ -73,9 +76,10 @@ class Stage:
         self.trainer: Trainer | None = None  # set by ``train`` once it exists (evaluations read its state)
 
     def inputs(self) -> dict[str, str | None]:
-        """What the run is made from besides its spec (a digest each; None: nothing). Recorded in the
-        checkpoint; a checkpoint that recorded other values is stale (``take_run_folder``)."""
-        return {"upstream": None}
+        """What the run is made from (``normae.stages.inputs.run_inputs``: its spec, upstream, teacher and
+        data, a digest each; None: nothing). Recorded in the checkpoint and the summary; a checkpoint or a
+        summary that recorded other values is stale (``decide``)."""
+        return run_inputs(self.spec)
 
     def prepare(self, run: Run) -> None:
         """What is read and checked before the run is seeded (a teacher, an upstream encoder)."""
@@ -123,7 +127,7 @@ def run_stage(stage: Stage, run_dir: str | Path, resume: bool = False, signals: 
         seed_everything(stage.spec.seed)
         results = stage.run(taken)
         results.update(environment_facts(taken.device), wall_seconds_this_session=time.time() - started)
-        return finish_run_folder(taken.folder, taken.rank, stage.spec, results)
+        return finish_run_folder(taken.folder, taken.rank, stage.spec, taken.inputs, results)
 
 
 @contextmanager
@@ -158,8 +162,7 @@ def take_run_folder(stage: Stage, folder: RunFolder, resume: bool, signals: Stop
             return
         if rank == 0:
             held.enter_context(withdrawn_on_early_failure(folder, created))
-        else:
-            inputs = stage.inputs()
+        inputs = rank_zero_inputs(inputs, device)
         amp = resolve_amp(stage.spec.amp, device)
         yield Run(folder, rank, world_size, device, amp, outcome == RESUME, inputs, signals)
 
@@ -167,17 +170,21 @@ def take_run_folder(stage: Stage, folder: RunFolder, resume: bool, signals: Stop
 def decide(folder: RunFolder, stage: Stage, resume: bool) -> tuple[int, dict[str, str | None]]:
     """The one decision, by rank 0 under the folder's lock: (FINISHED, RESUME or FRESH, the run's inputs).
 
-    The spec first (another run's folder is refused), then a finished run (its summary.json; a corrupt
-    one is set aside and the run goes on), then the checkpoint: none, or one whose recorded inputs
-    differ from ``stage.inputs()`` (deleted, with metrics.jsonl), starts afresh; another is resumed
-    with ``resume`` and an error without. spec.json is written last.
+    The spec first (another run's folder is refused), then the run's inputs (``stage.inputs()``: an
+    upstream is hashed before it is loaded, never a stale resume), then a finished run (its
+    summary.json; a corrupt one is set aside, and so is a stale one, whose recorded inputs differ from
+    these: the run goes on), then the checkpoint: none, or one whose recorded inputs differ (deleted,
+    with metrics.jsonl), starts afresh; another is resumed with ``resume`` and an error without.
+    spec.json is written last. An input a summary or checkpoint did not record (one from before it was
+    fingerprinted) counts as unchanged (``normae.stages.inputs.input_changes``).
     """
     spec = stage.spec
     folder.check_spec(spec)
-    if folder.finished_summary(set_aside=True) is not None:
+    inputs = stage.inputs()
+    summary = folder.finished_summary(set_aside=True)
+    if summary is not None and not stale_summary(folder, summary, inputs):
         print(f"[normae] {folder.path} is already finished ({folder.summary_path}); nothing to do", file=sys.stderr)
         return FINISHED, {}
-    inputs = stage.inputs()  # an evaluation's upstream is hashed before it is loaded: never a stale resume
     outcome = FRESH
     if folder.checkpoint_path.exists():
         if not resume:
@@ -202,16 +209,15 @@ def decide(folder: RunFolder, stage: Stage, resume: bool) -> tuple[int, dict[str
 
 
 def changed_inputs(checkpoint: Path, inputs: dict[str, str | None]) -> str:
-    """What changed between the inputs ``checkpoint`` recorded and this run's ('' if nothing)."""
+    """What changed between the inputs ``checkpoint`` recorded and this run's ('' if nothing). Its record is
+    ``inputs``; a checkpoint from before that recorded only its ``upstream``, beside the weights."""
     if all(value is None for value in inputs.values()):
         return ""  # nothing to compare: the checkpoint need not be read twice
-    recorded = load_checkpoint(checkpoint, mmap=True)
-    changes = [
-        f"was trained from {recorded.get(name) or f'an unrecorded {name}'}, this run starts from {value}"
-        for name, value in inputs.items()
-        if value is not None and recorded.get(name) != value
-    ]
-    return "; ".join(changes)
+    saved = load_checkpoint(checkpoint, mmap=True)
+    recorded = saved.get("inputs")
+    if not isinstance(recorded, dict):
+        recorded = {"upstream": saved["upstream"]} if "upstream" in saved else {}
+    return input_changes(recorded, inputs)
 
 
 def rank_zero_says(outcome: int, device: torch.device) -> int:
@@ -221,6 +227,16 @@ def rank_zero_says(outcome: int, device: torch.device) -> int:
     flag = torch.tensor([outcome], dtype=torch.int64, device=device)
     dist.broadcast(flag, src=0)
     return int(flag.item())
+
+
+def rank_zero_inputs(inputs: dict[str, str | None], device: torch.device) -> dict[str, str | None]:
+    """Rank 0's inputs, on every rank (one broadcast under DDP): the data folder is scanned and the
+    upstream files hashed once per run, not once per process."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return inputs
+    shared = [inputs]
+    dist.broadcast_object_list(shared, src=0, device=device)
+    return shared[0]
 
 
 @contextmanager
@@ -244,10 +260,10 @@ def withdrawn_on_early_failure(folder: RunFolder, created: bool) -> Iterator[Non
         raise
 
 
-def finish_run_folder(folder: RunFolder, rank: int, spec, results: dict) -> dict:
-    """Rank 0 writes summary.json (the run id, stage and spec, then ``results``), last and atomically;
-    every rank returns the summary."""
-    summary = {"run_id": spec.run_id(), "stage": spec.stage, "spec": spec.to_dict(), **results}
+def finish_run_folder(folder: RunFolder, rank: int, spec, inputs: dict, results: dict) -> dict:
+    """Rank 0 writes summary.json (the run id, stage, spec and inputs, then ``results``), last and
+    atomically; every rank returns the summary."""
+    summary = {"run_id": spec.run_id(), "stage": spec.stage, "spec": spec.to_dict(), "inputs": inputs, **results}
     if rank == 0:
         folder.write_summary(summary)
     return summary

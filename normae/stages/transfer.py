@@ -5,16 +5,17 @@ Both run on the same training loop as pre-training, so checkpoints, exact resume
 split after every epoch; the summary reports the last and the best epoch.
 
 An evaluation remembers which upstream it started from: the SHA-256 of the checkpoint file
-``init`` names (``upstream_digest``), in its checkpoint and its summary (``init_digest``). The
-file's digest, rather than the pre-training summary's: it is exactly what the encoder was loaded
-from, it works for public checkpoint files that have no summary, and a summary rewritten for the
-same weights changes nothing. A resume whose upstream file has changed since (its pre-training run
-was trained again under the same id) starts the evaluation afresh, with one line saying why.
+``init`` names (the run's ``upstream`` input, ``normae.stages.inputs``), in its checkpoint and its
+summary (``inputs``, and ``init_digest``). The file's digest, rather than the pre-training
+summary's: it is exactly what the encoder was loaded from, it works for public checkpoint files
+that have no summary, and a summary rewritten for the same weights changes nothing. A resume whose
+upstream file has changed since (its pre-training run was trained again under the same id) starts
+the evaluation afresh, with one line saying why; a finished evaluation whose upstream changed runs
+again.
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
@@ -28,45 +29,12 @@ from normae.core.classifier import build_classifier, evaluate, load_encoder, mak
 from normae.data.classification import build_classification_dataset, targets_of
 from normae.data.registry import CLASSIFICATION_SETS
 from normae.data.transforms import eval_transform
-from normae.errors import CheckpointError
-from normae.paths import RunFolder
 from normae.spec import DownstreamSpec, FinetuneSpec, KnnSpec, LinprobeSpec
 from normae.stages.common import Run, Stage, evaluation_facts, fixed_subset, run_stage
 from normae.training.loop import Trainer
 from normae.training.optim import adamw
 from normae.training.runtime import amp_dtype
 from normae.training.signals import StopSignals
-
-
-def upstream_checkpoint(spec: DownstreamSpec | KnnSpec) -> Path | None:
-    """The checkpoint file ``spec.init`` names (None for 'none'); refused if it belongs to an unfinished run.
-
-    A run folder (one with a spec.json), or a checkpoint file inside one, is an upstream only once
-    its summary.json is there: until then its checkpoint is some epoch of a run still going.
-    """
-    if spec.init == "none":
-        return None
-    path = Path(spec.init)
-    folder = RunFolder(path if path.is_dir() else path.parent)
-    if folder.spec_path.exists() and not folder.is_finished():
-        raise CheckpointError(
-            f"init {spec.init}: {folder.path} is an unfinished run (it has no readable {RunFolder.SUMMARY}): "
-            "finish that run first, or start from a finished one"
-        )
-    return folder.checkpoint_path if path.is_dir() else path
-
-
-def upstream_digest(spec: DownstreamSpec | KnnSpec) -> str | None:
-    """'sha256:<hex>' of the checkpoint file ``spec.init`` names; None for 'none' or a missing file
-    (``read_checkpoint`` then says what is missing)."""
-    path = upstream_checkpoint(spec)
-    if path is None or not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 24):
-            digest.update(block)
-    return f"sha256:{digest.hexdigest()}"
 
 
 def encoder_source(spec: DownstreamSpec | KnnSpec) -> tuple[dict | None, str, int, int | None]:
@@ -137,9 +105,6 @@ class EvaluationStage(Stage):
     between, a resume would start afresh, never go stale) and the encoder loaded from it."""
 
     spec: DownstreamSpec | KnnSpec
-
-    def inputs(self) -> dict[str, str | None]:
-        return {"upstream": upstream_digest(self.spec)}
 
     def prepare(self, run: Run) -> None:
         self.state, self.size, self.patch_size, upstream_img_size = encoder_source(self.spec)

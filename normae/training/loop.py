@@ -71,8 +71,8 @@ class Trainer:
     ``epoch_end()`` (e.g. an evaluation) runs on every rank after each epoch; its numbers join that
     epoch's metrics line.
 
-    ``inputs`` (what the run is made from besides its spec, e.g. ``{"upstream": <digest>}``) are saved in
-    the checkpoint, where ``normae.stages.common.decide`` compares them. ``fit(resume)`` follows the
+    ``inputs`` (what the run is made from: ``normae.stages.inputs.run_inputs``) are saved in
+    the checkpoint (``inputs``), where ``normae.stages.common.decide`` compares them. ``fit(resume)`` follows the
     caller's decision: continue from the checkpoint, or start afresh (an empty metrics.jsonl).
 
     ``step_line_metrics``: metrics measured on some steps only (pre-training's diagnostics,
@@ -144,7 +144,7 @@ class Trainer:
                 "loop": self.state.to_dict(),
                 "rng": gathered,
                 "spec": self.spec,
-                **self.inputs,
+                "inputs": self.inputs,
             }
             with self.disk_full_is_an_error(self.checkpoint_path):
                 atomic_save(state, self.checkpoint_path)
