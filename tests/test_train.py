@@ -164,6 +164,28 @@ def test_a_summary_rewritten_by_a_resume_after_the_last_epoch_keeps_the_speed(tm
     assert again["images_per_second"] == first["images_per_second"] > 0
 
 
+def test_a_finished_run_keeps_its_final_weights_without_the_optimiser_state(tmp_path, monkeypatch):
+    """#22 (14): the optimiser's moments (twice the weights) are dropped when a run finishes; the weights,
+    loop state, spec and inputs stay, the run still answers 'finished', and NORMAE_KEEP_RESUME_STATE=1 keeps all."""
+    from normae.training.checkpoint import KEEP_RESUME_STATE, RESUME_ONLY
+
+    spec = small_spec(epochs=1, warmup_epochs=0)
+    first = stages.run_pretrain(spec, tmp_path / "slim")
+    slim = load_checkpoint(tmp_path / "slim" / "checkpoint.pt")
+    assert not set(RESUME_ONLY) & set(slim) and {"model", "loop", "spec", "inputs"} <= set(slim)
+    monkeypatch.setenv(KEEP_RESUME_STATE, "1")
+    stages.run_pretrain(spec, tmp_path / "kept")
+    kept = load_checkpoint(tmp_path / "kept" / "checkpoint.pt")
+    assert set(RESUME_ONLY) <= set(kept)
+    assert all(torch.equal(kept["model"][k], v) for k, v in slim["model"].items())
+    assert (tmp_path / "slim" / "checkpoint.pt").stat().st_size < (tmp_path / "kept" / "checkpoint.pt").stat().st_size
+    # summary.json lost (Snakemake's --rerun-incomplete): the slim checkpoint gives the same summary back
+    monkeypatch.delenv(KEEP_RESUME_STATE)
+    (tmp_path / "slim" / "summary.json").unlink()
+    monkeypatch.setattr(stages, "pretrain_step", lambda *a: pytest.fail("a finished run must not train again"))
+    assert stages.run_pretrain(spec, tmp_path / "slim", resume=True)["final"] == first["final"]
+
+
 def test_too_little_data_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="lower the batch size"):
         stages.run_pretrain(small_spec(train_samples=4), tmp_path / "run")

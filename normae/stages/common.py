@@ -41,7 +41,7 @@ from normae.errors import ConfigError, RunFolderError
 from normae.paths import RunFolder
 from normae.spec.batching import BatchPlan, pass_size_problem, plan_batch
 from normae.stages.inputs import input_changes, run_inputs, stale_summary
-from normae.training.checkpoint import load_checkpoint
+from normae.training.checkpoint import KEEP_RESUME_STATE, disk_full_is_an_error, drop_resume_state, load_checkpoint
 from normae.training.loop import LoopConfig, Trainer
 from normae.training.runtime import environment_facts, resolve_amp, seed_everything, setup_distributed, wrap_ddp
 from normae.training.signals import StopSignals
@@ -261,10 +261,19 @@ def withdrawn_on_early_failure(folder: RunFolder, created: bool) -> Iterator[Non
 
 
 def finish_run_folder(folder: RunFolder, rank: int, spec, inputs: dict, results: dict) -> dict:
-    """Rank 0 writes summary.json (the run id, stage, spec and inputs, then ``results``), last and
-    atomically; every rank returns the summary."""
+    """Rank 0 drops what only a resume reads from the final checkpoint (``drop_resume_state``: before the
+    summary, so nothing downstream hashes the file while it changes), then writes summary.json (the run id,
+    stage, spec and inputs, then ``results``), last and atomically; every rank returns the summary."""
     summary = {"run_id": spec.run_id(), "stage": spec.stage, "spec": spec.to_dict(), "inputs": inputs, **results}
     if rank == 0:
+        with disk_full_is_an_error(folder.checkpoint_path, folder.checkpoint_path, "the end of the run"):
+            dropped = drop_resume_state(folder.checkpoint_path)
+        if dropped:
+            print(
+                f"[normae] {folder.checkpoint_path}: the optimiser state is dropped, the final weights kept "
+                f"({dropped[0] / 2**20:.1f} -> {dropped[1] / 2**20:.1f} MiB; {KEEP_RESUME_STATE}=1 keeps it)",
+                file=sys.stderr,
+            )
         folder.write_summary(summary)
     return summary
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,10 @@ from normae.errors import CheckpointError, DiskFullError
 
 # What a write that found the disk (or the user's quota) full reports.
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+# What a checkpoint holds only to resume training: a finished run drops it (its final weights, loop state,
+# spec and inputs stay: what evaluations, teachers and the fingerprints read), unless this variable is 1.
+RESUME_ONLY = ("optimizer", "scaler", "rng")
+KEEP_RESUME_STATE = "NORMAE_KEEP_RESUME_STATE"
 
 
 class _KeepsWriteErrors:
@@ -151,3 +156,21 @@ def restore_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def keeps_resume_state() -> bool:
+    return os.environ.get(KEEP_RESUME_STATE, "").strip() in ("1", "true", "yes")
+
+
+def drop_resume_state(path: Path) -> tuple[int, int] | None:
+    """Rewrite a finished run's checkpoint without what only a resume reads (``RESUME_ONLY``: the optimiser's
+    moments are twice the weights), atomically; (bytes before, after), or None where there is nothing to drop
+    (no checkpoint, one already without it, or ``NORMAE_KEEP_RESUME_STATE=1``)."""
+    if keeps_resume_state() or not path.exists():
+        return None
+    state = load_checkpoint(path)
+    if not any(key in state for key in RESUME_ONLY):
+        return None
+    before = path.stat().st_size
+    atomic_save({key: value for key, value in state.items() if key not in RESUME_ONLY}, path)
+    return before, path.stat().st_size

@@ -29,6 +29,8 @@ from normae.atomic import atomic_write_text
 from normae.errors import CheckpointError, ConfigError, plain_worker_errors
 from normae.paths import RunFolder
 from normae.training.checkpoint import (
+    KEEP_RESUME_STATE,
+    RESUME_ONLY,
     atomic_save,
     capture_rng_state,
     disk_full_is_an_error,
@@ -169,14 +171,22 @@ class Trainer:
                 "and cannot be resumed exactly: "
                 "delete the run folder to start the run afresh"
             )
+        resumable = all(key in state for key in RESUME_ONLY)  # a finished run's final checkpoint has none
         try:
             unwrap(self.model).load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scaler.load_state_dict(state["scaler"])
             self.state = LoopState.from_dict(state["loop"])
-            restore_rng_state(state["rng"][self.rank % len(state["rng"])])
+            if resumable:
+                self.optimizer.load_state_dict(state["optimizer"])
+                self.scaler.load_state_dict(state["scaler"])
+                restore_rng_state(state["rng"][self.rank % len(state["rng"])])
         except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
             raise does_not_fit(self.checkpoint_path, error) from None
+        if not resumable and self.state.epoch < self.cfg.epochs:
+            raise CheckpointError(
+                f"{self.checkpoint_path} holds a finished run's final weights without its optimiser state "
+                f"(trained {self.state.epoch} of {self.cfg.epochs} epochs): it cannot be trained on; delete the "
+                f"run folder to train again (set {KEEP_RESUME_STATE}=1 to keep what a resume needs)"
+            )
         if self.rank == 0:  # cut the lines logged after the checkpoint, atomically (a kill leaves the old file)
             self.cut_metrics_to_checkpoint()
         if self.state.epoch < self.cfg.epochs:
