@@ -31,7 +31,7 @@ rule figure_pca:
             LAYOUT.figure("{figure}_pca"),
             category="Figures",
             caption="../report/figure_pca.rst",
-            labels=lambda wildcards: paper_order(wildcards.figure, "figure", f"{wildcards.figure}_pca"),
+            labels=lambda wildcards: paper_order(wildcards.figure, "figure", wildcards.figure + "_pca"),
         ),
     log:
         LAYOUT.log("figures/{figure}_pca"),
@@ -55,7 +55,7 @@ rule figure_variants:
             LAYOUT.figure("{figure}_variants"),
             category="Figures",
             caption="../report/figure_variants.rst",
-            labels=lambda wildcards: paper_order(wildcards.figure, "figure", f"{wildcards.figure}_variants"),
+            labels=lambda wildcards: paper_order(wildcards.figure, "figure", wildcards.figure + "_variants"),
         ),
     log:
         LAYOUT.log("figures/{figure}_variants"),
@@ -77,7 +77,7 @@ rule figure_sweep:
             LAYOUT.figure("{table}_{sweep}"),
             category="Figures",
             caption="../report/figure_sweep.rst",
-            labels=lambda wildcards: paper_order(wildcards.table, "figure", f"{wildcards.table}_{wildcards.sweep}"),
+            labels=lambda wildcards: paper_order(wildcards.table, "figure", wildcards.table + "_" + wildcards.sweep),
         ),
     log:
         LAYOUT.log("figures/{table}_{sweep}"),
