@@ -5,6 +5,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from normae.cluster.resources import SLURM_GROUPS
 from normae.experiments import plan as normae_plan
 from normae.data.registry import folder_key
 from normae.experiments.data_map import as_options, folder_for, needed_datasets, normalised, unset_message
@@ -34,14 +35,6 @@ PLAN_OPTIONS = shlex.join(
     ["--scale", config["scale"], "--seeds", *map(str, SEEDS), "--config-dir", str(CONFIG_DIR), *as_options(DATA)]
     + (["--rehearsal"] if REHEARSAL else [])
 )
-SLURM_GROUPS = {
-    "pretrain": "pretrain",
-    "finetune": "finetune",
-    "linprobe": "evaluate",
-    "knn": "evaluate",
-    "segment": "segmentation",
-    "bench": "evaluate",
-}
 
 
 def start_warnings():
