@@ -7,7 +7,7 @@ from normae.data.fetch import fetch_fashion_mnist
 from normae.data.sources import DataNotFoundError, find_fashion_mnist
 from normae.experiments import plan
 
-from helpers import EXTRA_WNID, write_image
+from helpers import EXTRA_WNID, pretrain_run, write_image
 
 
 def pytest_collection_modifyitems(config, items):
@@ -46,6 +46,14 @@ def imagenet_root(tmp_path):
             if split == "train" and index % 2 == 0:
                 write_image(folder / f"{wnid}_1.png", index)
     return root
+
+
+@pytest.fixture(scope="module")
+def pretrained(request, tmp_path_factory):
+    """A finished tiny pre-training run (its folder), one per test module: ``helpers.pretrain_run`` with the
+    spec overrides in the module's ``PRETRAINED`` dict, if it has one (e.g. an MAE run at 28 px)."""
+    overrides = getattr(request.module, "PRETRAINED", {})
+    return pretrain_run(tmp_path_factory.mktemp("pretrain") / "run", **overrides)
 
 
 @pytest.fixture(scope="module")

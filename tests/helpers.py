@@ -42,6 +42,15 @@ def small_spec(**overrides) -> PretrainSpec:
     return PretrainSpec(**settings)
 
 
+def pretrain_run(folder: Path, **overrides) -> Path:
+    """A finished one-epoch pre-training run in ``folder`` (``small_spec``: NoR-MAE, vit_micro at 16 px, patch 4,
+    here on 32 generated images); ``overrides`` change the spec. The ``pretrained`` fixture is one of these."""
+    from normae.stages.pretrain import run_pretrain
+
+    run_pretrain(small_spec(**{"train_samples": 32, "epochs": 1, "warmup_epochs": 0, **overrides}), folder)
+    return folder
+
+
 def final_weights(run_dir):
     from normae.training.checkpoint import load_checkpoint
 
@@ -77,6 +86,37 @@ def stop_at_call(monkeypatch, call_number, action):
 
     monkeypatch.setattr(stages, "pretrain_step", step)
     return calls
+
+
+# ---------------------------------------------------------------- the command line in a subprocess
+
+NORMAE = [sys.executable, "-m", "normae.cli"]
+
+
+def normae(args, cwd=None, *, entry=NORMAE, env=None, timeout=900) -> subprocess.CompletedProcess:
+    """Run ``normae ARGS`` in a fresh interpreter, as a user does (arguments may be paths).
+
+    ``entry`` is the command before the arguments: another one plants a fault first (test_faults_runtime);
+    ``env`` is the whole environment (default ``job_env()``); ``timeout`` only stops a hung command.
+    """
+    command = [*entry, *(str(arg) for arg in args)]
+    return subprocess.run(
+        command, cwd=cwd, env=job_env() if env is None else env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, command: str, *named: str) -> str:
+    """Exit 2, no traceback, and the last stderr line is the one error line, ``normae COMMAND: error: ...``,
+    naming each of ``named``; any other line is the command's own ``[normae]`` progress. Returns the line."""
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    last = lines[-1]
+    assert last.startswith(f"normae {command}: error: "), result.stderr
+    assert [line for line in lines if not line.startswith("[normae] ")] == [last], result.stderr
+    for text in named:
+        assert text in last, (text, last)
+    return last
 
 
 # ---------------------------------------------------------------- the launcher in a subprocess

@@ -3,7 +3,6 @@
 import json
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -13,13 +12,7 @@ from normae.cli import build_parser
 from normae.spec import PAPER_LAMBDA, BenchSpec, PretrainSpec
 from normae.training.checkpoint import load_checkpoint
 
-from helpers import small_spec
-
-NORMAE = [sys.executable, "-m", "normae.cli"]
-
-
-def normae(args, cwd, **kwargs):
-    return subprocess.run(NORMAE + args, cwd=cwd, capture_output=True, text=True, timeout=600, **kwargs)
+from helpers import NORMAE, normae, small_spec
 
 
 def test_help_explains_every_option():

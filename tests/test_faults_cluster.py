@@ -32,32 +32,21 @@ from normae.experiments import plan as normae_plan
 from normae.paths import RunFolder, checked_job_id
 from normae.stages import pretrain, transfer
 
-from helpers import downstream_spec, finish, small_spec, start_launcher, tiny_spec, wait_for_file, write_spec
+from helpers import (
+    NORMAE,
+    assert_one_line_error,
+    downstream_spec,
+    finish,
+    normae,
+    small_spec,
+    start_launcher,
+    tiny_spec,
+    wait_for_file,
+    write_spec,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-NORMAE = [sys.executable, "-m", "normae.cli"]
-
-
-def normae(args, cwd=None, timeout=300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        NORMAE + [str(arg) for arg in args],
-        cwd=cwd,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    """Exit status 2 and one error line (beside the command's own ``[normae]`` progress lines), no traceback."""
-    assert result.returncode == 2, result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
-    errors = [line for line in lines if not line.startswith("[normae] ")]
-    assert len(errors) == 1 and errors[0].startswith("normae ") and "Traceback" not in result.stderr, result.stderr
-    for fragment in fragments:
-        assert fragment in errors[0], (fragment, errors[0])
 
 
 # ---- Medium 5: one process trains in a run folder --------------------------------------------------
@@ -110,7 +99,7 @@ def test_a_second_pretrain_on_the_same_folder_is_refused_and_the_first_is_untouc
             second = normae(["pretrain", "--spec", spec_path, "--out", run, "--resume"])
         finally:
             os.kill(first.pid, signal.SIGCONT)
-        assert_one_line_error(second, f"{run} is in use", f"pid {first.pid} on", RunFolder.TRAINING_LOCK)
+        assert_one_line_error(second, "pretrain", f"{run} is in use", f"pid {first.pid} on", RunFolder.TRAINING_LOCK)
         _, stderr = first.communicate(timeout=300)
     finally:
         if first.poll() is None:
@@ -263,7 +252,7 @@ def test_job_json_is_checked_field_by_field(tmp_path):
     spec_path = write_spec(tmp_path, tiny_spec())
     folder.job_record_path.write_text(json.dumps({"launcher": "slurm", "job_id": "../x", "tasks": 1}))
     result = normae(["launch", "--spec", spec_path, "--out", folder.path, "--launcher", "local"])
-    assert_one_line_error(result, str(folder.job_record_path), "'../x' is not a job id")
+    assert_one_line_error(result, "launch", str(folder.job_record_path), "'../x' is not a job id")
 
 
 # ---- Medium 7: config_dir and the rules' shell commands --------------------------------------------
@@ -406,7 +395,7 @@ def test_a_corrupt_file_is_a_one_line_error_that_names_it(tmp_path, command, nam
         else:
             args = ["launch", "--spec", broken[0], "--out", tmp_path / "c", "--launcher", "slurm"]
     result = normae(args)
-    assert_one_line_error(result)
+    assert_one_line_error(result, args[0])
     assert any(str(path) in result.stderr for path in broken), result.stderr
 
 

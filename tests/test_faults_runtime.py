@@ -26,9 +26,7 @@ from normae.spec import FinetuneSpec
 from normae.training.checkpoint import load_checkpoint
 from normae.training.signals import StopSignals
 
-from helpers import assert_same_run, job_env, small_spec
-
-NORMAE = [sys.executable, "-m", "normae.cli"]
+from helpers import NORMAE, assert_one_line_error, assert_same_run, job_env, normae, small_spec
 
 # Runs the CLI with one fault planted first: ``python -c DRIVER <fault> <n> <normae arguments...>``.
 #   kill-at-step N      the N-th training step ends the process as kill -9 would (exit 137, no cleanup)
@@ -117,21 +115,9 @@ sys.exit(main(argv))
 """
 
 
-def normae(args, cwd, fault=None, **kwargs) -> subprocess.CompletedProcess:
-    command = NORMAE + args if fault is None else [sys.executable, "-c", DRIVER, *fault, *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=900, env=job_env(), **kwargs)
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, command: str, *named: str) -> str:
-    """Exit 2, no traceback, and the last line is the one error line (naming each of ``named``)."""
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr, result.stderr
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"normae {command}: error: "), result.stderr
-    assert [line for line in result.stderr.splitlines() if ": error: " in line] == [last], result.stderr
-    for text in named:
-        assert text in last, (text, last)
-    return last
+def with_fault(fault: str, count: str) -> list[str]:
+    """The command that runs ``normae`` with ``fault`` planted (``helpers.normae``'s ``entry``)."""
+    return [sys.executable, "-c", DRIVER, fault, count]
 
 
 def pretrain_args(spec_path: Path, out: str, *extra: str) -> list[str]:
@@ -397,7 +383,7 @@ def test_cnp_stats_with_a_patch_size_below_one_is_one_line(tmp_path, patch_size)
 )
 def test_a_full_disk_is_one_line_keeps_the_last_checkpoint_and_resumes_exactly(tmp_path, straight, fault, kept_epoch):
     spec = tiny_run_spec(tmp_path)
-    result = normae(pretrain_args(spec, "run"), tmp_path, fault=fault)
+    result = normae(pretrain_args(spec, "run"), tmp_path, entry=with_fault(*fault))
     line = assert_one_line_error(result, "pretrain", "the disk is full", "run/checkpoint.pt) is kept", "--resume")
     assert ("checkpoint.pt at" in line) == (fault[0] == "full-checkpoint"), line
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["loop"]["epoch"] == kept_epoch
@@ -440,13 +426,15 @@ def test_a_real_full_disk_during_a_checkpoint_is_one_line_and_resumes_exactly(tm
 def test_a_full_disk_under_tensorboard_is_one_line_naming_its_files(tmp_path):
     """n05: the event writer's thread failed with a traceback, then the run ended naming no file."""
     pytest.importorskip("tensorboard")
-    result = normae(pretrain_args(tiny_run_spec(tmp_path), "run"), tmp_path, fault=["full-events", "20"])
+    result = normae(pretrain_args(tiny_run_spec(tmp_path), "run"), tmp_path, entry=with_fault("full-events", "20"))
     assert_one_line_error(result, "pretrain", "the disk is full", "run/events/events.out.tfevents.*")
 
 
 def test_a_full_disk_outside_training_is_one_line(tmp_path, tiny_plan):
     run_id = next(iter(tiny_plan.pretrain))
-    result = normae(["spec", run_id, "--scale", "tiny", "--out", "spec.json"], tmp_path, fault=["full-fsync", "0"])
+    result = normae(
+        ["spec", run_id, "--scale", "tiny", "--out", "spec.json"], tmp_path, entry=with_fault("full-fsync", "0")
+    )
     assert_one_line_error(result, "spec", "the disk is full", "run the same command again")
     assert list(tmp_path.iterdir()) == [], "the failed write left a file behind"
 
@@ -485,13 +473,15 @@ def test_temporary_files_of_killed_writes_are_removed_when_a_run_starts(tmp_path
 @pytest.mark.slow
 def test_metrics_cut_on_resume_is_atomic(tmp_path, straight):
     spec = tiny_run_spec(tmp_path)
-    crashed = normae(pretrain_args(spec, "run"), tmp_path, fault=["kill-at-step", "12"])  # epoch 2, step 4
+    crashed = normae(pretrain_args(spec, "run"), tmp_path, entry=with_fault("kill-at-step", "12"))  # epoch 2, step 4
     assert crashed.returncode == 137, crashed.stderr
     metrics = tmp_path / "run" / "metrics.jsonl"
     before = metrics.read_bytes()
     assert len(before.splitlines()) == 9 + 3  # epoch 1 (8 steps and its line) and 3 steps of epoch 2
     # Killed after writing the cut metrics but before renaming them over metrics.jsonl:
-    killed = normae(pretrain_args(spec, "run", "--resume"), tmp_path, fault=["kill-before-rename", "metrics.jsonl"])
+    killed = normae(
+        pretrain_args(spec, "run", "--resume"), tmp_path, entry=with_fault("kill-before-rename", "metrics.jsonl")
+    )
     assert killed.returncode == 137, killed.stderr
     assert metrics.read_bytes() == before, "metrics.jsonl was cut in place, not through a temporary file"
     assert len(list((tmp_path / "run").glob(".metrics.jsonl.*.tmp"))) == 1
@@ -506,7 +496,7 @@ def test_a_metrics_line_cut_inside_what_the_checkpoint_counts_is_dropped_on_resu
     """n96: metrics.jsonl cut inside line 5 after epoch 1's checkpoint (which counts 9 lines): the resume keeps
     the 4 whole records, says so, and the next record starts on a line of its own; the NoR-MAE run finishes."""
     spec = tiny_run_spec(tmp_path)
-    crashed = normae(pretrain_args(spec, "run"), tmp_path, fault=["kill-at-step", "12"])  # epoch 2, step 4
+    crashed = normae(pretrain_args(spec, "run"), tmp_path, entry=with_fault("kill-at-step", "12"))  # epoch 2, step 4
     assert crashed.returncode == 137, crashed.stderr
     metrics = tmp_path / "run" / "metrics.jsonl"
     lines = metrics.read_text().splitlines(keepends=True)

@@ -19,15 +19,9 @@ from normae.cluster.launch import launch
 from normae.errors import CheckpointError, ConfigError
 from normae.paths import RunFolder
 from normae.spec import FinetuneSpec, LinprobeSpec, PretrainSpec, load_spec, spec_from_dict
-from normae.stages import pretrain, transfer
+from normae.stages import transfer
 
-from helpers import final_weights, small_spec, write_spec
-
-
-def pretrained(folder, **overrides):
-    """A finished one-epoch pre-training run in ``folder`` (16 generated images, vit_micro at 16 px)."""
-    pretrain.run_pretrain(small_spec(train_samples=16, epochs=1, warmup_epochs=0, **overrides), folder)
-    return folder
+from helpers import final_weights, pretrain_run, write_spec
 
 
 def evaluation(init, **overrides) -> FinetuneSpec:
@@ -58,8 +52,10 @@ def sha256(path) -> str:
 
 
 def test_an_evaluation_restarts_when_its_pretraining_run_was_trained_again(tmp_path, capsys):
-    run_a = pretrained(tmp_path / "A")
-    other = pretrained(tmp_path / "other", seed=1)  # other weights, as a re-training of A would give
+    run_a = pretrain_run(tmp_path / "A", train_samples=16)
+    other = pretrain_run(
+        tmp_path / "other", train_samples=16, seed=1
+    )  # other weights, as a re-training of A would give
     spec_path = write_spec(tmp_path, evaluation(run_a / RunFolder.CHECKPOINT))
     evaluated = RunFolder(tmp_path / "eval")
     assert launch(spec_path, evaluated.path) == 0
@@ -155,7 +151,7 @@ def test_the_plans_specs_read_back_with_the_same_digest(tiny_plan):
 
 
 def test_init_from_an_unfinished_pretraining_run_is_refused(tmp_path):
-    run_a = pretrained(tmp_path / "A")
+    run_a = pretrain_run(tmp_path / "A", train_samples=16)
     RunFolder(run_a).summary_path.unlink()  # stopped, or still training: its checkpoint is some epoch of it
     for init in (run_a, run_a / RunFolder.CHECKPOINT):
         out = tmp_path / "eval"

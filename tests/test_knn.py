@@ -13,7 +13,6 @@ from normae.errors import ConfigError, DataNotFoundError, RunFolderError
 from normae.paths import RunFolder
 from normae.spec import KnnSpec, load_spec
 from normae.stages import ENTRY_POINTS, stage_function
-from normae.stages import pretrain as stages
 from normae.stages.inputs import run_inputs
 from normae.stages.knn import HEADLINE_POOLING, run_knn
 
@@ -123,13 +122,6 @@ def test_spec_checks_and_dispatch(tmp_path):
 def knn_settings(**overrides) -> dict:
     settings = dict(dataset="generated", train_samples=32, eval_samples=40, img_size=16, batch_size=16)
     return {**settings, "model": "vit_micro", "patch_size": 4, "amp": "none", "num_workers": 0, **overrides}
-
-
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("pre") / "pre-nor"
-    stages.run_pretrain(small_spec(epochs=1, warmup_epochs=0, train_samples=32), run_dir)
-    return run_dir
 
 
 def test_knn_stage_from_a_pretraining_run(pretrained, tmp_path):

@@ -4,7 +4,6 @@ verdicts per table written by `normae verdicts`."""
 import html
 import re
 import subprocess
-import sys
 
 import pandas as pd
 from test_tables import fake_runs
@@ -14,7 +13,7 @@ from normae.report.html import NO_VERDICTS, csv_page
 from normae.report.table_text import display_frame, number_text
 from normae.report.tables import header_lines, table_frame, write_table
 
-NORMAE = [sys.executable, "-m", "normae.cli"]
+from helpers import NORMAE
 
 
 def test_written_html_holds_the_header_lines_and_every_shown_row(tmp_path, tiny_plan):

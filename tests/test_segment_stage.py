@@ -11,11 +11,13 @@ import torch
 from normae.cli import main
 from normae.errors import CheckpointError, ConfigError
 from normae.spec import SegmentSpec
-from normae.stages import pretrain as pretrain_stage
 from normae.stages import segment
 from normae.training.signals import TrainingInterrupted
 
-from helpers import assert_same_run, small_spec
+from helpers import assert_same_run
+
+# The `pretrained` fixture (conftest.py) here: a tiny MAE pre-training run at 28 px, patch 4.
+PRETRAINED = {"method": "mae", "img_size": 28}
 
 
 def seg_spec(**overrides) -> SegmentSpec:
@@ -35,16 +37,6 @@ def seg_spec(**overrides) -> SegmentSpec:
     )
     settings.update(overrides)
     return SegmentSpec(**settings)
-
-
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-    """A tiny MAE pre-training run at 28 px, patch 4 (its folder)."""
-    run_dir = tmp_path_factory.mktemp("pretrain") / "run"
-    pretrain_stage.run_pretrain(
-        small_spec(img_size=28, patch_size=4, method="mae", epochs=1, warmup_epochs=0, train_samples=32), run_dir
-    )
-    return run_dir
 
 
 def test_segment_from_a_pretraining_run_writes_miou_and_the_floor(pretrained, tmp_path):

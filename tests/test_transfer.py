@@ -32,13 +32,10 @@ from normae.core.model import MODEL_SIZES, build_mae
 from normae.data.classification import CLASSIFICATION_SETS, build_classification_dataset
 from normae.data.transforms import eval_transform
 from normae.spec import FinetuneSpec, LinprobeSpec
-from normae.stages import pretrain as stages
 from normae.stages import transfer
 from normae.training.checkpoint import load_checkpoint
 from normae.training.loop import LoopConfig, Trainer
 from normae.training.signals import TrainingInterrupted
-
-from helpers import small_spec
 
 MICRO = MODEL_SIZES["vit_micro"]
 DECODER_PREFIXES = ("decoder_", "mask_token")
@@ -73,14 +70,6 @@ def lp_spec(**overrides) -> LinprobeSpec:
 
 def encoder_part(state: dict) -> dict:
     return {k: v for k, v in state.items() if not k.startswith(DECODER_PREFIXES)}
-
-
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-    """A tiny NoR-MAE pre-training run at 16 px, patch 4 (its folder)."""
-    run_dir = tmp_path_factory.mktemp("pretrain") / "run"
-    stages.run_pretrain(small_spec(epochs=1, warmup_epochs=0, train_samples=32), run_dir)
-    return run_dir
 
 
 @pytest.fixture(scope="module")

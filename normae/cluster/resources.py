@@ -1,4 +1,5 @@
-"""The SLURM resources of one stage's job: the keys, their defaults and their checks (torch- and submitit-free).
+"""The SLURM resources of one stage's job: the keys, their defaults and their checks (torch- and submitit-free),
+and which resource group of the workflow config (``slurm.<group>``) each stage's jobs take.
 
 The workflow schema (``workflow/schemas/config.schema.yaml``, ``$defs.resources``) lists the same
 keys; a test keeps the two equal.
@@ -25,6 +26,17 @@ RESOURCE_DEFAULTS: dict[str, Any] = {
     "additional_parameters": {},  # free-form sbatch options, e.g. {"reservation": "x", "exclusive": true}
     "max_requeues": 3,
     "signal_delay_s": 120,  # USR2 this long before the time limit: time to write a checkpoint and requeue
+}
+
+# stage -> the workflow config's SLURM resource group (``slurm.<group>`` in config.yaml and the profiles):
+# the stages that run a short evaluation share one group. Read by workflow/rules/common.smk.
+SLURM_GROUPS: dict[str, str] = {
+    "pretrain": "pretrain",
+    "finetune": "finetune",
+    "linprobe": "evaluate",
+    "knn": "evaluate",
+    "segment": "segmentation",
+    "bench": "evaluate",
 }
 
 

@@ -5,6 +5,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from normae.cluster.resources import SLURM_GROUPS
 from normae.experiments import plan as normae_plan
 from normae.data.registry import folder_key
 from normae.experiments.data_map import as_options, folder_for, needed_datasets, normalised, unset_message
@@ -34,14 +35,6 @@ PLAN_OPTIONS = shlex.join(
     ["--scale", config["scale"], "--seeds", *map(str, SEEDS), "--config-dir", str(CONFIG_DIR), *as_options(DATA)]
     + (["--rehearsal"] if REHEARSAL else [])
 )
-SLURM_GROUPS = {
-    "pretrain": "pretrain",
-    "finetune": "finetune",
-    "linprobe": "evaluate",
-    "knn": "evaluate",
-    "segment": "segmentation",
-    "bench": "evaluate",
-}
 
 
 def start_warnings():
@@ -162,8 +155,10 @@ FIGURES = [
 ]
 
 
-def paper_order(name, label, shown):
-    """The report label ``{label: "NN shown"}`` that lists table ``name``'s page (or figure) in the paper's
-    order, which is the plan's: Table 1 to 7, then the others. The report sorts a category's items by their
-    labels' text, hence the number; one label only, as a second one with two values is taken for a toggle."""
+def paper_order(name, label, suffix=None):
+    """The report label ``{label: "NN <name>[_<suffix>]"}`` that lists table ``name``'s page (or figure) in
+    the paper's order, which is the plan's: Table 1 to 7, then the others. The report sorts a category's
+    items by their labels' text, hence the number; one label only, as a second one with two values is taken
+    for a toggle."""
+    shown = f"{name}_{suffix}" if suffix else name
     return {label: f"{list(TABLES).index(name) + 1:02d} {shown}"}

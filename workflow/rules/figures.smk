@@ -11,7 +11,7 @@ rule figure_cnp_similarity:
             LAYOUT.figure("figure3_cnp_similarity"),
             category="Figures",
             caption="../report/figure_cnp_similarity.rst",
-            labels=lambda wildcards: paper_order("figure3", "figure", "figure3_cnp_similarity"),
+            labels=lambda wildcards: paper_order("figure3", "figure", "cnp_similarity"),
         ),
     log:
         LAYOUT.log("figures/figure3"),
@@ -31,7 +31,7 @@ rule figure_pca:
             LAYOUT.figure("{figure}_pca"),
             category="Figures",
             caption="../report/figure_pca.rst",
-            labels=lambda wildcards: paper_order(wildcards.figure, "figure", wildcards.figure + "_pca"),
+            labels=lambda wildcards: paper_order(wildcards.figure, "figure", "pca"),
         ),
     log:
         LAYOUT.log("figures/{figure}_pca"),
@@ -55,7 +55,7 @@ rule figure_variants:
             LAYOUT.figure("{figure}_variants"),
             category="Figures",
             caption="../report/figure_variants.rst",
-            labels=lambda wildcards: paper_order(wildcards.figure, "figure", wildcards.figure + "_variants"),
+            labels=lambda wildcards: paper_order(wildcards.figure, "figure", "variants"),
         ),
     log:
         LAYOUT.log("figures/{figure}_variants"),
@@ -77,7 +77,7 @@ rule figure_sweep:
             LAYOUT.figure("{table}_{sweep}"),
             category="Figures",
             caption="../report/figure_sweep.rst",
-            labels=lambda wildcards: paper_order(wildcards.table, "figure", wildcards.table + "_" + wildcards.sweep),
+            labels=lambda wildcards: paper_order(wildcards.table, "figure", wildcards.sweep),
         ),
     log:
         LAYOUT.log("figures/{table}_{sweep}"),
@@ -96,7 +96,7 @@ rule figure_evidence:
             LAYOUT.figure("evidence_lambda"),
             category="Figures",
             caption="../report/figure_evidence.rst",
-            labels=lambda wildcards: paper_order("evidence", "figure", "evidence_lambda"),
+            labels=lambda wildcards: paper_order("evidence", "figure", "lambda"),
         ),
     log:
         LAYOUT.log("figures/evidence_lambda"),

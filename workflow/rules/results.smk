@@ -14,14 +14,14 @@ rule table:
             LAYOUT.table("{table}", "html"),
             category="Tables",
             caption="../report/table.rst",
-            labels=lambda wildcards: paper_order(wildcards.table, "table", wildcards.table),
+            labels=lambda wildcards: paper_order(wildcards.table, "table"),
         ),
         # Every column of the .csv as a page: the report shows HTML, where a .csv would download.
         csv_page=report(
             LAYOUT.table("{table}", "csv.html"),
             category="Table data (CSV)",
             caption="../report/table_csv.rst",
-            labels=lambda wildcards: paper_order(wildcards.table, "table", wildcards.table),
+            labels=lambda wildcards: paper_order(wildcards.table, "table"),
         ),
     log:
         LAYOUT.log("tables/{table}"),
