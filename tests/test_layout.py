@@ -4,6 +4,7 @@ with hundreds of processes). Modules are split by role, not by length: there is 
 
 import ast
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -176,6 +177,22 @@ def forbidden_imports(package: Path) -> set[tuple[str, str]]:
 
 def test_every_sub_package_declares_what_it_may_import():
     assert rule_problems(PACKAGE) == []
+
+
+def test_each_docstring_names_its_rule_as_the_constant_does():
+    """The prose a reader (and the review's import checker) reads says what MAY_IMPORT says, and no "never"
+    names what the rule allows."""
+    for init in sorted(PACKAGE.glob("*/__init__.py")):
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        stated = re.search(r"Of normae it may import exactly (.*?)\s+\(its\s+``MAY_IMPORT``", doc, re.S)
+        assert stated, f"{init}: no 'Of normae it may import exactly ...' sentence"
+        assert tuple(re.findall(r"``([\w.]+)``", stated.group(1))) == declared_rule(init), init
+        never = {
+            name.split(".")[0]
+            for clause in re.findall(r"never\s+((?:``[\w.]+``(?:,\s*|\s+or\s+|\s+and\s+)?)+)", doc)
+            for name in re.findall(r"``([\w.]+)``", clause)
+        }
+        assert not never & {entry.split(".")[0] for entry in declared_rule(init)}, (init, never)
 
 
 def test_imports_keep_to_their_sub_packages_rules():

@@ -6,6 +6,9 @@ data loader's images/s alone: torchvision or DALI) and ``nor_share`` (the NoR te
 
 Of normae it may import only what ``MAY_IMPORT`` names (``training`` for its runtime pieces); never
 ``stages``, ``experiments``, ``report`` or ``cluster``: the stages and the command line run these.
+
+Of normae it may import exactly ``core``, ``data``, ``training``, ``spec``, ``paths``, ``errors`` (its
+``MAY_IMPORT``, held by tests/test_layout.py).
 """
 
 # Checked by tests/test_layout.py: the normae modules and sub-packages this one may import.

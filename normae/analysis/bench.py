@@ -136,83 +136,111 @@ def run_bench(spec: BenchSpec, device: str | None = None, images: torch.Tensor |
     """The interleaved measurement that ``spec`` describes (its settings and defaults are BenchSpec's);
     ``images`` (batch_size, 3, img_size, img_size): what the steps see (default: synthetic, standard
     normal). With ``spec.compile``, each method's model through ``torch.compile``."""
-    model, img_size, patch_size, batch_size = spec.model, spec.img_size, spec.patch_size, spec.batch_size
-    steps, warmup, lam, cnp, amp, seed = spec.steps, spec.warmup, spec.lam, spec.cnp, spec.amp, spec.seed
-    methods, teacher_model, compile = tuple(spec.methods.split(",")), spec.teacher_model, spec.compile
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    amp = resolve_amp(amp, device)
-    labels = torch.randint(0, BENCH_CLASSES, (batch_size,), generator=torch.Generator().manual_seed(seed))
-    labels = labels.to(device)
-    generator = torch.Generator().manual_seed(seed)
+    amp = resolve_amp(spec.amp, device)
     synthetic = images is None
+    generator = torch.Generator().manual_seed(spec.seed)
+    labels = torch.randint(0, BENCH_CLASSES, (spec.batch_size,), generator=torch.Generator().manual_seed(spec.seed))
+    labels = labels.to(device)
     if images is None:
-        images = torch.randn(batch_size, 3, img_size, img_size, generator=generator)
+        images = torch.randn(spec.batch_size, 3, spec.img_size, spec.img_size, generator=generator)
     images = images.to(device)
     nets = {
-        method: _bench_model(method, model, img_size, patch_size, lam, cnp, amp, seed, teacher_model).to(device)
-        for method in methods
+        method: _bench_model(
+            method, spec.model, spec.img_size, spec.patch_size, spec.lam, spec.cnp, amp, spec.seed, spec.teacher_model
+        ).to(device)
+        for method in spec.methods.split(",")
     }
     num_patches = nets["mae"].patch_embed.num_patches
-    noises = [torch.rand(batch_size, num_patches, generator=generator).to(device) for _ in range(warmup + steps)]
+    noises = [
+        torch.rand(spec.batch_size, num_patches, generator=generator).to(device)
+        for _ in range(spec.warmup + spec.steps)
+    ]
+    step = (images, amp, labels)
+    built, flops = _built(nets, step, noises[0], spec.compile, device)
+    times, peaks = _timed(built, step, noises, spec.warmup, device)
+    _add_cpu_peaks(built, step, noises, device, peaks)
+    return _bench_result(spec, device, amp, synthetic, built, times, peaks, flops)
+
+
+def _built(nets: dict, step: tuple, noise: torch.Tensor, compile: bool, device: torch.device):
+    """Each method's (model, optimiser), compiled where asked (one untimed step), and its FLOPs per step
+    (counted on the eager model: a compiled one runs the same operations; the gradients then dropped)."""
+    images, amp, labels = step
     built, flops = {}, {}
     for method, net in nets.items():
-        # Counted on the eager model (a compiled one runs the same operations), then the gradients dropped.
-        flops[method] = count_flops(lambda net=net: _forward_backward(net, images, noises[0], amp, labels))
+        flops[method] = count_flops(lambda net=net: _forward_backward(net, images, noise, amp, labels))
         net.zero_grad(set_to_none=True)
         built[method] = (torch.compile(net) if compile else net, adamw(net.parameters(), 1e-4, (0.9, 0.95), device))
         if compile:  # the compilation: one untimed step, before any timed one
-            _train_step(*built[method], images, noises[0], amp, labels)
-    methods = built  # type: ignore[assignment]  # name -> (model, optimiser) from here on
-    timers = {name: StepTimer(device) for name in methods}
-    peaks = {name: [] for name in methods}
-    for i in range(warmup + steps):
-        order = list(methods) if i % 2 == 0 else list(reversed(methods))
-        for name in order:
-            net, optimizer = methods[name]
+            _train_step(*built[method], images, noise, amp, labels)
+    return built, flops
+
+
+def _timed(built: dict, step: tuple, noises: list, warmup: int, device: torch.device):
+    """Every method's step times after ``warmup`` steps, the methods interleaved (their order reversed every
+    other step), and on CUDA each step's peak memory."""
+    images, amp, labels = step
+    timers = {name: StepTimer(device) for name in built}
+    peaks: dict[str, list[float]] = {name: [] for name in built}
+    for i, noise in enumerate(noises):
+        for name in list(built) if i % 2 == 0 else list(reversed(built)):
+            net, optimizer = built[name]
             if device.type == "cuda":  # the allocator's books are kept on the host: no wait for the device
                 torch.cuda.reset_peak_memory_stats(device)
             started = timers[name].start()
-            _train_step(net, optimizer, images, noises[i], amp, labels)
+            _train_step(net, optimizer, images, noise, amp, labels)
             if i >= warmup:
                 timers[name].stop(started)
                 if device.type == "cuda":
                     peaks[name].append(torch.cuda.max_memory_allocated(device) / 2**20)
-    times = {name: timer.seconds() for name, timer in timers.items()}
+    return {name: timer.seconds() for name, timer in timers.items()}, peaks
+
+
+def _add_cpu_peaks(built: dict, step: tuple, noises: list, device: torch.device, peaks: dict) -> None:
+    """On the CPU, each method's peak memory over two more steps, measured after the timing: returning freed
+    memory to the system before every step makes the next step page it in again, which would distort the
+    times."""
     cpu_memory = CpuPeakMemory() if device.type == "cpu" else None
-    if cpu_memory is not None and cpu_memory.available:
-        # Measured after the timing: returning freed memory to the system before every step
-        # makes the next step page it in again, which would distort the times.
-        for name, (net, optimizer) in methods.items():
-            for noise in noises[:2]:
-                cpu_memory.start()
-                _train_step(net, optimizer, images, noise, amp, labels)
-                peaks[name].append(cpu_memory.peak_mib())
+    if cpu_memory is None or not cpu_memory.available:
+        return
+    images, amp, labels = step
+    for name, (net, optimizer) in built.items():
+        for noise in noises[:2]:
+            cpu_memory.start()
+            _train_step(net, optimizer, images, noise, amp, labels)
+            peaks[name].append(cpu_memory.peak_mib())
+
+
+def _bench_result(spec: BenchSpec, device, amp: str, synthetic: bool, built, times, peaks, flops) -> dict:
+    """The measurement as one JSON object: the setting, then per method its speed, memory, FLOPs and MFU,
+    then NoR-MAE over MAE and over DMAE (the paper's two cost claims)."""
     peak = peak_facts(device, amp)
     result = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "model": model,
-        "img_size": img_size,
-        "patch_size": patch_size,
-        "batch_size": batch_size,
-        "steps": steps,
+        "model": spec.model,
+        "img_size": spec.img_size,
+        "patch_size": spec.patch_size,
+        "batch_size": spec.batch_size,
+        "steps": spec.steps,
         "amp": amp,
         "precision": amp,
-        "compile": compile,
-        "fused_attention": fused_attention(methods["mae"][0]),
-        "cnp": cnp,
+        "compile": spec.compile,
+        "fused_attention": fused_attention(built["mae"][0]),
+        "cnp": spec.cnp,
         "timing": "cuda_events" if device.type == "cuda" else "wall_clock",
         "memory_kind": "cuda_max_allocated_mib" if device.type == "cuda" else "cpu_peak_rss_growth_mib",
-        "methods": list(methods),
+        "methods": list(built),
         "images": "synthetic" if synthetic else "given",
         **peak,
     }
-    for name in methods:
+    for name in built:
         median = statistics.median(times[name])
         result[name] = {
             "median_step_s": median,
-            "images_per_s": batch_size / median,
+            "images_per_s": spec.batch_size / median,
             "peak_memory_mib": max(peaks[name]) if peaks[name] else None,
             "step_times_s": times[name],
             "flops_per_step": flops[name],
@@ -226,8 +254,8 @@ def run_bench(spec: BenchSpec, device: str | None = None, images: torch.Tensor |
             result[f"nor_over_{other}_time"] = statistics.median(n / m for n, m in zip(times["nor_mae"], times[other]))
             base, nor = result[other]["peak_memory_mib"], result["nor_mae"]["peak_memory_mib"]
             result[f"nor_over_{other}_memory"] = nor / base if base and nor else None
-    if "dmae" in methods:
-        result["teacher_model"] = teacher_model
+    if "dmae" in built:
+        result["teacher_model"] = spec.teacher_model
     return result
 
 

@@ -11,6 +11,10 @@ domain packages below.
 May import everything below it (``MAY_IMPORT``); torch, and every module that loads it or
 the numpy stack, only lazily inside a handler, so that planning, tabulating and launching on a login node
 never load torch. Nothing imports ``cli``.
+
+Of normae it may import exactly ``spec``, ``paths``, ``errors``, ``atomic``, ``model_sizes``, ``experiments``,
+``data``, ``stages``, ``cluster``, ``report``, ``analysis``, ``training`` (its ``MAY_IMPORT``, held by
+tests/test_layout.py).
 """
 
 from normae.cli.main import build_parser, main

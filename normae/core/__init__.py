@@ -12,6 +12,9 @@ The segmentation modules may also import segmentation_models_pytorch.
 
 May import torch, timm, numpy and, of normae, only what ``MAY_IMPORT`` names (``spec`` for the
 vocabularies); never ``data``, ``training``, ``stages`` or anything above them.
+
+Of normae it may import exactly ``spec``, ``model_sizes``, ``paths``, ``errors`` (its ``MAY_IMPORT``, held by
+tests/test_layout.py).
 """
 
 # Checked by tests/test_layout.py: the normae modules and sub-packages this one may import.

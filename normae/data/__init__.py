@@ -7,6 +7,8 @@ images, and fetching Fashion-MNIST.
 May import torch, torchvision, PIL, numpy and, of normae, only what ``MAY_IMPORT`` names; never
 ``core``, ``training`` or anything above them. This ``__init__`` imports nothing, so
 ``normae.data.registry`` stays torch-free.
+
+Of normae it may import exactly ``errors``, ``paths`` (its ``MAY_IMPORT``, held by tests/test_layout.py).
 """
 
 # Checked by tests/test_layout.py: the normae modules and sub-packages this one may import.

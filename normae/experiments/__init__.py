@@ -6,6 +6,9 @@ specs, the rows of every table and a device-hour estimate.
 Torch-free (login nodes plan): may import yaml, jsonschema and, of normae, only what ``MAY_IMPORT``
 names (``model_sizes``: the model shapes the device-hour estimate counts FLOPs with); never torch,
 numpy or the training code.
+
+Of normae it may import exactly ``spec``, ``paths``, ``errors``, ``data.registry``, ``model_sizes`` (its
+``MAY_IMPORT``, held by tests/test_layout.py).
 """
 
 # Checked by tests/test_layout.py: the normae modules and sub-packages this one may import.

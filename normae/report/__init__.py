@@ -6,6 +6,9 @@ as text) and ``run_folder`` (metrics as data frames, run labels).
 May import pandas, matplotlib and, of normae, only what ``MAY_IMPORT`` names (``atomic``: tables
 are written whole or not at all); never torch: tables are written on login nodes. ``tables`` and
 ``summarize`` stay free of matplotlib too.
+
+Of normae it may import exactly ``experiments``, ``spec``, ``paths``, ``atomic``, ``errors`` (its
+``MAY_IMPORT``, held by tests/test_layout.py).
 """
 
 # Checked by tests/test_layout.py: the normae modules and sub-packages this one may import.

@@ -12,6 +12,9 @@ key on it).
 
 No torch import: login-node processes (planning, launching) read specs too. Of normae it may import
 only what ``MAY_IMPORT`` names (``data.registry``: the data sets' names and defaults).
+
+Of normae it may import exactly ``data.registry``, ``paths``, ``errors`` (its ``MAY_IMPORT``, held by
+tests/test_layout.py).
 """
 
 from __future__ import annotations

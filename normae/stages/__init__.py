@@ -8,6 +8,9 @@ This ``__init__`` is the torch-free registry, stage name -> entry point, that th
 the cluster job read; the stage modules themselves (torch, timm) are imported only when a stage
 runs. Stage modules may import only what ``MAY_IMPORT`` names: ``bench`` runs the measurements of
 ``analysis`` (which never imports a stage) into a run folder.
+
+Of normae it may import exactly ``core``, ``data``, ``training``, ``analysis``, ``spec``, ``paths``,
+``errors`` (its ``MAY_IMPORT``, held by tests/test_layout.py).
 """
 
 from __future__ import annotations
