@@ -12,7 +12,7 @@ from normae.cli import build_parser
 from normae.spec import PAPER_LAMBDA, BenchSpec, PretrainSpec
 from normae.training.checkpoint import load_checkpoint
 
-from helpers import NORMAE, normae, small_spec
+from helpers import NORMAE, job_env, normae, small_spec
 
 
 def test_help_explains_every_option():
@@ -97,6 +97,7 @@ def test_sigterm_to_the_process_then_resume(tmp_path):
     process = subprocess.Popen(
         NORMAE + ["pretrain", "--spec", "spec.json", "--out", "stopped"],
         cwd=tmp_path,
+        env=job_env(),  # the threads normae() gives the straight run: the same floating-point reductions
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
