@@ -1,6 +1,8 @@
 """The paper scale's path, read without running it: the data map into every spec, the authors' code's
 CNP only where their code runs, and a device-hour estimate that weighs attention's quadratic cost."""
 
+import dataclasses
+
 import pytest
 
 from normae.errors import ConfigError
@@ -27,9 +29,14 @@ def one_grid_table(**point) -> dict:
     }
 
 
+def paper_scale_for_one_table():
+    """The paper scale for one_grid_table's experiments: its per_table block names tables they do not have."""
+    return dataclasses.replace(load_scale("paper"), per_table={})
+
+
 def test_the_data_map_reaches_every_spec_and_imagenet100_reads_imagenet1k():
     data = with_overrides(read_data_map(CONFIG_DIR), ["imagenet1k=/datasets/in1k", "cifar10=/datasets/c10"])
-    plan = expand(one_grid_table(), load_scale("paper"), reported=[], data=data)
+    plan = expand(one_grid_table(), paper_scale_for_one_table(), reported=[], data=data)
     assert {spec.data_root for spec in plan.pretrain.values()} == {"/datasets/in1k"}
     assert {spec.data_root for spec in plan.evaluations.values()} == {"/datasets/c10"}
     assert folder_for(data, "fashion_mnist") is None  # unset: looked up where the loader looks
@@ -41,7 +48,7 @@ def test_the_data_map_reaches_every_spec_and_imagenet100_reads_imagenet1k():
 
 
 def test_the_authors_code_cnp_runs_where_their_code_runs_and_is_marked_extrapolated_elsewhere():
-    scale = load_scale("paper")
+    scale = paper_scale_for_one_table()
     doubled = expand(one_grid_table(patch_size=8), scale, reported=[])  # cnp_modes doubles the NoR-MAE row
     by_cnp = {row.terms["cnp"]: row for row in doubled.tables["X"].rows}
     assert by_cnp["paper"].status == "run" and by_cnp["authors_code"].status == "not_run"
