@@ -120,6 +120,7 @@ def test_sigterm_to_the_process_then_resume(tmp_path):
     assert (tmp_path / "straight" / "metrics.jsonl").read_text() == metrics.read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -171,6 +172,7 @@ def write_bad_input(tmp_path, kind: str) -> tuple[list[str], dict]:
     return args, env
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "kind",
     [

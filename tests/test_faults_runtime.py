@@ -305,6 +305,7 @@ def test_a_checkpoint_without_resume_is_one_line(tmp_path):
     assert (tmp_path / "run" / "checkpoint.pt").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["truncated", "random", "not a dict"])
 def test_an_unreadable_checkpoint_on_resume_is_one_line(tmp_path, kind):
     whole = tmp_path / "whole.pt"
@@ -365,6 +366,7 @@ def test_tables_with_a_summary_missing_the_metric_or_not_an_object_is_one_line(t
     assert not (tmp_path / "tables" / "table6.csv").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("patch_size", ["0", "-4"])
 def test_cnp_stats_with_a_patch_size_below_one_is_one_line(tmp_path, patch_size):
     args = ["cnp-stats", "--source", "generated", "--images", "8", "--img-size", "16", "--patch-size", patch_size]

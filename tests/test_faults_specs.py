@@ -207,6 +207,7 @@ def test_bad_values_are_refused_at_the_spec_check(tmp_path, spec_class, settings
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_a_failed_check_leaves_nothing_that_blocks_the_corrected_try(tmp_path, capsys):
     out = tmp_path / "run"
     options = ["--model", "vit_micro", "--img-size", "16", "--patch-size", "4", "--epochs", "1"]

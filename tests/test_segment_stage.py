@@ -54,6 +54,7 @@ def test_segment_from_a_pretraining_run_writes_miou_and_the_floor(pretrained, tm
     assert [line["miou"] for line in epochs if line["kind"] == "epoch"] == [summary["miou"]]
 
 
+@pytest.mark.slow
 def test_poly_schedule_decays_linearly_after_warm_up(tmp_path):
     summary = segment.run_segment(seg_spec(epochs=2, warmup_epochs=0.5, lr=1e-3), tmp_path / "run")
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

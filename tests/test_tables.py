@@ -143,6 +143,7 @@ def test_one_evaluation_carries_its_binomial_error_and_the_model_column_says_wha
     assert "over 2 distinct run pairs (3 rows; rows that ran the same runs count once)" in markdown
 
 
+@pytest.mark.slow
 def test_several_seeds_give_intervals_paired_differences_and_verdicts(tmp_path):
     seeded = normae_plan.expand(normae_plan.load_experiments(), normae_plan.load_scale("tiny"), seeds=[0, 1, 2])
     table = seeded.tables["T6"]

@@ -139,6 +139,7 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
     assert not (tmp_path / "run" / "summary.json").exists()
 
 
+@pytest.mark.slow
 def test_finished_run_is_not_rerun_and_other_spec_is_refused(tmp_path, monkeypatch):
     spec = small_spec(epochs=1, warmup_epochs=0)
     first = stages.run_pretrain(spec, tmp_path / "run")
@@ -153,6 +154,7 @@ def test_finished_run_is_not_rerun_and_other_spec_is_refused(tmp_path, monkeypat
         (tmp_path / "run" / "summary.json").unlink(missing_ok=True)
 
 
+@pytest.mark.slow
 def test_a_summary_rewritten_by_a_resume_after_the_last_epoch_keeps_the_speed(tmp_path, monkeypatch):
     """w08b: the resume trains no step, so the speed comes from the step times the checkpoint kept."""
     spec = small_spec(epochs=1, warmup_epochs=0)
@@ -164,6 +166,7 @@ def test_a_summary_rewritten_by_a_resume_after_the_last_epoch_keeps_the_speed(tm
     assert again["images_per_second"] == first["images_per_second"] > 0
 
 
+@pytest.mark.slow
 def test_a_finished_run_keeps_its_final_weights_without_the_optimiser_state(tmp_path, monkeypatch):
     """#22 (14): the optimiser's moments (twice the weights) are dropped when a run finishes; the weights,
     loop state, spec and inputs stay, the run still answers 'finished', and NORMAE_KEEP_RESUME_STATE=1 keeps all."""
