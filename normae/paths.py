@@ -268,14 +268,18 @@ class RunFolder:
         try:
             return self.read_summary()
         except MissingResultError as error:
-            if not set_aside:
-                return None
-            try:
-                os.replace(self.summary_path, self.corrupt_summary_path)
-            except FileNotFoundError:  # another process set it aside first
-                return None
-            print(f"[normae] {error}; moved it to {self.corrupt_summary_path}, the run goes on", file=sys.stderr)
+            if set_aside:
+                self.set_summary_aside(self.corrupt_summary_path, str(error), "the run goes on")
             return None
+
+    def set_summary_aside(self, to: Path, why: str, then: str) -> None:
+        """Move summary.json to ``to`` (a corrupt or a stale one), saying ``why`` and ``then`` in one line;
+        nothing where another process set it aside first."""
+        try:
+            os.replace(self.summary_path, to)
+        except FileNotFoundError:
+            return
+        print(f"[normae] {why}; moved it to {to}, {then}", file=sys.stderr, flush=True)
 
     def read_summary(self) -> dict | None:
         """summary.json, or None for a run that has not finished; a corrupt one names its file."""

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from pathlib import Path
 
 from normae.data.registry import fashion_mnist_candidates, folder_key, holds_fashion_mnist
@@ -155,14 +154,7 @@ def stale_summary(folder: RunFolder, summary: dict, current: dict[str, str | Non
     changed = input_changes(recorded_inputs(summary), current)
     if not changed:
         return False
-    try:
-        os.replace(folder.summary_path, folder.stale_summary_path)
-    except FileNotFoundError:  # another process set it aside first
-        return True
-    print(
-        f"[normae] {folder.summary_path} is stale ({changed}); moved it to {folder.stale_summary_path}, "
-        "the run goes again",
-        file=sys.stderr,
-        flush=True,
+    folder.set_summary_aside(
+        folder.stale_summary_path, f"{folder.summary_path} is stale ({changed})", "the run goes again"
     )
     return True
