@@ -272,7 +272,8 @@ def expand(
 
 def at_scale(name: str, table: dict, scale: Scale) -> dict:
     """The table as ``scale`` runs it: its ``per_table`` block's seeds (None: the plan's) and protocols, each
-    on the table's evaluation sets, laid over experiments.yaml's; a grid's own evaluate stays as it is."""
+    on the table's evaluation sets, laid over experiments.yaml's; a grid's own evaluate stays as it is. Its
+    ``not_run`` (None: the table runs) is why the scale runs none of the table's rows."""
     settings = scale.per_table.get(name, {})
     if table["measure"] and "protocols" in settings:
         raise ConfigError(
@@ -283,7 +284,7 @@ def at_scale(name: str, table: dict, scale: Scale) -> dict:
         datasets = list(dict.fromkeys(d for entry in evaluate for d in as_list(entry["dataset"])))
         evaluate = [{"protocol": protocol, "dataset": datasets} for protocol in settings["protocols"]]
     seeds = list(settings["seeds"]) if "seeds" in settings else None
-    return {**table, "evaluate": evaluate, "seeds": seeds}
+    return {**table, "evaluate": evaluate, "seeds": seeds, "not_run": settings.get("not_run")}
 
 
 def _nor_points(experiments: dict) -> list[dict]:
@@ -323,7 +324,9 @@ def _grid_rows(name: str, table: dict, paper_rows: list[dict], planner: _Planner
             for entry in as_list(grid.get(GRID_EVALUATE, table["evaluate"])):
                 for eval_dataset in as_list(entry["dataset"]):
                     terms = _terms(point, entry["protocol"], eval_dataset)
-                    if doubled_out:
+                    if table["not_run"]:
+                        row = Row(name, terms, "not_run", reason=f"scale {planner.scale.name}: {table['not_run']}")
+                    elif doubled_out:
                         row = Row(
                             name,
                             terms,
