@@ -25,13 +25,40 @@ def _rows(table, **terms):
 
 
 def test_cpu_scale_runs_the_evidence_table_with_its_own_seeds(cpu_plan):
-    assert list(cpu_plan.tables) == ["evidence"] and cpu_plan.seeds == [0, 1, 2, 3, 4]
+    assert list(cpu_plan.tables) == ["evidence", "evidence_long"] and cpu_plan.seeds == [0, 1, 2, 3, 4]
     table = cpu_plan.tables["evidence"]
     assert {row.status for row in table.rows} == {"run"}
     for row in table.rows:
         seeds = [cpu_plan.evaluations[run_id].seed for run_id in row.eval_ids]
         assert seeds == ([0, 1, 2] if row.terms.get("lam", 0) > 5e-5 else [0, 1, 2, 3, 4])
         assert all(cpu_plan.evaluations[run_id].eval_samples is None for run_id in row.eval_ids)  # all 10,000
+
+
+def test_the_evidence_past_one_epoch_runs_five_epochs_scored_by_knn_and_fine_tuning(cpu_plan):
+    """evidence_long at the cpu scale: the three deciding rows and the floor, 5 epochs (Table 7's 1000 for 200),
+    3 seeds, each pre-training scored by weighted k-NN and by the one-epoch fine-tuning; MAE's k-NN is paired
+    with NoR-MAE's of the same seed and schedule."""
+    table = cpu_plan.tables["evidence_long"]
+    assert {row.status for row in table.rows} == {"run"}
+    assert {(row.terms["method"], row.terms.get("cnp"), row.terms["eval"]) for row in table.rows} == {
+        (method, cnp, protocol)
+        for method, cnp in ((NO_PRETRAINING, None), ("mae", None), ("nor_mae", "paper"), ("nor_mae", "random"))
+        for protocol in ("knn", "finetune")
+    }
+    for row in table.rows:
+        assert [cpu_plan.evaluations[i].seed for i in row.eval_ids] == [0, 1, 2]
+        assert {cpu_plan.pretrain[i].epochs for i in row.pretrain_ids} <= {5}
+    finetunes = [cpu_plan.evaluations[i] for row in table.rows if row.terms["eval"] == "finetune" for i in row.eval_ids]
+    assert {(f.epochs, f.warmup_epochs, f.train_samples) for f in finetunes} == {(1, 0.05, None)}  # all 60,000
+
+
+@pytest.mark.parametrize("scale", ["gpu", "paper"])
+def test_a_scale_whose_evidence_trains_long_runs_no_row_of_the_evidence_past_one_epoch(scale):
+    loaded = normae_plan.load_scale(scale)
+    loaded.tables = ("evidence_long",)  # quick to plan
+    table = normae_plan.expand(normae_plan.load_experiments(), loaded).tables["evidence_long"]
+    assert {row.status for row in table.rows} == {"not_run"} and len(table.rows) == 8
+    assert all(row.reason.startswith(f"scale {scale}: ") and "cpu scale's question" in row.reason for row in table.rows)
 
 
 def test_random_init_rows_evaluate_an_untrained_encoder_per_seed(cpu_plan):
@@ -154,10 +181,10 @@ def test_the_paper_scales_evidence_table_is_the_decisive_experiment(paper_plan):
 
 
 def test_per_table_settings_change_only_their_table(paper_plan):
-    """Without the paper scale's per_table block, every other table plans the same runs, and the evidence
-    table's runs then are a part of what the block plans (the block only adds runs)."""
+    """Without the paper scale's per_table entry for the evidence table, every other table plans the same runs,
+    and the evidence table's runs then are a part of what the entry plans (the entry only adds runs)."""
     plain_scale = normae_plan.load_scale("paper")
-    plain_scale.per_table = {}
+    plain_scale.per_table = {name: settings for name, settings in plain_scale.per_table.items() if name != "evidence"}
     plain = normae_plan.expand(normae_plan.load_experiments(), plain_scale)
     for name, table in plain.tables.items():
         ids = table.pretrain_ids() | table.eval_ids()

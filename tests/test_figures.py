@@ -9,9 +9,11 @@ import pytest
 from matplotlib.image import imread
 
 from normae.cli import main
+from normae.errors import ConfigError
 from normae.experiments.plan import expand, load_experiments, load_scale, read_reported
 from normae.report.compare import compare_text, epoch_curves, spec_diff
 from normae.report.figures import cnp_similarity_axes, pca_axes, pca_titles, variants_axes
+from normae.report.pull_figure import pull_axes, pull_curves, pull_figure, share_ratio
 from normae.report.sweep_figures import evidence_axes, sweep_axes
 
 
@@ -499,3 +501,57 @@ def test_evidence_figure_draws_a_panel_per_protocol(tmp_path):
     assert [ax.get_title() for ax in fig.axes] == ["scored by finetune", "scored by linprobe", "scored by knn"]
     paper_cnp = [{c.get_label(): c.lines[0] for c in ax.containers}["ours, CNP paper"] for ax in fig.axes]
     assert [len(line.get_xdata()) for line in paper_cnp] == [1, 4, 4]
+
+
+def pull_run(folder, lam, seed, shares, epochs=1, steps_per_epoch=40, cnp="paper"):
+    """A NoR-MAE run whose diagnosed steps (every 20th) carry the given nor_grad_share values."""
+    folder.mkdir(parents=True)
+    spec = {**pretrain_spec(lam=lam, cnp=cnp, epochs=epochs, seed=seed), "stage": "pretrain", "img_size": 28}
+    (folder / "spec.json").write_text(json.dumps(spec))
+    steps = [{"kind": "step", "epoch": 1, "step": 1 + 20 * i, "nor_grad_share": s} for i, s in enumerate(shares)]
+    epoch_lines = [{"kind": "epoch", "epoch": e, "step": steps_per_epoch * e} for e in range(1, epochs + 1)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in steps + epoch_lines))
+    return folder
+
+
+def test_pull_figure_draws_each_settings_mean_over_seeds_against_progress(tmp_path):
+    runs = [
+        pull_run(tmp_path / "a0", 2.5e-3, 0, [1e-3, 1e-2, 1e-1]),
+        pull_run(tmp_path / "a1", 2.5e-3, 1, [3e-3, 3e-2, 3e-1]),
+        pull_run(tmp_path / "long", 2.5e-3, 0, [1e-3, 2e-3], epochs=5),
+        pull_run(tmp_path / "big", 0.25, 0, [0.1, 1.0, 10.0]),
+    ]
+    mae = fake_run(tmp_path / "mae", pretrain_spec(method="mae", lam=0.0), losses([1.0], [0.0]))
+    curves = pull_curves([*runs, mae])  # the MAE run has no pull: left out
+    assert set(curves["run"]) == {"a0", "a1", "long", "big"}
+    # progress is the step over the whole schedule: 40 steps per epoch, 5 epochs for "long"
+    assert curves[curves["run"] == "long"]["progress"].tolist() == [1 / 200, 21 / 200]
+    assert curves[curves["run"] == "a0"]["progress"].tolist() == [1 / 40, 21 / 40, 41 / 40]
+
+    fig = pull_axes(curves)
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    mean = lines["lam 0.0025, CNP paper, 1 epoch(s), 2 seed(s)"]
+    np.testing.assert_allclose(mean.get_ydata(), [2e-3, 2e-2, 2e-1])  # the mean over the two seeds
+    assert "lam 0.0025, CNP paper, 5 epoch(s), 1 seed(s)" in lines and mean.get_linestyle() == "-"
+    assert lines["lam 0.0025, CNP paper, 5 epoch(s), 1 seed(s)"].get_linestyle() == "--"
+    assert mean.get_color() != lines["lam 0.25, CNP paper, 1 epoch(s), 1 seed(s)"].get_color()  # colour: lambda
+
+    # the reference pair: the CSV beside one pull figure feeds the right panel of another
+    pair = [pull_run(tmp_path / "paper", 5e-5, 0, [1e-3, 4e-3]), pull_run(tmp_path / "stand", 2.5e-3, 0, [1e-3, 2e-2])]
+    pair_csv = Path(f"{pull_figure(pair, tmp_path / 'pair.png')}.csv")
+    reference = pd.read_csv(pair_csv)
+    reference.loc[reference["run"] == "paper", "geometry"] = "vit_tiny 224 px / 16"
+    reference.to_csv(pair_csv, index=False)
+    out = pull_figure(runs, tmp_path / "pull.png", reference=pair_csv)
+    assert_png_drawn(out)
+    plotted = pd.read_csv(f"{out}.csv")
+    assert set(plotted["panel"]) == {"runs", "reference"}
+    right = {line.get_label(): line.get_ydata().tolist() for line in pull_axes(curves, reference).axes[1].get_lines()}
+    assert right == {"vit_tiny 224 px / 16, lam 5e-05": [1e-3, 4e-3], "vit_micro 28 px / 2, lam 0.0025": [1e-3, 2e-2]}
+    np.testing.assert_allclose(share_ratio(reference)["ratio"], [1.0, 5.0])
+
+
+def test_pull_figure_refuses_runs_with_no_pull(tmp_path):
+    mae = fake_run(tmp_path / "mae", pretrain_spec(method="mae", lam=0.0), losses([1.0], [0.0]))
+    with pytest.raises(ConfigError, match="no NoR-MAE run"):
+        pull_curves([mae])

@@ -26,17 +26,19 @@ def start_page(scale, targets):
 
 
 def test_the_cpu_page_leads_with_the_evidence_table_and_figure():
-    page = start_page("cpu", ["evidence.html", "evidence.csv.html", "evidence_lambda.png"])
+    shown = ["evidence.html", "evidence.csv.html", "evidence_lambda.png", "evidence_long.html", "evidence_long_pull.png"]
+    page = start_page("cpu", shown)
     first = page.split("</p>")[1]  # the paragraph after the one naming the scale and seeds
     assert "The answer so far: the evidence." in first
     assert "showResultInfo('evidence.html')" in first and "showResultInfo('evidence_lambda.png')" in first
+    assert "showResultInfo('evidence_long.html')" in first and "showResultInfo('evidence_long_pull.png')" in first
     assert "with seeds 0, 1, 2, 3, 4" in " ".join(page.split())
     assert "pipeline check" not in page
 
 
 def test_the_cpu_page_before_the_evidence_ran_says_so():
     page = start_page("cpu", [])
-    assert page.count("not run yet") == 2 and "showResultInfo" not in page
+    assert page.count("not run yet") == 4 and "showResultInfo" not in page
 
 
 @pytest.mark.parametrize("scale", ["tiny", "micro"])

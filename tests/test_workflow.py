@@ -148,7 +148,7 @@ def test_a_table_is_a_target_by_its_name(tmp_path):
 @pytest.mark.slow  # a paper-scale plan in the Snakefile: about 5 s
 def test_the_decisive_experiment_is_a_target_by_its_name(tmp_path):
     """`snakemake evidence --config scale=paper` plans exactly the paper scale's evidence table: its runs
-    (the decisive experiment), the table and its figure; the profile's data map is not needed to plan."""
+    (the decisive experiment), the table and its two figures; the profile's data map is not needed to plan."""
     workdir = tmp_path / "work"
     shutil.copytree(REPO / "config", workdir / "config")
     counts = job_counts(snakemake(workdir, "-n", "evidence", "--config", "scale=paper").stdout)
@@ -158,6 +158,7 @@ def test_the_decisive_experiment_is_a_target_by_its_name(tmp_path):
         "train_run": len(table.pretrain_ids() | table.eval_ids()),
         "table": 1,
         "figure_evidence": 1,
+        "figure_pull": 1,
         "evidence": 1,
         "total": counts["total"],
     }

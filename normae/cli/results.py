@@ -128,19 +128,23 @@ def add_figure(command) -> None:
         "draw one of the paper's figures as PNG",
         "cnp-similarity: cnp-stats JSONs. pca: pca .npz files (MAE and NoR-MAE side by side). "
         "variants: pre-training run folders (and --finetune runs). sweep: one table CSV with --x. "
-        "evidence: the evidence table's CSV (NoR-MAE minus MAE against lambda).",
+        "evidence: the evidence table's CSV (NoR-MAE minus MAE against lambda). pull: NoR-MAE pre-training run "
+        "folders (their nor_grad_share over training; --reference adds a pair on one schedule).",
     )
-    figure.add_argument("kind", choices=("cnp-similarity", "pca", "variants", "sweep", "evidence"))
+    figure.add_argument("kind", choices=("cnp-similarity", "pca", "variants", "sweep", "evidence", "pull"))
     figure.add_argument("inputs", nargs="+", help="the files or run folders the figure is drawn from")
     figure.add_argument("--out", required=True, help="PNG file to write")
     figure.add_argument("--labels", nargs="+", help="pca: one panel title per input")
     figure.add_argument("--finetune", nargs="+", help="variants: fine-tuning run folders for the top-1 panel")
     figure.add_argument("--x", choices=SWEEP_TERMS, help="sweep: the swept setting")
+    figure.add_argument(
+        "--reference", help="pull: the .csv written beside another pull figure (a paper-geometry run and its stand-in)"
+    )
     figure.set_defaults(func=cmd_figure)
 
 
 def cmd_figure(args) -> int:
-    from normae.report import figures, sweep_figures
+    from normae.report import figures, pull_figure, sweep_figures
 
     if args.kind == "cnp-similarity":
         out = figures.cnp_similarity_figure(args.inputs, args.out)
@@ -152,6 +156,8 @@ def cmd_figure(args) -> int:
         if len(args.inputs) != 1:
             raise ConfigError("figure evidence takes one table CSV")
         out = sweep_figures.evidence_figure(args.inputs[0], args.out)
+    elif args.kind == "pull":
+        out = pull_figure.pull_figure(args.inputs, args.out, args.reference)
     else:
         if len(args.inputs) != 1 or args.x is None:
             raise ConfigError("figure sweep takes one table CSV and --x")

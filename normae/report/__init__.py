@@ -1,7 +1,8 @@
 """Report: finished run folders -> what a reader sees. ``tables`` (the paper's tables with our numbers
 beside the paper's, and all_runs.csv), ``figures`` (the paper's figures), ``sweep_figures`` (the sweep
-and evidence plots of a table's CSV), ``compare`` (two runs side by side), ``summarize`` (final metrics
-as text) and ``run_folder`` (metrics as data frames, run labels).
+and evidence plots of a table's CSV), ``pull_figure`` (the NoR pull over training), ``compare`` (two
+runs side by side), ``summarize`` (final metrics as text) and ``run_folder`` (metrics as data frames,
+run labels).
 
 May import pandas, matplotlib and, of normae, only what ``MAY_IMPORT`` names (``atomic``: tables
 are written whole or not at all); never torch: tables are written on login nodes. ``tables`` and

@@ -104,3 +104,27 @@ rule figure_evidence:
         "../../environment.yml"
     shell:
         "normae figure evidence {input:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule figure_pull:
+    """The NoR term's share of the gradient over training, for an evidence table's NoR-MAE runs."""
+    input:
+        runs=pull_runs,
+        reference=PULL_REFERENCE,
+    output:
+        report(
+            LAYOUT.figure("{table}_pull"),
+            category="Figures",
+            caption="../report/figure_pull.rst",
+            labels=lambda wildcards: paper_order(wildcards.table, "figure", "pull"),
+        ),
+    log:
+        LAYOUT.log("figures/{table}_pull"),
+    wildcard_constraints:
+        table="|".join(PULL_TABLES) or "no-pull-table",
+    conda:
+        "../../environment.yml"
+    params:
+        runs=lambda wildcards, input: [str(Path(summary).parent) for summary in input.runs],
+    shell:
+        "normae figure pull {params.runs:q} --reference {input.reference:q} --out {output:q} > {log:q} 2>&1"
