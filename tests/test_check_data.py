@@ -1,4 +1,4 @@
-"""normae.data.check: miniature copies in each set's real layout, right and broken, and what check_dataset says."""
+"""normae.datacheck.check: miniature copies in each set's real layout, right and broken, and what check_dataset says."""
 
 import importlib.util
 import io
@@ -16,8 +16,8 @@ import yaml
 from PIL import Image
 from scipy.io import savemat
 
-from normae.data.check import check_dataset, distinct_problems
 from normae.data.registry import DATASETS, LAYOUTS, REHEARSAL_MANIFEST, folder_key
+from normae.datacheck.check import check_dataset, distinct_problems
 from normae.errors import ConfigError
 from normae.experiments.data_map import CONFIG_FILE, folder_for, normalised, read_data_map, with_overrides
 
@@ -186,7 +186,9 @@ def miniature(tmp_path, name, manifest=True):
 
 
 def test_importing_the_checker_imports_no_torch():
-    code = "import sys, normae.data.check; print([m for m in ('torch', 'torchvision', 'timm') if m in sys.modules])"
+    code = (
+        "import sys, normae.datacheck.check; print([m for m in ('torch', 'torchvision', 'timm') if m in sys.modules])"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 

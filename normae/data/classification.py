@@ -40,7 +40,7 @@ class _FilesExistCIFAR:
     """torchvision's CIFAR-10/100 check, unless downloading, only that their files exist.
 
     torchvision compares every file with the published MD5 sums, so a miniature copy in the real
-    layout (normae.data.rehearsal) would be "not found or corrupted": the sums are checked by
+    layout (normae.datagen.rehearsal) would be "not found or corrupted": the sums are checked by
     `normae check-data` instead. torchvision's check_integrity skips the sum where it is None. With
     download=True the sums stay, so that a download is verified and a corrupt copy fetched again.
     Without the sums, every file torchvision will unpickle is first read by the restricted reader

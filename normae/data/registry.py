@@ -70,7 +70,7 @@ GENERATED_TRAIN_SIZE = 200
 GENERATED_EVAL_SIZE = 500
 # The generated set for pre-training and the analyses (each split: seed 0 train, seed 1 eval).
 GENERATED_PRETRAIN_SAMPLES = 512
-# The file in a configured data folder that marks it as generated rehearsal data (normae.data.rehearsal).
+# The file in a configured data folder that marks it as generated rehearsal data (normae.datagen.rehearsal).
 # A generated miniature copy of a set carries this JSON file in the set's folder: {"dataset": <name>,
 # "generated_by": "...", "num_classes": int, "train_images": int, "eval_images": int}. `normae
 # check-data` then checks the copy's counts against it instead of the published sizes, and says so.

@@ -1,6 +1,6 @@
-"""What the loaders of the sets of image files read from disk, read here without torch (for normae.data.check).
+"""What the loaders of the sets of image files read from disk, read here without torch (for normae.datacheck.check).
 
-One inspector per set (see normae.data.check_found): ImageNet-1K and -100 as ImageFolder reads
+One inspector per set (see normae.datacheck.found): ImageNet-1K and -100 as ImageFolder reads
 them (normae.data.sources), and the torchvision sets as normae.data.classification's loaders read
 them. Torch-free: standard library and numpy; scipy.io (Flowers-102's .mat files) only on demand.
 """
@@ -12,23 +12,22 @@ import os
 
 import numpy as np
 
-from normae.data.check_found import (
-    IMAGE_EXTENSIONS,
-    Copy,
-    Found,
-    bad_lines,
-    check_class_folders,
-    listed_images,
-    md5_problems,
-    need,
-    read_lines,
-)
+from normae.data.image_folders import IMAGE_EXTENSIONS, check_class_folders
 from normae.data.registry import (
     CALTECH101_EVAL_PER_CLASS,
     CALTECH101_TRAIN_PER_CLASS,
     DATASETS,
     imagenet1k_wnids,
     read_class_file,
+)
+from normae.datacheck.found import (
+    Copy,
+    Found,
+    bad_lines,
+    listed_images,
+    md5_problems,
+    need,
+    read_lines,
 )
 from normae.errors import CorruptDataError
 

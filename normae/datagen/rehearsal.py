@@ -177,7 +177,7 @@ def _savemat(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
     buffer = io.BytesIO()
     savemat(buffer, arrays)
-    header = b"MATLAB 5.0 MAT-file, Platform: posix, Created by: normae.data.rehearsal".ljust(116)
+    header = b"MATLAB 5.0 MAT-file, Platform: posix, Created by: normae.datagen.rehearsal".ljust(116)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(header + buffer.getvalue()[116:])
 

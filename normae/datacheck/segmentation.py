@@ -1,5 +1,5 @@
 """What ADE20K's loader (normae.data.segmentation.ADE20K) reads from disk, read here without torch (for
-normae.data.check).
+normae.datacheck.check).
 
 The inspector finds the ADEChallengeData2016 folder as the loader does, counts each split's images,
 names the images without an annotation and the annotations without an image (the loader refuses
@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from normae.data.check_found import Copy, Found
 from normae.data.registry import DATASETS, IGNORE_INDEX, SEGMENTATION_SETS
 from normae.data.registry_files import ADE20K_FOLDER, ade20k_folder
+from normae.datacheck.found import Copy, Found
 
 MAX_BAD_PAIRS = 5  # broken pairs named one by one; more are counted
 

@@ -1,6 +1,6 @@
 """The sets stored as arrays, not image files, read without torch: CIFAR's pickles, Fashion-MNIST's IDX files.
 
-Inspectors for normae.data.check (see normae.data.check_found). Torch-free: standard library and numpy.
+Inspectors for normae.datacheck.check (see normae.datacheck.found). Torch-free: standard library and numpy.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from normae.data.check_found import Copy, Found, md5_problems, need
 from normae.data.pickles import load_data_pickle
 from normae.data.registry import DATASETS, FASHION_MNIST_FILES, IDX_DTYPES
+from normae.datacheck.found import Copy, Found, md5_problems, need
 
 
 def _unpickle(path: Path) -> dict:
