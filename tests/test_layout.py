@@ -43,6 +43,7 @@ TORCH_FREE = (
     "normae.data",
     "normae.data.registry",
     "normae.data.image_folders",
+    "normae.data.layouts",
     "normae.datacheck",
     "normae.datagen",
     "normae.experiments",

@@ -10,9 +10,16 @@ Torch-free (standard library, numpy, PIL; scipy.io on demand): it reads what the
 and layout from ``data`` (the registry, the layouts, the class-folder walk the ImageNet loader shares)
 and never imports the loaders themselves.
 
-Of normae it may import exactly ``data.registry``, ``data.registry_files``, ``data.image_folders``,
-``data.pickles``, ``errors`` (its ``MAY_IMPORT``, held by tests/test_layout.py).
+Of normae it may import exactly ``data.registry``, ``data.registry_files``, ``data.layouts``,
+``data.image_folders``, ``data.pickles``, ``errors`` (its ``MAY_IMPORT``, held by tests/test_layout.py).
 """
 
 # Checked by tests/test_layout.py: the normae modules and sub-packages this one may import.
-MAY_IMPORT = ("data.registry", "data.registry_files", "data.image_folders", "data.pickles", "errors")
+MAY_IMPORT = (
+    "data.registry",
+    "data.registry_files",
+    "data.layouts",
+    "data.image_folders",
+    "data.pickles",
+    "errors",
+)

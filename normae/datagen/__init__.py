@@ -7,9 +7,9 @@ at a photograph's cost, for timing the data loaders).
 Torch-free (standard library, numpy, PIL; scipy.io on demand): the data are written on any machine,
 and read back only by the loaders of ``data``, which this package never imports.
 
-Of normae it may import exactly ``data.registry``, ``errors`` (its ``MAY_IMPORT``, held by
-tests/test_layout.py).
+Of normae it may import exactly ``data.registry``, ``data.layouts``, ``errors`` (its ``MAY_IMPORT``,
+held by tests/test_layout.py).
 """
 
 # Checked by tests/test_layout.py: the normae modules and sub-packages this one may import.
-MAY_IMPORT = ("data.registry", "errors")
+MAY_IMPORT = ("data.registry", "data.layouts", "errors")
