@@ -47,7 +47,7 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 CALTECH101_NAMED = ["Faces", "Faces_easy", "Motorbikes", "airplanes"]
 # (width, height) of the ADE20K pictures, in turn: a landscape and a portrait one, as most of ADE20K's.
 ADE20K_SIZES = ((500, 375), (375, 500))
-ADE20K_PAIRS_PER_UNIT = {"training": 4, "validation": 2}  # times train_per_class, eval_per_class
+ADE20K_PAIRS_PER_UNIT = {"train": 4, "eval": 2}  # times train_per_class, eval_per_class
 
 
 def imagenet_wnids() -> list[str]:
@@ -324,16 +324,16 @@ def _write_ade20k(root: Path, rng: np.random.Generator, train: int, evaluate: in
     base = root / layout.folder
     images, annotations = base / str(layout.images), base / str(layout.labels)
     palette = rng.integers(0, 256, (151, 3), dtype=np.uint8)
-    counts = {"training": ADE20K_PAIRS_PER_UNIT["training"] * train}
-    counts["validation"] = ADE20K_PAIRS_PER_UNIT["validation"] * evaluate
-    for split, count in counts.items():
-        prefix = "ADE_train" if split == "training" else "ADE_val"
-        for number in range(1, count + 1):
+    per_class = {"train": train, "eval": evaluate}
+    counts = {split: ADE20K_PAIRS_PER_UNIT[split] * per_class[split] for split in per_class}
+    for split, (folder,) in layout.split_files().items():
+        prefix = "ADE_train" if split == "train" else "ADE_val"
+        for number in range(1, counts[split] + 1):
             picture, labels = _ade20k_pair(rng, palette, ADE20K_SIZES[number % len(ADE20K_SIZES)])
-            _save(picture, images / split / f"{prefix}_{number:08d}.jpg")
-            (annotations / split).mkdir(parents=True, exist_ok=True)
-            labels.save(annotations / split / f"{prefix}_{number:08d}.png", format="PNG")
-    return _write_manifest(root, "ade20k", 150, counts["training"], counts["validation"])
+            _save(picture, images / folder / f"{prefix}_{number:08d}.jpg")
+            (annotations / folder).mkdir(parents=True, exist_ok=True)
+            labels.save(annotations / folder / f"{prefix}_{number:08d}.png", format="PNG")
+    return _write_manifest(root, "ade20k", 150, counts["train"], counts["eval"])
 
 
 _DOWNSTREAM: dict[str, Callable[[Path, np.random.Generator, int, int], Path]] = {
