@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from normae.data.image_folders import IMAGE_EXTENSIONS, check_class_folders
-from normae.data.layouts import ON_DISK
+from normae.data.layouts import ON_DISK, Layout
 from normae.data.registry import (
     DATASETS,
     imagenet1k_wnids,
@@ -35,6 +35,14 @@ from normae.errors import CorruptDataError
 def some(names: list[str], limit: int = 5) -> str:
     """The first ``limit`` names, and how many more there are."""
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _opened(copy: Copy) -> tuple[Found, Layout, Path | None]:
+    """A new Found, the set's layout and its own folder, which is None where it lacks a file or folder the
+    loader needs (found.problems then names them)."""
+    found, layout = Found(), ON_DISK[copy.name]
+    base = copy.folder / layout.folder
+    return found, layout, base if need(copy, found, base, layout.needed()) else None
 
 
 def inspect_imagenet(copy: Copy, samples: int, seed: int) -> Found:
@@ -106,9 +114,8 @@ def inspect_flowers102(copy: Copy, samples: int, seed: int) -> Found:
     """train = trnid + valid, eval = tstid of setid.mat; classes: the distinct labels of imagelabels.mat."""
     from scipy.io import loadmat
 
-    found, layout = Found(), ON_DISK[copy.name]
-    base = copy.folder / layout.folder
-    if not need(copy, found, base, layout.needed()):
+    found, layout, base = _opened(copy)
+    if not base:
         return found
     found.problems += md5_problems(copy)
     label_file, split_file = base / str(layout.labels), base / str(layout.split_file)
@@ -139,9 +146,8 @@ def inspect_flowers102(copy: Copy, samples: int, seed: int) -> Found:
 
 def inspect_pets(copy: Copy, samples: int, seed: int) -> Found:
     """One image per line of annotations/{trainval,test}.txt (id, class, species, breed); class: the 2nd column."""
-    found, layout = Found(), ON_DISK[copy.name]
-    base = copy.folder / layout.folder
-    if not need(copy, found, base, layout.needed()):
+    found, layout, base = _opened(copy)
+    if not base:
         return found
     counts, classes, paths = [], set(), []
     split_paths = [base / relative for relative in layout.train + layout.eval]
@@ -182,9 +188,8 @@ def _same_classes(copy: Copy, found: Found, per_split: dict[str, set[str]]) -> N
 
 def inspect_dtd(copy: Copy, samples: int, seed: int) -> Found:
     """Partition 1: train = labels/train1.txt + val1.txt, eval = test1.txt; each line <class>/<name>.jpg."""
-    found, layout = Found(), ON_DISK[copy.name]
-    data = copy.folder / layout.folder
-    if not need(copy, found, data, layout.needed()):
+    found, layout, data = _opened(copy)
+    if not data:
         return found
     counts, per_split, paths = {"train": 0, "eval": 0}, {}, []
     for split, relatives in layout.split_files().items():
@@ -207,9 +212,8 @@ def inspect_dtd(copy: Copy, samples: int, seed: int) -> Found:
 
 def inspect_food101(copy: Copy, samples: int, seed: int) -> Found:
     """meta/{train,test}.json map each class to its images (<class>/<id>, read as images/<class>/<id>.jpg)."""
-    found, layout = Found(), ON_DISK[copy.name]
-    base = copy.folder / layout.folder
-    if not need(copy, found, base, layout.needed()):
+    found, layout, base = _opened(copy)
+    if not base:
         return found
     counts, per_split, paths = [], {}, []
     for path in [base / relative for relative in layout.train + layout.eval]:
@@ -233,11 +237,10 @@ def inspect_food101(copy: Copy, samples: int, seed: int) -> Found:
 
 def inspect_aircraft(copy: Copy, samples: int, seed: int) -> Found:
     """Classes: the lines of variants.txt; each line of images_variant_<split>.txt is '<id> <variant>'."""
-    found, layout = Found(), ON_DISK[copy.name]
-    data = copy.folder / layout.folder
-    split_files = [*layout.train, *layout.eval]
-    if not need(copy, found, data, layout.needed()):
+    found, layout, data = _opened(copy)
+    if not data:
         return found
+    split_files = [*layout.train, *layout.eval]
     variants = [line.strip() for line in read_lines(data / str(layout.labels))]
     found.classes, found.class_source = len(variants), f"the lines of {data / str(layout.labels)}"
     counts, paths = [], []
