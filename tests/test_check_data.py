@@ -79,8 +79,8 @@ def imagenet(tmp_path):
     """All 1000 real wnids, one image in each of train and val, with an ImageNet-1K manifest."""
     root = tmp_path / "in1k"
     for wnid in timm_wnids():
-        put(root / "train" / wnid / f"{wnid}_1.JPEG")
-        put(root / "val" / wnid / f"ILSVRC2012_val_{wnid[1:]}.JPEG")
+        put(root / ON_DISK["imagenet1k"].train[0] / wnid / f"{wnid}_1.JPEG")
+        put(root / ON_DISK["imagenet1k"].eval[0] / wnid / f"ILSVRC2012_val_{wnid[1:]}.JPEG")
     write_manifest(root, "imagenet1k", 1000, 1000)
     return root
 

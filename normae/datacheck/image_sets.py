@@ -16,7 +16,6 @@ import numpy as np
 from normae.data.image_folders import IMAGE_EXTENSIONS, check_class_folders
 from normae.data.layouts import ON_DISK, Layout
 from normae.data.registry import (
-    DATASETS,
     imagenet1k_wnids,
     read_class_file,
 )
@@ -60,8 +59,8 @@ def inspect_imagenet(copy: Copy, samples: int, seed: int) -> Found:
         found.classes_checked = False
     kind = "ImageNet-100" if subset else "ImageNet-1K"
     counts: list[int | None] = []
-    facts = DATASETS[copy.name]
-    splits = [str(facts.train_split_name), str(facts.eval_split_name)]
+    layout = ON_DISK["imagenet1k"]  # ImageNet-100 is read from ImageNet-1K's folder
+    splits = [split.rstrip("/") for split in (*layout.train, *layout.eval)]
     for split in splits:
         folder = copy.folder / split
         if not folder.is_dir():
