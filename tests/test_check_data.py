@@ -1,4 +1,4 @@
-"""normae.data.check: miniature copies in each set's real layout, right and broken, and what check_dataset says."""
+"""normae.datacheck.check: miniature copies in each set's real layout, right and broken, and what check_dataset says."""
 
 import importlib.util
 import io
@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
-from scipy.io import savemat
 
-from normae.data.check import check_dataset, distinct_problems
+from normae.data.layouts import ON_DISK
 from normae.data.registry import DATASETS, LAYOUTS, REHEARSAL_MANIFEST, folder_key
+from normae.datacheck.check import check_dataset, distinct_problems
+from normae.datagen.rehearsal import write_rehearsal_set
 from normae.errors import ConfigError
 from normae.experiments.data_map import CONFIG_FILE, folder_for, normalised, read_data_map, with_overrides
 
@@ -78,107 +79,20 @@ def imagenet(tmp_path):
     """All 1000 real wnids, one image in each of train and val, with an ImageNet-1K manifest."""
     root = tmp_path / "in1k"
     for wnid in timm_wnids():
-        put(root / "train" / wnid / f"{wnid}_1.JPEG")
-        put(root / "val" / wnid / f"ILSVRC2012_val_{wnid[1:]}.JPEG")
+        put(root / ON_DISK["imagenet1k"].train[0] / wnid / f"{wnid}_1.JPEG")
+        put(root / ON_DISK["imagenet1k"].eval[0] / wnid / f"ILSVRC2012_val_{wnid[1:]}.JPEG")
     write_manifest(root, "imagenet1k", 1000, 1000)
     return root
 
 
-def write_cifar(root, name):
-    folder, train, test, meta, key, label_key = {
-        "cifar10": ("cifar-10-batches-py", [f"data_batch_{n}" for n in range(1, 6)], ["test_batch"], "batches.meta")
-        + ("label_names", "labels"),
-        "cifar100": ("cifar-100-python", ["train"], ["test"], "meta", "fine_label_names", "fine_labels"),
-    }[name]
-    base = root / folder
-    base.mkdir(parents=True)
-    classes = DATASETS[name].num_classes
-    for batch in train + test:
-        batch_data = {label_key: [0, 1], "data": np.zeros((2, 3072), np.uint8)}
-        (base / batch).write_bytes(pickle.dumps(batch_data))
-    (base / meta).write_bytes(pickle.dumps({key: [f"class {i}" for i in range(classes)]}))
-    return 2 * len(train), 2
-
-
-def write_flowers102(root):
-    base = root / "flowers-102"
-    ids = np.arange(1, 3 * 102 + 1)
-    for image_id in ids:
-        put(base / "jpg" / f"image_{image_id:05d}.jpg")
-    savemat(base / "imagelabels.mat", {"labels": np.array([(ids - 1) % 102 + 1])})
-    savemat(base / "setid.mat", {"trnid": ids[None, :102], "valid": ids[None, 102:204], "tstid": ids[None, 204:]})
-    return 204, 102
-
-
-def write_pets(root):
-    base = root / "oxford-iiit-pet"
-    for split in ("trainval", "test"):
-        rows = [f"Breed{label}_{split}_1 {label} 1 {label}\n" for label in range(1, 38)]
-        for row in rows:
-            put(base / "images" / f"{row.split()[0]}.jpg")
-        put(base / "annotations" / f"{split}.txt", "".join(rows).encode())
-    return 37, 37
-
-
-def write_dtd(root):
-    data = root / "dtd" / "dtd"
-    for split in ("train", "val", "test"):
-        rows = [f"texture{label:02d}/texture{label:02d}_{split}.jpg" for label in range(47)]
-        for row in rows:
-            put(data / "images" / row)
-        put(data / "labels" / f"{split}1.txt", "".join(f"{row}\n" for row in rows).encode())
-    return 94, 47
-
-
-def write_food101(root):
-    base = root / "food-101"
-    for split in ("train", "test"):
-        metadata = {f"food{label:03d}": [f"food{label:03d}/{split}1"] for label in range(101)}
-        for images in metadata.values():
-            put(base / "images" / f"{images[0]}.jpg")
-        put(base / "meta" / f"{split}.json", json.dumps(metadata).encode())
-    return 101, 101
-
-
-def write_aircraft(root):
-    data = root / "fgvc-aircraft-2013b" / "data"
-    variants = [f"Variant {label:03d}" for label in range(100)]
-    put(data / "variants.txt", "".join(f"{variant}\n" for variant in variants).encode())
-    for number, split in enumerate(("trainval", "test")):
-        rows = [f"{number}{label:06d} {variant}" for label, variant in enumerate(variants)]
-        for row in rows:
-            put(data / "images" / f"{row.split()[0]}.jpg")
-        put(data / f"images_variant_{split}.txt", "".join(f"{row}\n" for row in rows).encode())
-    return 100, 100
-
-
-def write_caltech101(root):
-    """101 classes of 31 images (30 train, 1 eval) and BACKGROUND_Google."""
-    categories = root / "caltech101" / "101_ObjectCategories"
-    for name, count in [("BACKGROUND_Google", 2)] + [(f"class{label:03d}", 31) for label in range(101)]:
-        for number in range(1, count + 1):
-            put(categories / name / f"image_{number:04d}.jpg")
-    return 3030, 101
-
-
-WRITERS = {
-    "cifar10": lambda root: write_cifar(root, "cifar10"),
-    "cifar100": lambda root: write_cifar(root, "cifar100"),
-    "flowers102": write_flowers102,
-    "pets": write_pets,
-    "dtd": write_dtd,
-    "food101": write_food101,
-    "aircraft": write_aircraft,
-    "caltech101": write_caltech101,
-}
+# The downstream sets as the rehearsal writer writes them (normae.datagen.rehearsal): one image per class and split.
+DOWNSTREAM = sorted(ON_DISK.keys() - {"imagenet1k", "fashion_mnist", "ade20k"})
 
 
 def miniature(tmp_path, name, manifest=True):
-    root = tmp_path / name
-    root.mkdir()
-    train, evaluate = WRITERS[name](root)
-    if manifest:
-        write_manifest(root, name, train, evaluate)
+    root = write_rehearsal_set(name, tmp_path / name)
+    if not manifest:
+        (root / REHEARSAL_MANIFEST).unlink()
     return root
 
 
@@ -186,7 +100,9 @@ def miniature(tmp_path, name, manifest=True):
 
 
 def test_importing_the_checker_imports_no_torch():
-    code = "import sys, normae.data.check; print([m for m in ('torch', 'torchvision', 'timm') if m in sys.modules])"
+    code = (
+        "import sys, normae.datacheck.check; print([m for m in ('torch', 'torchvision', 'timm') if m in sys.modules])"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 
@@ -203,7 +119,7 @@ def test_generated_imagenet_with_the_real_wnids_passes_and_says_so(imagenet):
     assert subset.ok() and subset.generated and subset.facts.startswith("100 classes, train 100, val 100")
 
 
-@pytest.mark.parametrize("name", sorted(WRITERS))
+@pytest.mark.parametrize("name", DOWNSTREAM)
 def test_generated_miniature_passes_and_says_so(tmp_path, name):
     root = miniature(tmp_path, name)
     check = check_dataset(name, str(root))
@@ -291,7 +207,7 @@ def test_imagenet100_lacking_a_listed_wnid_or_its_images(imagenet):
 
 def test_wrong_class_count_of_a_torchvision_set(tmp_path):
     root = miniature(tmp_path, "aircraft")
-    (root / "fgvc-aircraft-2013b" / "data" / "variants.txt").write_text("".join(f"V{i}\n" for i in range(99)))
+    (root / ON_DISK["aircraft"].folder / "variants.txt").write_text("".join(f"V{i}\n" for i in range(99)))
     check = check_dataset("aircraft", str(root))
     problem_about(check, "99 classes in the lines of", "the published set (and so the models' heads) has 100")
     problem_about(check, "images_variant_trainval.txt names 100 variant(s) not in variants.txt")
@@ -302,18 +218,19 @@ def test_splits_naming_different_classes(tmp_path):
     labels = root / "dtd" / "dtd" / "labels" / "test1.txt"
     labels.write_text("".join(labels.read_text().splitlines(keepends=True)[1:]))
     write_manifest(root, "dtd", 94, 46)
-    problem_about(check_dataset("dtd", str(root)), "the splits name different classes (test lacks 1)")
+    problem_about(check_dataset("dtd", str(root)), "the splits name different classes (test1 lacks 1)")
 
 
 def test_caltech101_classes_need_more_than_30_images_and_no_stray_files(tmp_path):
     root = miniature(tmp_path, "caltech101")
-    categories = root / "caltech101" / "101_ObjectCategories"
-    (categories / "class007" / "image_0031.jpg").unlink()
-    put(categories / "class008" / "Thumbs.db")
+    categories = root / ON_DISK["caltech101"].folder
+    short, stray = sorted(folder.name for folder in categories.iterdir() if folder.name != "BACKGROUND_Google")[7:9]
+    (categories / short / "image_0031.jpg").unlink()
+    put(categories / stray / "Thumbs.db")
     check = check_dataset("caltech101", str(root))
-    problem_about(check, "1 classes have 30 images or fewer", "class007 (30)")
-    problem_about(check, "are not class folders of image_0001.jpg", "class008 (Thumbs.db instead")
-    (categories / "class008" / "Thumbs.db").unlink()
+    problem_about(check, "1 classes have 30 images or fewer", f"{short} (30)")
+    problem_about(check, "are not class folders of image_0001.jpg", f"{stray} (Thumbs.db instead")
+    (categories / stray / "Thumbs.db").unlink()
     check = check_dataset("caltech101", str(root))
     problem_about(check, "eval (the rest, at most 50 per class) has 100 images, normae-rehearsal.json says 101")
 
@@ -377,12 +294,14 @@ def test_undecodable_imagenet_file_is_named(imagenet, broken):
 
 def test_listed_image_missing_or_broken(tmp_path):
     root = miniature(tmp_path, "pets")
-    images = root / "oxford-iiit-pet" / "images"
-    (images / "Breed5_test_1.jpg").unlink()
-    put(images / "Breed6_test_1.jpg", TRUNCATED)
+    layout = ON_DISK["pets"]
+    images = root / layout.folder / str(layout.images)
+    missing, broken = [f"{line.split()[0]}.jpg" for line in (root / layout.folder / layout.eval[0]).open()][4:6]
+    (images / missing).unlink()
+    put(images / broken, TRUNCATED)
     check = check_dataset("pets", str(root), samples=100)
-    problem_about(check, "1 of the 74 images listed in", str(images / "Breed5_test_1.jpg"))
-    problem_about(check, f"cannot decode {images / 'Breed6_test_1.jpg'}")
+    problem_about(check, "1 of the 74 images listed in", str(images / missing))
+    problem_about(check, f"cannot decode {images / broken}")
 
 
 def test_sample_is_seeded(imagenet):
@@ -397,7 +316,8 @@ def test_broken_array_files(tmp_path):
     root = miniature(tmp_path, "cifar100")
     batch = root / "cifar-100-python" / "test"
     batch.write_bytes(pickle.dumps({"fine_labels": [0, 1], "data": np.zeros((2, 100), np.float32)}))
-    problem_about(check_dataset("cifar100", str(root)), "2 sampled rows are no 3x32x32 uint8 image", str(batch))
+    every_row = check_dataset("cifar100", str(root), samples=1000)  # more than the rows: the broken two are drawn
+    problem_about(every_row, "2 sampled rows are no 3x32x32 uint8 image", str(batch))
     batch.write_bytes(b"\x80\x04 not a pickle")
     problem_about(check_dataset("cifar100", str(root)), f"cannot read batch {batch}")
     fmnist = tmp_path / "fmnist"

@@ -431,7 +431,7 @@ def _link_cases(root: Path) -> dict:
 @pytest.mark.parametrize("case", ["cycle", "another class folder", "a linked image", "two links to one file"])
 @pytest.mark.parametrize("name", ["imagenet1k", "imagenet100"])
 def test_imagenet_loaders_refuse_images_reached_twice_as_check_data_does(imagenet_root, case, name):
-    from normae.data.check import check_dataset
+    from normae.datacheck.check import check_dataset
 
     shutil.copy(next((imagenet_root / "train").glob("*/*.JPEG")), imagenet_root.parent / "outside.JPEG")
     _link_cases(imagenet_root)[case](imagenet_root / "train")

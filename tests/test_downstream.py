@@ -13,6 +13,7 @@ from torchvision import datasets, transforms
 from torchvision.datasets import caltech, cifar, dtd, fgvc_aircraft, flowers102, food101, oxford_iiit_pet, utils
 
 from normae.data.classification import CLASSIFICATION_SETS, build_classification_dataset, caltech101_split, targets_of
+from normae.data.layouts import CALTECH101_SPLIT, ON_DISK
 from normae.data.sources import DataNotFoundError
 from normae.data.transforms import eval_transform
 
@@ -77,76 +78,85 @@ def write_cifar(folder, batches, label_key, meta_name, meta_key, num_classes):
     return expected
 
 
+def write_cifar_layout(root, name, label_key, meta_key, num_classes):
+    layout = ON_DISK[name]
+    batches = [(batch, split) for split, batches in layout.split_files().items() for batch in batches]
+    return write_cifar(root / layout.folder, batches, label_key, layout.labels, meta_key, num_classes)
+
+
 def write_cifar10(root):
-    batches = [(f"data_batch_{number}", "train") for number in range(1, 6)] + [("test_batch", "eval")]
-    return write_cifar(root / "cifar-10-batches-py", batches, "labels", "batches.meta", "label_names", 10)
+    return write_cifar_layout(root, "cifar10", "labels", "label_names", 10)
 
 
 def write_cifar100(root):
-    batches = [("train", "train"), ("test", "eval")]
-    return write_cifar(root / "cifar-100-python", batches, "fine_labels", "meta", "fine_label_names", 100)
+    return write_cifar_layout(root, "cifar100", "fine_labels", "fine_label_names", 100)
 
 
 def write_flowers102(root):
-    base = root / "flowers-102"
+    layout = ON_DISK["flowers102"]
+    base = root / layout.folder
     labels = [1, 102, 5, 5, 1, 7, 102, 3]  # 1-based, of images 1..8
-    split_ids = {"trnid": [2, 1], "valid": [4, 3, 5], "tstid": [8, 6, 7]}
+    split_ids = dict(zip(layout.train + layout.eval, ([2, 1], [4, 3, 5], [8, 6, 7])))  # trnid, valid, tstid
     for image_id in range(1, 9):
-        write_jpg(base / "jpg" / f"image_{image_id:05d}.jpg", width=10 + image_id)
-    savemat(base / "imagelabels.mat", {"labels": np.array([labels])})
-    savemat(base / "setid.mat", {key: np.array([ids]) for key, ids in split_ids.items()})
+        write_jpg(base / layout.images / layout.image_name.format(image_id), width=10 + image_id)
+    savemat(base / layout.labels, {"labels": np.array([labels])})
+    savemat(base / layout.split_file, {key: np.array([ids]) for key, ids in split_ids.items()})
 
-    def items(ids):
-        return [(labels[image_id - 1] - 1, (10 + image_id, 10)) for image_id in ids]
+    def items(keys):
+        return [(labels[image_id - 1] - 1, (10 + image_id, 10)) for key in keys for image_id in split_ids[key]]
 
-    return {"train": items(split_ids["trnid"] + split_ids["valid"]), "eval": items(split_ids["tstid"])}
+    return {"train": items(layout.train), "eval": items(layout.eval)}
 
 
 def write_pets(root):
-    base = root / "oxford-iiit-pet"
+    layout = ON_DISK["pets"]
+    base = root / layout.folder
     # image id, class id (1-based), species (1 cat, 2 dog), breed id
     splits = {
-        "trainval": [("Abyssinian_1", 1, 1, 1), ("american_bulldog_10", 2, 2, 1), ("yorkshire_terrier_3", 37, 2, 25)],
-        "test": [("american_bulldog_2", 2, 2, 1), ("Abyssinian_7", 1, 1, 1)],
+        "train": [("Abyssinian_1", 1, 1, 1), ("american_bulldog_10", 2, 2, 1), ("yorkshire_terrier_3", 37, 2, 25)],
+        "eval": [("american_bulldog_2", 2, 2, 1), ("Abyssinian_7", 1, 1, 1)],
     }
     expected = {}
     width = 10
     for split, rows in splits.items():
         lines = []
         for image_id, class_id, species, breed in rows:
-            write_jpg(base / "images" / f"{image_id}.jpg", width)
+            write_jpg(base / layout.images / f"{image_id}.jpg", width)
             lines.append(f"{image_id} {class_id} {species} {breed}\n")
-            expected.setdefault("train" if split == "trainval" else "eval", []).append((class_id - 1, (width, 10)))
+            expected.setdefault(split, []).append((class_id - 1, (width, 10)))
             width += 1
-        (base / "annotations").mkdir(parents=True, exist_ok=True)
-        (base / "annotations" / f"{split}.txt").write_text("".join(lines))
+        (split_file,) = layout.split_files()[split]
+        (base / split_file).parent.mkdir(parents=True, exist_ok=True)
+        (base / split_file).write_text("".join(lines))
     return expected
 
 
 def write_dtd(root):
-    data = root / "dtd" / "dtd"
+    layout = ON_DISK["dtd"]
+    data = root / layout.folder
     classes = ["banded", "blotchy", "zigzagged"]
     expected = {"train": [], "eval": []}
     width = 10
-    for split in ("train", "val", "test"):
+    for split, split_file in [(split, name) for split, names in layout.split_files().items() for name in names]:
         lines = []
         for label, name in enumerate(classes):
             relative = f"{name}/{name}_{width:04d}.jpg"
-            write_jpg(data / "images" / relative, width)
+            write_jpg(data / layout.images / relative, width)
             lines.append(relative + "\n")
-            expected["eval" if split == "test" else "train"].append((label, (width, 10)))
+            expected[split].append((label, (width, 10)))
             width += 1
-        (data / "labels").mkdir(parents=True, exist_ok=True)
-        (data / "labels" / f"{split}1.txt").write_text("".join(lines))
+        (data / split_file).parent.mkdir(parents=True, exist_ok=True)
+        (data / split_file).write_text("".join(lines))
     (data / "labels" / "test2.txt").write_text(lines[0])  # another partition, which must not be read
     return expected
 
 
 def write_food101(root):
-    base = root / "food-101"
+    layout = ON_DISK["food101"]
+    base = root / layout.folder
     splits = {
         "train": {"apple_pie": ["1005", "134"], "waffles": ["77"]},
-        "test": {"apple_pie": ["99"], "waffles": ["8", "31"]},
+        "eval": {"apple_pie": ["99"], "waffles": ["8", "31"]},
     }
     classes = ["apple_pie", "waffles"]
     expected = {"train": [], "eval": []}
@@ -154,34 +164,36 @@ def write_food101(root):
     for split, images in splits.items():
         for label, name in enumerate(classes):
             for image_id in images[name]:
-                write_jpg(base / "images" / name / f"{image_id}.jpg", width)
-                expected["train" if split == "train" else "eval"].append((label, (width, 10)))
+                write_jpg(base / layout.images / name / f"{image_id}.jpg", width)
+                expected[split].append((label, (width, 10)))
                 width += 1
-        (base / "meta").mkdir(parents=True, exist_ok=True)
+        (split_file,) = layout.split_files()[split]
+        (base / split_file).parent.mkdir(parents=True, exist_ok=True)
         metadata = {name: [f"{name}/{image_id}" for image_id in ids] for name, ids in images.items()}
-        (base / "meta" / f"{split}.json").write_text(json.dumps(metadata))
+        (base / split_file).write_text(json.dumps(metadata))
     (base / "meta" / "classes.txt").write_text("\n".join(classes) + "\n")
     return expected
 
 
 def write_aircraft(root):
-    data = root / "fgvc-aircraft-2013b" / "data"
+    layout = ON_DISK["aircraft"]
+    data = root / layout.folder
     variants = ["707-320", "A300B4", "Cessna 172"]
     splits = {
-        "trainval": [("0034309", "Cessna 172"), ("1514522", "707-320")],
-        "test": [("0062765", "A300B4"), ("2237612", "Cessna 172")],
+        "train": [("0034309", "Cessna 172"), ("1514522", "707-320")],
+        "eval": [("0062765", "A300B4"), ("2237612", "Cessna 172")],
     }
     data.mkdir(parents=True)
-    (data / "variants.txt").write_text("\n".join(variants) + "\n")
+    (data / layout.labels).write_text("\n".join(variants) + "\n")
     expected = {}
     width = 10
     for split, rows in splits.items():
         for image_id, variant in rows:
-            write_jpg(data / "images" / f"{image_id}.jpg", width)
-            split_items = expected.setdefault("train" if split == "trainval" else "eval", [])
-            split_items.append((variants.index(variant), (width, 10)))
+            write_jpg(data / layout.images / f"{image_id}.jpg", width)
+            expected.setdefault(split, []).append((variants.index(variant), (width, 10)))
             width += 1
-        (data / f"images_variant_{split}.txt").write_text("".join(f"{i} {v}\n" for i, v in rows))
+        (split_file,) = layout.split_files()[split]
+        (data / split_file).write_text("".join(f"{i} {v}\n" for i, v in rows))
     return expected
 
 
@@ -201,10 +213,11 @@ CALTECH_HEIGHTS = {"Faces": 10, "accordion": 12}  # a class's images all have it
 @pytest.fixture
 def caltech_root(tmp_path):
     """Faces: 32 images, accordion: 36 (one grayscale), and BACKGROUND_Google, which is no class."""
-    base = tmp_path / "caltech101" / "101_ObjectCategories"
-    for name, count, height in (("BACKGROUND_Google", 2, 14), ("Faces", 32, 10), ("accordion", 36, 12)):
+    layout = ON_DISK["caltech101"]
+    base = tmp_path / layout.folder
+    for name, count, height in ((layout.left_out, 2, 14), ("Faces", 32, 10), ("accordion", 36, 12)):
         for number in range(1, count + 1):
-            write_jpg(base / name / f"image_{number:04d}.jpg", 8 + number, height, gray=number == 5)
+            write_jpg(base / name / layout.image_name.format(number), 8 + number, height, gray=number == 5)
     return tmp_path
 
 
@@ -293,6 +306,16 @@ def test_caltech101_split_caps_eval_at_50():
     assert train == sorted(train) and evaluation == sorted(evaluation)
     assert not set(train) & set(evaluation)
     assert caltech101_split(labels, "eval") == evaluation
+
+
+def test_caltech101_split_is_the_one_check_data_and_the_rehearsal_writer_count():
+    """The loader's split, check-data's counts and the rehearsal manifest's all come from CALTECH101_SPLIT."""
+    sizes = [1, 30, 31, 79, 80, 81, 200]
+    labels = [label for label, size in enumerate(sizes) for _ in range(size)]
+    for split, column in (("train", 0), ("eval", 1)):
+        taken = Counter(labels[index] for index in caltech101_split(labels, split))
+        assert [taken[label] for label in range(len(sizes))] == [CALTECH101_SPLIT.sizes(n)[column] for n in sizes]
+    assert [CALTECH101_SPLIT.sizes(n) for n in (1, 30, 31, 80, 81)] == [(1, 0), (30, 0), (30, 1), (30, 50), (30, 50)]
 
 
 LAYOUT_HINTS = {

@@ -14,8 +14,8 @@ import torch
 from normae.analysis.flops import PEAK_FLOPS, count_flops, mfu, peak_facts, peak_flops
 from normae.core.model import build_mae, build_mae_from_spec
 from normae.data import dali_loader
-from normae.data.bench_images import MANIFEST, SIZES, image_paths, write_bench_images
 from normae.data.pretrain import epoch_order
+from normae.datagen.imagenet_like import MANIFEST, SIZES, image_paths, write_imagenet_like
 from normae.errors import ConfigError
 from normae.spec import BenchSpec, PretrainSpec
 from normae.stages.pretrain import pretrain_step
@@ -41,8 +41,8 @@ def cli(argv: list[str]) -> int:
 @pytest.fixture(scope="module")
 def jpeg_folder(tmp_path_factory):
     """A small generated ImageNet-like folder: 24 pictures in 3 classes."""
-    root = tmp_path_factory.mktemp("bench-images")
-    write_bench_images(root, 24, classes=3, workers=1)
+    root = tmp_path_factory.mktemp("imagenet-like")
+    write_imagenet_like(root, 24, classes=3, workers=1)
     return root
 
 
@@ -230,11 +230,11 @@ def test_bench_spec_compile_and_loader_keep_the_default_run_id():
 # ---------------------------------------------------------------- data: the generated folder and the loaders
 
 
-def test_bench_images_are_imagenet_like_and_the_same_for_a_seed(tmp_path):
+def test_imagenet_like_images_are_the_same_for_a_seed(tmp_path):
     from PIL import Image
 
-    first = write_bench_images(tmp_path / "a", 6, classes=2, workers=1)
-    write_bench_images(tmp_path / "b", 6, classes=2, workers=2)
+    first = write_imagenet_like(tmp_path / "a", 6, classes=2, workers=1)
+    write_imagenet_like(tmp_path / "b", 6, classes=2, workers=2)
     paths = image_paths(tmp_path / "a", 6, 2)
     assert first["images"] == 6 and all(path.parent.parent.name == "train" for path in paths)
     for path in paths:
@@ -242,7 +242,7 @@ def test_bench_images_are_imagenet_like_and_the_same_for_a_seed(tmp_path):
         assert path.read_bytes() == (tmp_path / "b" / path.relative_to(tmp_path / "a")).read_bytes()
     assert first["mean_bytes"] > 30_000  # pixel noise: photograph-sized files, not flat colours
     stamp = os.stat(paths[0]).st_mtime_ns
-    assert write_bench_images(tmp_path / "a", 6, classes=2) == first and os.stat(paths[0]).st_mtime_ns == stamp
+    assert write_imagenet_like(tmp_path / "a", 6, classes=2) == first and os.stat(paths[0]).st_mtime_ns == stamp
 
 
 def test_bench_data_command_writes_the_folder(tmp_path, capsys):
@@ -251,8 +251,8 @@ def test_bench_data_command_writes_the_folder(tmp_path, capsys):
     assert len(list((tmp_path / "train").glob("*/*.JPEG"))) == 4
 
 
-def test_the_torchvision_loader_bench_times_whole_waves_after_the_warmup(jpeg_folder):
-    from normae.analysis.loader_bench import measure_loader
+def test_the_torchvision_loader_throughput_times_whole_waves_after_the_warmup(jpeg_folder):
+    from normae.analysis.loader_throughput import measure_loader
 
     result = measure_loader("torchvision", jpeg_folder, img_size=32, batch_size=4, images=6, workers=0)
     assert result["warmup_batches"] == 1 and result["measured_batches"] == 2 and result["measured_images"] == 8
@@ -501,7 +501,7 @@ def test_bench_on_cuda_reports_mfu_and_peak_memory():
 @needs_cuda
 def test_the_dali_loader_decodes_on_the_gpu(jpeg_folder):
     pytest.importorskip("nvidia.dali")
-    from normae.analysis.loader_bench import measure_loader
+    from normae.analysis.loader_throughput import measure_loader
 
     result = measure_loader("dali", jpeg_folder, img_size=32, batch_size=4, images=8)
     assert result["decode_device"] == "gpu" and result["images_per_s"] > 0 and result["batch_shape"] == [4, 3, 32, 32]

@@ -1,4 +1,4 @@
-"""The rehearsal data (normae.data.rehearsal): written in the real on-disk formats and read by the real loaders."""
+"""The rehearsal data (normae.datagen.rehearsal): written in the real on-disk formats and read by the real loaders."""
 
 import hashlib
 import json
@@ -13,7 +13,7 @@ from torchvision.datasets import cifar, flowers102
 from normae.data.classification import build_classification_dataset, targets_of
 from normae.data.pretrain import build_pretrain_dataset
 from normae.data.registry import CLASSIFICATION_SETS, REHEARSAL_MANIFEST, read_class_file
-from normae.data.rehearsal import CALTECH101_NAMED, write_rehearsal_data
+from normae.datagen.rehearsal import CALTECH101_NAMED, write_rehearsal_data
 
 DOWNSTREAM = ["cifar10", "cifar100", "flowers102", "pets", "dtd", "food101", "aircraft", "caltech101"]
 
@@ -48,7 +48,7 @@ def test_folders_and_manifests(rehearsal):
         assert folders[name] == (root / "imagenet" if name == "imagenet1k" else root / "downstream" / name)
         facts = manifest(folders[name])
         assert set(facts) == {"dataset", "generated_by", "num_classes", "train_images", "eval_images"}
-        assert facts["dataset"] == name and facts["generated_by"] == "normae.data.rehearsal"
+        assert facts["dataset"] == name and facts["generated_by"] == "normae.datagen.rehearsal"
         assert facts["num_classes"] == CLASSIFICATION_SETS[name].num_classes
 
 
@@ -161,7 +161,7 @@ def test_same_seed_same_bytes(rehearsal, tmp_path):
 
 
 def test_generator_imports_no_torch():
-    code = "import sys, normae.data.rehearsal; print(sorted({'torch', 'torchvision', 'timm'} & set(sys.modules)))"
+    code = "import sys, normae.datagen.rehearsal; print(sorted({'torch', 'torchvision', 'timm'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 
@@ -194,7 +194,7 @@ def test_non_empty_out_and_existing_config_out_are_refused(tmp_path, capsys):
 
 
 def test_overwrite_writes_into_a_non_empty_out(tmp_path, monkeypatch):
-    from normae.data import rehearsal
+    from normae.datagen import rehearsal
 
     (tmp_path / "keep.txt").write_text("kept")
     monkeypatch.setattr(rehearsal, "_DOWNSTREAM", {})  # ImageNet only: the refusal is what is tested

@@ -9,8 +9,7 @@ import torch
 from PIL import Image
 from torchvision import tv_tensors
 
-from normae.data import rehearsal, segmentation
-from normae.data.check import check_dataset
+from normae.data import segmentation
 from normae.data.registry import (
     DATASETS,
     FOLDER_DATASETS,
@@ -30,6 +29,8 @@ from normae.data.segmentation import (
     train_transform,
 )
 from normae.data.sources import FashionMNIST
+from normae.datacheck.check import check_dataset
+from normae.datagen import rehearsal
 from normae.errors import CorruptDataError, DataNotFoundError
 from normae.training.runtime import seeded_randomness
 

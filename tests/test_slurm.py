@@ -425,7 +425,7 @@ def test_reduced_rehearsal_runs_every_kind_of_paper_job_through_slurm(tmp_path):
     first job, every run goes through sbatch, the cost table says REHEARSAL."""
     import yaml
 
-    from normae.data.rehearsal import write_rehearsal_data
+    from normae.datagen.rehearsal import write_rehearsal_data
     from normae.experiments.config import load_scale, rehearsed
     from normae.experiments.plan import expand, load_experiments
     from normae.spec import METHODS, STAGES

@@ -13,8 +13,8 @@ the numpy stack, only lazily inside a handler, so that planning, tabulating and 
 never load torch. Nothing imports ``cli``.
 
 Of normae it may import exactly ``spec``, ``paths``, ``errors``, ``atomic``, ``model_sizes``, ``experiments``,
-``data``, ``stages``, ``cluster``, ``report``, ``analysis``, ``training`` (its ``MAY_IMPORT``, held by
-tests/test_layout.py).
+``data``, ``datacheck``, ``datagen``, ``stages``, ``cluster``, ``report``, ``analysis``, ``training`` (its
+``MAY_IMPORT``, held by tests/test_layout.py).
 """
 
 from normae.cli.main import build_parser, main
@@ -28,6 +28,8 @@ MAY_IMPORT = (
     "model_sizes",
     "experiments",
     "data",
+    "datacheck",
+    "datagen",
     "stages",
     "cluster",
     "report",

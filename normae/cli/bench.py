@@ -4,7 +4,7 @@ The bench's measurement options are ``BenchSpec``'s fields (generated as the tra
 options are, so a flag left out takes the spec's default: the same measurement as the workflow's
 bench run); the loader measurement's own knobs, the device and ``--out`` belong to the command.
 ``bench-data`` writes the generated JPEG folder that the loader measurement reads where there is no
-ImageNet (``normae.data.bench_images``).
+ImageNet (``normae.datagen.imagenet_like``).
 """
 
 from __future__ import annotations
@@ -140,8 +140,8 @@ def add_bench_data(command) -> None:
 
 def cmd_bench_data(args: argparse.Namespace) -> int:
     """Write the generated folder; print its manifest as one JSON line."""
-    from normae.data.bench_images import write_bench_images
+    from normae.datagen.imagenet_like import write_imagenet_like
 
-    manifest = write_bench_images(args.out, args.images, classes=args.classes, seed=args.seed, workers=args.workers)
+    manifest = write_imagenet_like(args.out, args.images, classes=args.classes, seed=args.seed, workers=args.workers)
     print(json.dumps(manifest))
     return 0

@@ -18,8 +18,8 @@ from normae.experiments.data_map import folder_for, needed_datasets
 
 def cmd_check_data(args: argparse.Namespace) -> int:
     """One line per data set the plan needs; exit 1 with every problem and its fix if any."""
-    from normae.data.check import check_dataset, distinct_problems
     from normae.data.registry import DATASETS
+    from normae.datacheck.check import check_dataset, distinct_problems
 
     plan = plan_from_args(args)
     checks = [
@@ -41,7 +41,7 @@ def cmd_check_data(args: argparse.Namespace) -> int:
 def cmd_rehearsal_data(args: argparse.Namespace) -> int:
     """Write the generated copies; print the data map that points at them as one YAML line (for
     snakemake's ``--config data=...``), and with --config-out also write it as a config file."""
-    from normae.data.rehearsal import write_rehearsal_data
+    from normae.datagen.rehearsal import write_rehearsal_data
 
     overwrite = getattr(args, "overwrite", False)
     if args.config_out and Path(args.config_out).exists() and not overwrite:

@@ -20,9 +20,9 @@ def add_summarize(command) -> None:
 
 
 def cmd_summarize(args) -> int:
-    from normae.report.summarize import summary_table
+    from normae.report.final_metrics import final_metrics_table
 
-    print(summary_table(args.runs))
+    print(final_metrics_table(args.runs))
     return 0
 
 

@@ -10,10 +10,9 @@ from PIL import Image
 from torch.utils.data import ConcatDataset, Dataset, Subset
 from torchvision import datasets, transforms
 
+from normae.data.layouts import CALTECH101_SPLIT, ON_DISK
 from normae.data.pickles import load_data_pickle
 from normae.data.registry import (
-    CALTECH101_EVAL_PER_CLASS,
-    CALTECH101_TRAIN_PER_CLASS,
     CLASSIFICATION_SETS,
     DIGITS_TEST_FRACTION,
     GENERATED_EVAL_SIZE,
@@ -40,7 +39,7 @@ class _FilesExistCIFAR:
     """torchvision's CIFAR-10/100 check, unless downloading, only that their files exist.
 
     torchvision compares every file with the published MD5 sums, so a miniature copy in the real
-    layout (normae.data.rehearsal) would be "not found or corrupted": the sums are checked by
+    layout (normae.datagen.rehearsal) would be "not found or corrupted": the sums are checked by
     `normae check-data` instead. torchvision's check_integrity skips the sum where it is None. With
     download=True the sums stay, so that a download is verified and a corrupt copy fetched again.
     Without the sums, every file torchvision will unpickle is first read by the restricted reader
@@ -122,7 +121,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 def _caltech101(root, train, transform, download):
     # Looked for here first: torchvision's Caltech101 creates <root>/caltech101 before it looks.
-    categories = Path(root) / "caltech101" / "101_ObjectCategories"
+    categories = Path(root) / ON_DISK["caltech101"].folder
     if not download and not categories.is_dir():
         raise FileNotFoundError(f"no folder {categories}")
     transform = _to_rgb if transform is None else transforms.Compose([_to_rgb, transform])
@@ -146,17 +145,14 @@ def caltech101_split(labels, split) -> list[int]:
     """Indices of the fixed Caltech-101 split, which has no official one.
 
     Following the usual transfer protocol, each class (in label order) is shuffled with one
-    numpy default_rng(0): its first 30 images train, the next at most 50 evaluate.
+    numpy default_rng(0): its first 30 images train, the next at most 50 evaluate (CALTECH101_SPLIT).
     """
     labels = np.asarray(labels)
     rng = np.random.default_rng(0)
     chosen = []
     for label in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == label))
-        if split == "train":
-            chosen.extend(members[:CALTECH101_TRAIN_PER_CLASS])
-        else:
-            chosen.extend(members[CALTECH101_TRAIN_PER_CLASS : CALTECH101_TRAIN_PER_CLASS + CALTECH101_EVAL_PER_CLASS])
+        chosen.extend(members[CALTECH101_SPLIT.members(split)])
     return sorted(int(index) for index in chosen)
 
 

@@ -6,8 +6,9 @@ these facts on login nodes. The loaders (normae.data.sources, .pretrain, .classi
 
 A set's roles are its membership of the four vocabularies below (pre-training set, classification
 set, semantic segmentation set, analysis image source); each vocabulary is one ``Literal``, its tuple
-is derived from it. The files' facts (each set's on-disk layout, Fashion-MNIST's IDX files, the
-ImageNet wnid lists) live in normae.data.registry_files and are re-exported here under the same names.
+is derived from it. The files' facts (Fashion-MNIST's IDX files, the ImageNet wnid lists) live in
+normae.data.registry_files, each set's on-disk layout in normae.data.layouts; the names the loaders
+and the checks used before are re-exported here.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, get_args
 
+from normae.data.layouts import CALTECH101_SPLIT
+from normae.data.layouts import LAYOUTS as LAYOUTS
 from normae.data.registry_files import FASHION_MNIST_ENV as FASHION_MNIST_ENV
 from normae.data.registry_files import FASHION_MNIST_FILES as FASHION_MNIST_FILES
 from normae.data.registry_files import IDX_DTYPES as IDX_DTYPES
-from normae.data.registry_files import LAYOUTS as LAYOUTS
 from normae.data.registry_files import holds_fashion_mnist as holds_fashion_mnist
 from normae.data.registry_files import imagenet1k_wnids as imagenet1k_wnids
 from normae.data.registry_files import read_class_file as read_class_file
@@ -61,8 +63,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 FASHION_MNIST_MEAN = (0.2860, 0.2860, 0.2860)
 FASHION_MNIST_STD = (0.3530, 0.3530, 0.3530)
 
-CALTECH101_TRAIN_PER_CLASS = 30
-CALTECH101_EVAL_PER_CLASS = 50
 DIGITS_TEST_FRACTION = 0.25
 # The generated set as a classification set: like Flowers-102, which has 20 training (train+val)
 # images per class and many more test images.
@@ -70,7 +70,7 @@ GENERATED_TRAIN_SIZE = 200
 GENERATED_EVAL_SIZE = 500
 # The generated set for pre-training and the analyses (each split: seed 0 train, seed 1 eval).
 GENERATED_PRETRAIN_SAMPLES = 512
-# The file in a configured data folder that marks it as generated rehearsal data (normae.data.rehearsal).
+# The file in a configured data folder that marks it as generated rehearsal data (normae.datagen.rehearsal).
 # A generated miniature copy of a set carries this JSON file in the set's folder: {"dataset": <name>,
 # "generated_by": "...", "num_classes": int, "train_images": int, "eval_images": int}. `normae
 # check-data` then checks the copy's counts against it instead of the published sizes, and says so.
@@ -177,15 +177,15 @@ _FACTS = (
     _photos("dtd", 47, 3_760, 1_880, "train1+val1", "test1", "torchvision DTD (partition 1)"),
     _photos("food101", 101, 75_750, 25_250, "train", "test", "torchvision Food101"),
     _photos("aircraft", 100, 6_667, 3_333, "trainval", "test", "torchvision FGVCAircraft (variant)"),
-    # Our split of the 8,677 images of the 101 classes: 30 per class train, the rest (at most 50
-    # per class) evaluate; 2,945 is sum(min(50, n - 30)) over the published class sizes n.
+    # Our split of the 8,677 images of the 101 classes (CALTECH101_SPLIT): 30 per class train, the rest
+    # (at most 50 per class) evaluate; 2,945 is sum(min(50, n - 30)) over the published class sizes n.
     _photos(
         "caltech101",
         101,
-        101 * CALTECH101_TRAIN_PER_CLASS,
+        101 * CALTECH101_SPLIT.train,
         2_945,
-        f"{CALTECH101_TRAIN_PER_CLASS} images per class (numpy default_rng(0))",
-        f"the other images, at most {CALTECH101_EVAL_PER_CLASS} per class (numpy default_rng(0))",
+        f"{CALTECH101_SPLIT.train} images per class (numpy default_rng(0))",
+        f"the other images, at most {CALTECH101_SPLIT.eval} per class (numpy default_rng(0))",
         "torchvision Caltech101 (category), own split",
     ),
     DatasetFacts(

@@ -1,7 +1,8 @@
-"""File facts the registry re-exports: each set's on-disk layout, Fashion-MNIST's IDX files, the ImageNet wnids.
+"""File facts the registry re-exports: Fashion-MNIST's IDX files, the ImageNet wnids, ADE20K's folder.
 
 Split from normae.data.registry to keep that module to the sets' facts; import these names from
-normae.data.registry, which re-exports every one of them. Where Fashion-MNIST is looked for
+normae.data.registry, which re-exports every one of them. Each set's on-disk layout is
+normae.data.layouts. Where Fashion-MNIST is looked for
 (``fashion_mnist_candidates``, ``DEBIAN_FASHION_MNIST``) stays in the registry itself, where tests
 and callers patch it. Standard library only (no torch, numpy or PIL), as the registry is.
 """
@@ -24,32 +25,6 @@ FASHION_MNIST_ENV = "NORMAE_FASHION_MNIST"
 
 # The IDX format of these files: type code (third magic byte) -> big-endian numpy dtype.
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-
-
-# The files and folders each set's loader reads, one line each, for the messages that say where a
-# set was looked for (the loaders' errors and `normae check-data`).
-LAYOUTS: dict[str, str] = {
-    "imagenet1k": "<root>/train/<wnid>/*.JPEG and <root>/val/<wnid>/*.JPEG, one folder per class wnid, "
-    "e.g. <root>/train/n01440764/n01440764_10026.JPEG (validation images sorted into their class folders)",
-    "cifar10": "<root>/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
-    "cifar100": "<root>/cifar-100-python/{train,test,meta}",
-    "flowers102": "<root>/flowers-102/{jpg/image_00001.jpg..,imagelabels.mat,setid.mat}",
-    "pets": "<root>/oxford-iiit-pet/{images/<Breed>_<n>.jpg,annotations/{trainval,test}.txt}",
-    "dtd": "<root>/dtd/dtd/{images/<class>/<name>.jpg,labels/{train1,val1,test1}.txt}",
-    "food101": "<root>/food-101/{images/<class>/<id>.jpg,meta/{train,test}.json}",
-    "aircraft": "<root>/fgvc-aircraft-2013b/data/{images/<id>.jpg,variants.txt,images_variant_{trainval,test}.txt}",
-    "caltech101": "<root>/caltech101/101_ObjectCategories/<class>/image_0001.jpg.. (BACKGROUND_Google included)",
-    "fashion_mnist": ", ".join(f"<folder>/{name}.gz" for name in FASHION_MNIST_FILES)
-    + " (each file plain or gzipped with a .gz suffix)",
-    "ade20k": "<root>/ADEChallengeData2016/{images,annotations}/{training,validation}/ADE_*_*.{jpg,png}, "
-    "e.g. <root>/ADEChallengeData2016/images/training/ADE_train_00000001.jpg beside "
-    "annotations/training/ADE_train_00000001.png (<root> may also be the ADEChallengeData2016 folder itself)",
-}
-LAYOUTS["imagenet100"] = (
-    f"the ImageNet-1K folder ({LAYOUTS['imagenet1k']}); the 100 wnids listed in "
-    "normae/resources/imagenet100_classes.txt are read from it"
-)
-LAYOUTS["fashion_mnist_canvas"] = f"Fashion-MNIST's folder ({LAYOUTS['fashion_mnist']}); the canvases are drawn from it"
 
 
 def holds_fashion_mnist(folder: Path) -> bool:

@@ -27,6 +27,7 @@ from torchvision import tv_tensors
 from torchvision.datasets.utils import download_url, extract_archive
 from torchvision.transforms.v2 import functional as F
 
+from normae.data.layouts import ON_DISK
 from normae.data.registry import (
     CANVAS_INK,
     CANVAS_ITEMS,
@@ -132,16 +133,16 @@ class ADE20K(Dataset):
 
     def __init__(self, root, split: Split = "train", transform=None, download: bool = False):
         _check_split(split)
-        facts = DATASETS[self.name]
-        split_name = str(facts.train_split_name if split == "train" else facts.eval_split_name)
+        facts, layout = DATASETS[self.name], ON_DISK[self.name]
+        (split_name,) = layout.split_files()[split]
         self.root, self.split = Path(root), split
         self.num_classes = int(facts.num_classes or 0)
         self.reduce_zero_label = SEGMENTATION_SETS[self.name].reduce_zero_label
         self.transform = finish_transform(self.name) if transform is None else transform
-        if download and not (ade20k_folder(self.root) / "images" / split_name).is_dir():
+        if download and not (ade20k_folder(self.root) / str(layout.images) / split_name).is_dir():
             download_ade20k(self.root)
         base = ade20k_folder(self.root)
-        image_dir, annotation_dir = base / "images" / split_name, base / "annotations" / split_name
+        image_dir, annotation_dir = base / str(layout.images) / split_name, base / str(layout.labels) / split_name
         for folder in (image_dir, annotation_dir):
             if not folder.is_dir():
                 looked = str(folder)

@@ -16,7 +16,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import datasets
 
-from normae.data.check_found import check_class_folders
+from normae.data.image_folders import check_class_folders
 from normae.data.registry import (
     DATASETS,
     FASHION_MNIST_ENV,
@@ -145,7 +145,7 @@ class ImageNetFolder(datasets.ImageFolder):
     """An ImageNet-1K split as ImageFolder reads it, refusing before any training what `normae check-data`
     refuses: more class folders than ImageNet-1K's classes (a label past the model's 1000-way head would
     stop training mid-epoch), and a folder or file reached twice through symbolic links (a link cycle made
-    16 images into 7,216 samples), by check-data's own check (normae.data.check_found)."""
+    16 images into 7,216 samples), by check-data's own check (normae.data.image_folders)."""
 
     def __init__(self, root, split="train", transform=None):
         super().__init__(_split_folder(root, split), transform=transform, loader=load_image)

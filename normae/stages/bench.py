@@ -3,7 +3,7 @@
 The workflow launches it like any run, so at the paper scale it runs in a GPU job, not on the login
 node; its summary.json says which device and precision measured it, and whether the images came
 through the real pre-training loader or were synthetic. With ``loader`` it also times that loader
-alone on ``data_root``'s images (``loader_throughput``: images/s, normae.analysis.loader_bench).
+alone on ``data_root``'s images (``loader_throughput``: images/s, normae.analysis.loader_throughput).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from normae.analysis.bench import run_bench
-from normae.analysis.loader_bench import measure_loader
+from normae.analysis.loader_throughput import measure_loader
 from normae.data.pretrain import build_pretrain_dataset
 from normae.spec import BenchSpec
 from normae.stages.common import Run, Stage, run_stage

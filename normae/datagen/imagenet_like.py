@@ -1,6 +1,6 @@
 """A generated ImageNet-like JPEG folder for measuring data loaders where no ImageNet is at hand.
 
-``write_bench_images(out, images)`` writes ``<out>/train/<class>/<class>_<n>.JPEG``: the layout of an
+``write_imagenet_like(out, images)`` writes ``<out>/train/<class>/<class>_<n>.JPEG``: the layout of an
 ImageNet-1K training split (so ``--data <out>`` reads like an ImageNet root), in ImageNet's common
 picture sizes (500 x 375 most often, portrait and square ones too) at JPEG quality 90. Each picture is
 a smooth random colour field with mid-scale structure and per-pixel noise: the noise keeps the
@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+# The manifest's name from when this module was data/bench_images.py: folders written then are still recognised.
 MANIFEST = "bench_images.json"
 JPEG_QUALITY = 90
 # ImageNet's common (width, height) and how often each is drawn: landscape 4:3 dominates.
@@ -74,7 +75,7 @@ def image_paths(out: Path, images: int, classes: int) -> list[Path]:
     return [out / "train" / names[i % classes] / f"{names[i % classes]}_{i // classes}.JPEG" for i in range(images)]
 
 
-def write_bench_images(
+def write_imagenet_like(
     out: str | Path, images: int, classes: int = 10, seed: int = 0, workers: int | None = None
 ) -> dict:
     """Write ``images`` pictures over ``classes`` class folders under ``out/train``; returns the manifest.

@@ -1,4 +1,6 @@
-"""``normae summarize``: the final metrics of finished runs side by side, as a plain-text table (torch-free)."""
+"""The final metrics of finished runs side by side, as a plain-text table (``normae summarize``; torch-free).
+
+Read from each run's summary.json; not to be confused with the plan's printout (normae.experiments)."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ def describe_method(summary: dict) -> str:
     return f"{summary['stage']} on {spec['dataset']} from {summary.get('init', spec['init'])}"
 
 
-def summary_table(runs: list[str | Path]) -> str:
+def final_metrics_table(runs: list[str | Path]) -> str:
     """One row per finished run folder, then a line saying what each column means."""
     rows = []
     for run in runs:

@@ -1,6 +1,6 @@
 """The sets stored as arrays, not image files, read without torch: CIFAR's pickles, Fashion-MNIST's IDX files.
 
-Inspectors for normae.data.check (see normae.data.check_found). Torch-free: standard library and numpy.
+Inspectors for normae.datacheck.check (see normae.datacheck.found). Torch-free: standard library and numpy.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from normae.data.check_found import Copy, Found, md5_problems, need
+from normae.data.layouts import ON_DISK
 from normae.data.pickles import load_data_pickle
 from normae.data.registry import DATASETS, FASHION_MNIST_FILES, IDX_DTYPES
+from normae.datacheck.found import Copy, Found, md5_problems, need
 
 
 def _unpickle(path: Path) -> dict:
@@ -26,19 +27,16 @@ def _unpickle(path: Path) -> dict:
     return data
 
 
-_CIFAR = {  # folder, train batches, test batches, meta file, key of the class names
-    "cifar10": ("cifar-10-batches-py", [f"data_batch_{n}" for n in range(1, 6)], ["test_batch"], "batches.meta"),
-    "cifar100": ("cifar-100-python", ["train"], ["test"], "meta"),
-}
 _CIFAR_CLASS_KEY = {"cifar10": "label_names", "cifar100": "fine_label_names"}
 
 
 def inspect_cifar(copy: Copy, samples: int, seed: int) -> Found:
     """Counts by unpickling the batches; decoding: each sampled row reshapes to a 3x32x32 uint8 image."""
     found = Found()
-    folder, train_files, test_files, meta_file = _CIFAR[copy.name]
-    base = copy.folder / folder
-    if not need(copy, found, base, [*train_files, *test_files, meta_file]):
+    layout = ON_DISK[copy.name]
+    train_files, test_files, meta_file = layout.train, layout.eval, str(layout.labels)
+    base = copy.folder / layout.folder
+    if not need(copy, found, base, layout.needed()):
         return found
     found.problems += md5_problems(copy)
     found.split_sources = (f"{base}/{{{','.join(train_files)}}}", str(base / test_files[0]))

@@ -1,7 +1,7 @@
 """`normae check-data`: whether a data folder holds the set its loader expects, found in seconds.
 
 A wrong data path otherwise shows after a day in a SLURM queue. ``check_dataset`` reads what the
-set's loader would read, without torch (normae.data.check_layouts, .check_arrays, .check_segmentation):
+set's loader would read, without torch (normae.datacheck.image_sets, .arrays, .segmentation):
 the layout, the class count, each split's image count against the published size
 (normae.data.registry.DATASETS), and whether a seeded sample of the image files decodes with PIL.
 A generated rehearsal copy (REHEARSAL_MANIFEST in its folder) has its counts compared with its
@@ -21,18 +21,6 @@ from pathlib import Path
 
 from PIL import Image
 
-from normae.data.check_arrays import inspect_cifar, inspect_fashion_mnist
-from normae.data.check_found import REGENERATE, SOURCES, Copy, Files, Found
-from normae.data.check_layouts import (
-    inspect_aircraft,
-    inspect_caltech101,
-    inspect_dtd,
-    inspect_flowers102,
-    inspect_food101,
-    inspect_imagenet,
-    inspect_pets,
-)
-from normae.data.check_segmentation import inspect_ade20k
 from normae.data.registry import (
     DATASETS,
     LAYOUTS,
@@ -42,6 +30,18 @@ from normae.data.registry import (
     folder_key,
     holds_fashion_mnist,
 )
+from normae.datacheck.arrays import inspect_cifar, inspect_fashion_mnist
+from normae.datacheck.found import REGENERATE, SOURCES, Copy, Files, Found
+from normae.datacheck.image_sets import (
+    inspect_aircraft,
+    inspect_caltech101,
+    inspect_dtd,
+    inspect_flowers102,
+    inspect_food101,
+    inspect_imagenet,
+    inspect_pets,
+)
+from normae.datacheck.segmentation import inspect_ade20k
 from normae.errors import ConfigError
 
 INSPECTORS: dict[str, Callable[[Copy, int, int], Found]] = {

@@ -1,5 +1,5 @@
 """What ADE20K's loader (normae.data.segmentation.ADE20K) reads from disk, read here without torch (for
-normae.data.check).
+normae.datacheck.check).
 
 The inspector finds the ADEChallengeData2016 folder as the loader does, counts each split's images,
 names the images without an annotation and the annotations without an image (the loader refuses
@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from normae.data.check_found import Copy, Found
+from normae.data.layouts import ON_DISK
 from normae.data.registry import DATASETS, IGNORE_INDEX, SEGMENTATION_SETS
 from normae.data.registry_files import ADE20K_FOLDER, ade20k_folder
+from normae.datacheck.found import Copy, Found
 
 MAX_BAD_PAIRS = 5  # broken pairs named one by one; more are counted
 
@@ -72,14 +73,14 @@ def _pair_problem(copy: Copy, image_path: Path, annotation_path: Path) -> str | 
 def inspect_ade20k(copy: Copy, samples: int, seed: int) -> Found:
     """images/<split>/X.jpg paired with annotations/<split>/X.png, training and validation; ``samples`` pairs
     drawn with random.Random(seed) are decoded and checked."""
-    found = Found()
+    found, layout = Found(), ON_DISK[copy.name]
     base = ade20k_folder(copy.folder)
-    facts = DATASETS[copy.name]
-    splits = [str(facts.train_split_name), str(facts.eval_split_name)]
-    wanted = [f"{kind}/{split}/" for kind in ("images", "annotations") for split in splits]
-    if base == copy.folder and not (base / "images").is_dir():
+    splits = [*layout.train, *layout.eval]
+    image_kind, annotation_kind = str(layout.images), str(layout.labels)
+    wanted = [f"{kind}{split}/" for kind in (image_kind, annotation_kind) for split in splits]
+    if base == copy.folder and not (base / image_kind).is_dir():
         found.problems.append(
-            copy.lacks(copy.folder, [f"{ADE20K_FOLDER}/ (or images/ and annotations/, if it is that)"])
+            copy.lacks(copy.folder, [f"{ADE20K_FOLDER}/ (or {image_kind} and {annotation_kind}, if it is that)"])
         )
         return found
     lacking = [name for name in wanted if not (base / name).is_dir()]
@@ -88,7 +89,7 @@ def inspect_ade20k(copy: Copy, samples: int, seed: int) -> Found:
         return found
     counts, pairs = [], []
     for split in splits:
-        image_dir, annotation_dir = base / "images" / split, base / "annotations" / split
+        image_dir, annotation_dir = base / image_kind / split, base / annotation_kind / split
         images, annotations = _stems(image_dir, ".jpg"), _stems(annotation_dir, ".png")
         unpaired = (
             ("image(s)", image_dir, "annotation", [image_dir / f"{stem}.jpg" for stem in sorted(images - annotations)]),
@@ -108,12 +109,12 @@ def inspect_ade20k(copy: Copy, samples: int, seed: int) -> Found:
         counts.append(len(images))
         pairs += [(image_dir / f"{stem}.jpg", annotation_dir / f"{stem}.png") for stem in sorted(images & annotations)]
     found.train, found.eval = counts
-    found.split_sources = (str(base / "images" / splits[0]), str(base / "images" / splits[1]))
+    found.split_sources = (str(base / image_kind / splits[0]), str(base / image_kind / splits[1]))
     drawn = random.Random(seed).sample(pairs, min(samples, len(pairs)))
     problems = [problem for pair in drawn if (problem := _pair_problem(copy, *pair))]
     found.decoded = (
         f"{len(drawn) - len(problems)} of {len(drawn)} sampled image/annotation pairs decode "
-        f"(same sizes, labels 0..{facts.num_classes} or {IGNORE_INDEX})"
+        f"(same sizes, labels 0..{DATASETS[copy.name].num_classes} or {IGNORE_INDEX})"
     )
     if len(problems) > MAX_BAD_PAIRS:
         problems = [

@@ -25,9 +25,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from normae.data.layouts import ON_DISK
 from normae.data.registry import (
-    CALTECH101_EVAL_PER_CLASS,
-    CALTECH101_TRAIN_PER_CLASS,
     REHEARSAL_MANIFEST,
     imagenet1k_wnids,
     read_class_file,
@@ -48,7 +47,7 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 CALTECH101_NAMED = ["Faces", "Faces_easy", "Motorbikes", "airplanes"]
 # (width, height) of the ADE20K pictures, in turn: a landscape and a portrait one, as most of ADE20K's.
 ADE20K_SIZES = ((500, 375), (375, 500))
-ADE20K_PAIRS_PER_UNIT = {"training": 4, "validation": 2}  # times train_per_class, eval_per_class
+ADE20K_PAIRS_PER_UNIT = {"train": 4, "eval": 2}  # times train_per_class, eval_per_class
 
 
 def imagenet_wnids() -> list[str]:
@@ -112,13 +111,15 @@ def _write_imagenet(folder: Path, rng: np.random.Generator, train_per_class: int
     odd.update({subset[position]: kind for position, kind in ODD_FILES_IN100.items()})
     # Validation images are numbered 1..N over all classes in a random order, as ILSVRC2012's are.
     val_numbers = iter(int(number) for number in rng.permutation(len(wnids) * eval_per_class) + 1)
+    layout = ON_DISK["imagenet1k"]
+    train, val = folder / layout.folder / layout.train[0], folder / layout.folder / layout.eval[0]
     for wnid in wnids:
         numbers = sorted(int(n) for n in rng.choice(np.arange(1, 20_000), train_per_class, replace=False))
         for index, number in enumerate(numbers):
-            path = folder / "train" / wnid / f"{wnid}_{number}.JPEG"
+            path = train / wnid / f"{wnid}_{number}.JPEG"
             _save(draw_image(rng, IMAGENET_SIDES), path, odd.get(wnid, "rgb") if index == 0 else "rgb")
         for index in range(eval_per_class):
-            path = folder / "val" / wnid / f"ILSVRC2012_val_{next(val_numbers):08d}.JPEG"
+            path = val / wnid / f"ILSVRC2012_val_{next(val_numbers):08d}.JPEG"
             _save(draw_image(rng, IMAGENET_SIDES), path, odd.get(wnid, "rgb") if index == 0 else "rgb")
     return _write_manifest(folder, "imagenet1k", len(wnids), len(wnids) * train_per_class, len(wnids) * eval_per_class)
 
@@ -141,30 +142,33 @@ def _cifar_batch(rng: np.random.Generator, labels: list[int], label_key: str, ba
 
 
 def _write_cifar10(root: Path, rng: np.random.Generator, train: int, evaluate: int) -> Path:
-    base = root / "cifar-10-batches-py"
+    layout = ON_DISK["cifar10"]
+    base = root / layout.folder
     base.mkdir(parents=True, exist_ok=True)
     labels = [label for _ in range(train) for label in range(10)]
-    for number in range(1, 6):  # the training images dealt over the five batches
-        batch = _cifar_batch(rng, labels[number - 1 :: 5], "labels", f"training batch {number} of 5")
-        (base / f"data_batch_{number}").write_bytes(batch)
+    batches = len(layout.train)
+    for number, name in enumerate(layout.train, 1):  # the training images dealt over the batches
+        batch = _cifar_batch(rng, labels[number - 1 :: batches], "labels", f"training batch {number} of {batches}")
+        (base / name).write_bytes(batch)
     test_labels = [label for _ in range(evaluate) for label in range(10)]
-    (base / "test_batch").write_bytes(_cifar_batch(rng, test_labels, "labels", "testing batch 1 of 1"))
-    meta = {"num_cases_per_batch": len(labels) // 5, "label_names": CIFAR10_CLASSES, "num_vis": 3072}
-    (base / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    (base / layout.eval[0]).write_bytes(_cifar_batch(rng, test_labels, "labels", "testing batch 1 of 1"))
+    meta = {"num_cases_per_batch": len(labels) // batches, "label_names": CIFAR10_CLASSES, "num_vis": 3072}
+    (base / str(layout.labels)).write_bytes(pickle.dumps(meta, protocol=2))
     return _write_manifest(root, "cifar10", 10, len(labels), len(test_labels))
 
 
 def _write_cifar100(root: Path, rng: np.random.Generator, train: int, evaluate: int) -> Path:
-    base = root / "cifar-100-python"
+    layout = ON_DISK["cifar100"]
+    base = root / layout.folder
     base.mkdir(parents=True, exist_ok=True)
-    for name, per_class in (("train", train), ("test", evaluate)):
+    for name, per_class in ((layout.train[0], train), (layout.eval[0], evaluate)):
         labels = [label for _ in range(per_class) for label in range(100)]
         (base / name).write_bytes(_cifar_batch(rng, labels, "fine_labels", name))
     meta = {
         "fine_label_names": [f"fine_{label:02d}" for label in range(100)],
         "coarse_label_names": [f"coarse_{label:02d}" for label in range(20)],
     }
-    (base / "meta").write_bytes(pickle.dumps(meta, protocol=2))
+    (base / str(layout.labels)).write_bytes(pickle.dumps(meta, protocol=2))
     return _write_manifest(root, "cifar100", 100, 100 * train, 100 * evaluate)
 
 
@@ -177,110 +181,121 @@ def _savemat(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
     buffer = io.BytesIO()
     savemat(buffer, arrays)
-    header = b"MATLAB 5.0 MAT-file, Platform: posix, Created by: normae.data.rehearsal".ljust(116)
+    header = b"MATLAB 5.0 MAT-file, Platform: posix, Created by: normae.datagen.rehearsal".ljust(116)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(header + buffer.getvalue()[116:])
 
 
 def _write_flowers102(root: Path, rng: np.random.Generator, train: int, evaluate: int) -> Path:
     """trnid and valid (joined by the loader's train split) each hold ``train`` images per class."""
-    base = root / "flowers-102"
-    counts = {"trnid": train, "valid": train, "tstid": evaluate}
+    layout = ON_DISK["flowers102"]
+    base = root / layout.folder
+    counts = {**dict.fromkeys(layout.train, train), **dict.fromkeys(layout.eval, evaluate)}
     labels = np.array([label for count in counts.values() for _ in range(count) for label in range(1, 103)])
     ids = rng.permutation(len(labels)) + 1  # image ids 1..N, dealt to the splits in a random order
     image_labels = np.zeros(len(labels), np.uint8)
     image_labels[ids - 1] = labels
     for image_id in range(1, len(labels) + 1):
-        _save(draw_image(rng, DOWNSTREAM_SIDES), base / "jpg" / f"image_{image_id:05d}.jpg")
-    _savemat(base / "imagelabels.mat", {"labels": image_labels[None, :]})
+        _save(draw_image(rng, DOWNSTREAM_SIDES), base / str(layout.images) / str(layout.image_name).format(image_id))
+    _savemat(base / str(layout.labels), {"labels": image_labels[None, :]})
     bounds = np.cumsum([0] + [102 * count for count in counts.values()])
     split_ids = {
         key: np.sort(ids[bounds[i] : bounds[i + 1]]).astype(np.uint16)[None, :] for i, key in enumerate(counts)
     }
-    _savemat(base / "setid.mat", split_ids)
+    _savemat(base / str(layout.split_file), split_ids)
     return _write_manifest(root, "flowers102", 102, 2 * 102 * train, 102 * evaluate)
 
 
 def _write_pets(root: Path, rng: np.random.Generator, train: int, evaluate: int) -> Path:
     # Cat breeds are capitalised, dog breeds not, and names hold underscores, as the real ones do.
     breeds = [f"Cat_breed_{i:02d}" if i < 12 else f"dog_breed_{i:02d}" for i in range(37)]
-    base = root / "oxford-iiit-pet"
+    layout = ON_DISK["pets"]
+    base = root / layout.folder
     number = 0
-    for split, per_class in (("trainval", train), ("test", evaluate)):
+    for split_file, per_class in ((layout.train[0], train), (layout.eval[0], evaluate)):
         rows = []
         for class_id, breed in enumerate(breeds, 1):
             species, breed_id = (1, class_id) if class_id <= 12 else (2, class_id - 12)
             for _ in range(per_class):
                 number += 1
-                _save(draw_image(rng, DOWNSTREAM_SIDES), base / "images" / f"{breed}_{number}.jpg")
+                _save(draw_image(rng, DOWNSTREAM_SIDES), base / str(layout.images) / f"{breed}_{number}.jpg")
                 rows.append(f"{breed}_{number} {class_id} {species} {breed_id}")
-        _lines(base / "annotations" / f"{split}.txt", rows)
-    (base / "annotations" / "trimaps").mkdir(exist_ok=True)
+        _lines(base / split_file, rows)
+    (base / "annotations" / "trimaps").mkdir(exist_ok=True)  # in the archive, unread by the loader
     return _write_manifest(root, "pets", 37, 37 * train, 37 * evaluate)
 
 
 def _write_dtd(root: Path, rng: np.random.Generator, train: int, evaluate: int) -> Path:
     """Partition 1 only; train1 and val1 (joined by the loader's train split) each hold ``train`` per class."""
-    data = root / "dtd" / "dtd"
+    layout = ON_DISK["dtd"]
+    data = root / layout.folder
     textures = [f"texture{i:02d}" for i in range(47)]
     number = 0
-    for split, per_class in (("train", train), ("val", train), ("test", evaluate)):
+    splits = [(split_file, train) for split_file in layout.train] + [
+        (split_file, evaluate) for split_file in layout.eval
+    ]
+    for split_file, per_class in splits:
         rows = []
         for texture in textures:
             for _ in range(per_class):
                 number += 1
                 rows.append(f"{texture}/{texture}_{number:04d}.jpg")
-                _save(draw_image(rng, DOWNSTREAM_SIDES), data / "images" / rows[-1])
-        _lines(data / "labels" / f"{split}1.txt", rows)
+                _save(draw_image(rng, DOWNSTREAM_SIDES), data / str(layout.images) / rows[-1])
+        _lines(data / split_file, rows)
     return _write_manifest(root, "dtd", 47, 2 * 47 * train, 47 * evaluate)
 
 
 def _write_food101(root: Path, rng: np.random.Generator, train: int, evaluate: int) -> Path:
-    base = root / "food-101"
+    layout = ON_DISK["food101"]
+    base = root / layout.folder
     foods = [f"food_{i:03d}" for i in range(101)]
     ids = iter(int(n) for n in rng.choice(np.arange(1, 4_000_000), 101 * (train + evaluate), replace=False))
-    for split, per_class in (("train", train), ("test", evaluate)):
+    for split_file, per_class in ((base / layout.train[0], train), (base / layout.eval[0], evaluate)):
         metadata = {food: [f"{food}/{next(ids)}" for _ in range(per_class)] for food in foods}
         for images in metadata.values():
             for image in images:
-                _save(draw_image(rng, DOWNSTREAM_SIDES), base / "images" / f"{image}.jpg")
-        (base / "meta").mkdir(parents=True, exist_ok=True)
-        (base / "meta" / f"{split}.json").write_text(json.dumps(metadata))
-        _lines(base / "meta" / f"{split}.txt", [image for images in metadata.values() for image in images])
-    _lines(base / "meta" / "classes.txt", foods)
+                _save(draw_image(rng, DOWNSTREAM_SIDES), base / str(layout.images) / f"{image}.jpg")
+        split_file.parent.mkdir(parents=True, exist_ok=True)
+        split_file.write_text(json.dumps(metadata))
+        # The archive's text lists beside the JSON ones (the loader reads the JSON).
+        _lines(split_file.with_suffix(".txt"), [image for images in metadata.values() for image in images])
+    _lines((base / layout.train[0]).parent / "classes.txt", foods)
     return _write_manifest(root, "food101", 101, 101 * train, 101 * evaluate)
 
 
 def _write_aircraft(root: Path, rng: np.random.Generator, train: int, evaluate: int) -> Path:
-    data = root / "fgvc-aircraft-2013b" / "data"
+    layout = ON_DISK["aircraft"]
+    data = root / layout.folder
     variants = [f"Variant {i:03d}" for i in range(100)]  # with a space, as "Cessna 172" has
-    _lines(data / "variants.txt", variants)
+    _lines(data / str(layout.labels), variants)
     ids = iter(int(n) for n in rng.choice(np.arange(10_000, 3_000_000), 100 * (train + evaluate), replace=False))
-    for split, per_class in (("trainval", train), ("test", evaluate)):
+    for split_file, per_class in ((layout.train[0], train), (layout.eval[0], evaluate)):
         rows = []
         for variant in variants:
             for _ in range(per_class):
                 image_id = f"{next(ids):07d}"
-                _save(draw_image(rng, DOWNSTREAM_SIDES), data / "images" / f"{image_id}.jpg")
+                _save(draw_image(rng, DOWNSTREAM_SIDES), data / str(layout.images) / f"{image_id}.jpg")
                 rows.append(f"{image_id} {variant}")
-        _lines(data / f"images_variant_{split}.txt", rows)
+        _lines(data / split_file, rows)
     return _write_manifest(root, "aircraft", 100, 100 * train, 100 * evaluate)
 
 
 def _write_caltech101(root: Path, rng: np.random.Generator, train: int, evaluate: int) -> Path:
-    """30 + ``evaluate`` images per class, as caltech101_split needs; ``train`` is not used.
-
-    Image 1 of the first class is grayscale, as some of the real ones are.
+    """The per-class split's training images + ``evaluate`` per class, as caltech101_split needs; ``train`` is
+    not used. Image 1 of the first class is grayscale, as some of the real ones are.
     """
-    categories = root / "caltech101" / "101_ObjectCategories"
+    layout = ON_DISK["caltech101"]
+    categories, split = root / layout.folder, layout.per_class
+    assert split is not None, "caltech101's layout splits each class"
     classes = CALTECH101_NAMED + [f"category_{i:03d}" for i in range(101 - len(CALTECH101_NAMED))]
-    per_class = CALTECH101_TRAIN_PER_CLASS + evaluate
-    for name, count in [("BACKGROUND_Google", CALTECH101_BACKGROUND_IMAGES)] + [(name, per_class) for name in classes]:
+    per_class = split.train + evaluate
+    folders = [(str(layout.left_out), CALTECH101_BACKGROUND_IMAGES)] + [(name, per_class) for name in classes]
+    for name, count in folders:
         for number in range(1, count + 1):
             kind = "gray" if (name, number) == (classes[0], 1) else "rgb"
-            _save(draw_image(rng, CALTECH101_SIDES), categories / name / f"image_{number:04d}.jpg", kind)
-    eval_images = 101 * min(evaluate, CALTECH101_EVAL_PER_CLASS)
-    return _write_manifest(root, "caltech101", 101, 101 * CALTECH101_TRAIN_PER_CLASS, eval_images)
+            _save(draw_image(rng, CALTECH101_SIDES), categories / name / str(layout.image_name).format(number), kind)
+    train_images, eval_images = (101 * count for count in split.sizes(per_class))
+    return _write_manifest(root, "caltech101", 101, train_images, eval_images)
 
 
 def _ade20k_pair(
@@ -305,18 +320,20 @@ def _ade20k_pair(
 
 def _write_ade20k(root: Path, rng: np.random.Generator, train: int, evaluate: int) -> Path:
     """4 * ``train`` training and 2 * ``evaluate`` validation pairs under root/ADEChallengeData2016."""
-    base = root / "ADEChallengeData2016"
+    layout = ON_DISK["ade20k"]
+    base = root / layout.folder
+    images, annotations = base / str(layout.images), base / str(layout.labels)
     palette = rng.integers(0, 256, (151, 3), dtype=np.uint8)
-    counts = {"training": ADE20K_PAIRS_PER_UNIT["training"] * train}
-    counts["validation"] = ADE20K_PAIRS_PER_UNIT["validation"] * evaluate
-    for split, count in counts.items():
-        prefix = "ADE_train" if split == "training" else "ADE_val"
-        for number in range(1, count + 1):
+    per_class = {"train": train, "eval": evaluate}
+    counts = {split: ADE20K_PAIRS_PER_UNIT[split] * per_class[split] for split in per_class}
+    for split, (folder,) in layout.split_files().items():
+        prefix = "ADE_train" if split == "train" else "ADE_val"
+        for number in range(1, counts[split] + 1):
             picture, labels = _ade20k_pair(rng, palette, ADE20K_SIZES[number % len(ADE20K_SIZES)])
-            _save(picture, base / "images" / split / f"{prefix}_{number:08d}.jpg")
-            (base / "annotations" / split).mkdir(parents=True, exist_ok=True)
-            labels.save(base / "annotations" / split / f"{prefix}_{number:08d}.png", format="PNG")
-    return _write_manifest(root, "ade20k", 150, counts["training"], counts["validation"])
+            _save(picture, images / folder / f"{prefix}_{number:08d}.jpg")
+            (annotations / folder).mkdir(parents=True, exist_ok=True)
+            labels.save(annotations / folder / f"{prefix}_{number:08d}.png", format="PNG")
+    return _write_manifest(root, "ade20k", 150, counts["train"], counts["eval"])
 
 
 _DOWNSTREAM: dict[str, Callable[[Path, np.random.Generator, int, int], Path]] = {
@@ -330,6 +347,15 @@ _DOWNSTREAM: dict[str, Callable[[Path, np.random.Generator, int, int], Path]] = 
     "caltech101": _write_caltech101,
     "ade20k": _write_ade20k,
 }
+
+
+def write_rehearsal_set(
+    name: str, root: Path, train_per_class: int = 1, eval_per_class: int = 1, seed: int = 0
+) -> Path:
+    """One downstream set's (or ADE20K's) miniature copy under ``root``, the folder to configure for it: the
+    bytes write_rehearsal_data writes under ``root/downstream/<name>`` with the same counts and seed."""
+    index = list(_DOWNSTREAM).index(name) + 1
+    return _DOWNSTREAM[name](Path(root), np.random.default_rng([seed, index]), train_per_class, eval_per_class)
 
 
 def check_rehearsal_options(root: Path, train_per_class: int, eval_per_class: int, overwrite: bool) -> None:
@@ -363,7 +389,6 @@ def write_rehearsal_data(
     check_rehearsal_options(root, train_per_class, eval_per_class, overwrite)
     imagenet = _write_imagenet(root / "imagenet", np.random.default_rng([seed, 0]), train_per_class, eval_per_class)
     folders = {"imagenet1k": imagenet, "imagenet100": imagenet}
-    for index, (name, write) in enumerate(_DOWNSTREAM.items(), 1):
-        rng = np.random.default_rng([seed, index])
-        folders[name] = write(root / "downstream" / name, rng, train_per_class, eval_per_class)
+    for name in _DOWNSTREAM:
+        folders[name] = write_rehearsal_set(name, root / "downstream" / name, train_per_class, eval_per_class, seed)
     return folders

@@ -1,6 +1,6 @@
-"""What the loaders of the sets of image files read from disk, read here without torch (for normae.data.check).
+"""What the loaders of the sets of image files read from disk, read here without torch (for normae.datacheck.check).
 
-One inspector per set (see normae.data.check_found): ImageNet-1K and -100 as ImageFolder reads
+One inspector per set (see normae.datacheck.found): ImageNet-1K and -100 as ImageFolder reads
 them (normae.data.sources), and the torchvision sets as normae.data.classification's loaders read
 them. Torch-free: standard library and numpy; scipy.io (Flowers-102's .mat files) only on demand.
 """
@@ -9,26 +9,24 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 
-from normae.data.check_found import (
-    IMAGE_EXTENSIONS,
+from normae.data.image_folders import IMAGE_EXTENSIONS, check_class_folders
+from normae.data.layouts import ON_DISK, Layout
+from normae.data.registry import (
+    imagenet1k_wnids,
+    read_class_file,
+)
+from normae.datacheck.found import (
     Copy,
     Found,
     bad_lines,
-    check_class_folders,
     listed_images,
     md5_problems,
     need,
     read_lines,
-)
-from normae.data.registry import (
-    CALTECH101_EVAL_PER_CLASS,
-    CALTECH101_TRAIN_PER_CLASS,
-    DATASETS,
-    imagenet1k_wnids,
-    read_class_file,
 )
 from normae.errors import CorruptDataError
 
@@ -36,6 +34,14 @@ from normae.errors import CorruptDataError
 def some(names: list[str], limit: int = 5) -> str:
     """The first ``limit`` names, and how many more there are."""
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _opened(copy: Copy) -> tuple[Found, Layout, Path | None]:
+    """A new Found, the set's layout and its own folder, which is None where it lacks a file or folder the
+    loader needs (found.problems then names them)."""
+    found, layout = Found(), ON_DISK[copy.name]
+    base = copy.folder / layout.folder
+    return found, layout, base if need(copy, found, base, layout.needed()) else None
 
 
 def inspect_imagenet(copy: Copy, samples: int, seed: int) -> Found:
@@ -53,8 +59,8 @@ def inspect_imagenet(copy: Copy, samples: int, seed: int) -> Found:
         found.classes_checked = False
     kind = "ImageNet-100" if subset else "ImageNet-1K"
     counts: list[int | None] = []
-    facts = DATASETS[copy.name]
-    splits = [str(facts.train_split_name), str(facts.eval_split_name)]
+    layout = ON_DISK["imagenet1k"]  # ImageNet-100 is read from ImageNet-1K's folder
+    splits = [split.rstrip("/") for split in (*layout.train, *layout.eval)]
     for split in splits:
         folder = copy.folder / split
         if not folder.is_dir():
@@ -107,56 +113,63 @@ def inspect_flowers102(copy: Copy, samples: int, seed: int) -> Found:
     """train = trnid + valid, eval = tstid of setid.mat; classes: the distinct labels of imagelabels.mat."""
     from scipy.io import loadmat
 
-    found = Found()
-    base = copy.folder / "flowers-102"
-    if not need(copy, found, base, ["jpg/", "imagelabels.mat", "setid.mat"]):
+    found, layout, base = _opened(copy)
+    if not base:
         return found
     found.problems += md5_problems(copy)
+    label_file, split_file = base / str(layout.labels), base / str(layout.split_file)
     try:
-        labels = np.atleast_1d(loadmat(base / "imagelabels.mat", squeeze_me=True)["labels"])
-        set_ids = loadmat(base / "setid.mat", squeeze_me=True)
-        splits = [np.atleast_1d(set_ids[key]).astype(int).tolist() for key in ("trnid", "valid", "tstid")]
+        labels = np.atleast_1d(loadmat(label_file, squeeze_me=True)["labels"])
+        set_ids = loadmat(split_file, squeeze_me=True)
+        splits = {
+            split: [image_id for key in keys for image_id in np.atleast_1d(set_ids[key]).astype(int).tolist()]
+            for split, keys in layout.split_files().items()
+        }
     except Exception as error:  # scipy raises ValueError, KeyError, TypeError... on a broken file
-        mat_files = f"{base}/{{imagelabels,setid}}.mat"
-        found.problems.append(f"{copy.name}: cannot read {mat_files} ({error!r}) (fix: {copy.fix})")
+        found.problems.append(f"{copy.name}: cannot read {label_file} or {split_file} ({error!r}) (fix: {copy.fix})")
         return found
-    found.classes, found.class_source = len(np.unique(labels)), f"the labels of {base / 'imagelabels.mat'}"
-    found.train, found.eval = len(splits[0]) + len(splits[1]), len(splits[2])
-    found.split_sources = (f"trnid+valid of {base / 'setid.mat'}", f"tstid of {base / 'setid.mat'}")
-    ids = [image_id for split in splits for image_id in split]
+    found.classes, found.class_source = len(np.unique(labels)), f"the labels of {label_file}"
+    found.train, found.eval = len(splits["train"]), len(splits["eval"])
+    found.split_sources = (f"{'+'.join(layout.train)} of {split_file}", f"{'+'.join(layout.eval)} of {split_file}")
+    ids = splits["train"] + splits["eval"]
     unlabelled = [image_id for image_id in ids if not 1 <= image_id <= len(labels)]
     if unlabelled:
         found.problems.append(
-            f"{copy.name}: setid.mat names {len(unlabelled)} image ids that imagelabels.mat has no label for, "
-            f"e.g. {unlabelled[:5]} (fix: {copy.fix})"
+            f"{copy.name}: {layout.split_file} names {len(unlabelled)} image ids that {layout.labels} has no label "
+            f"for, e.g. {unlabelled[:5]} (fix: {copy.fix})"
         )
-    paths = [base / "jpg" / f"image_{image_id:05d}.jpg" for image_id in ids]
-    listed_images(copy, found, paths, str(base / "setid.mat"))
+    paths = [base / str(layout.images) / str(layout.image_name).format(image_id) for image_id in ids]
+    listed_images(copy, found, paths, str(split_file))
     return found
 
 
 def inspect_pets(copy: Copy, samples: int, seed: int) -> Found:
     """One image per line of annotations/{trainval,test}.txt (id, class, species, breed); class: the 2nd column."""
-    found = Found()
-    base = copy.folder / "oxford-iiit-pet"
-    if not need(copy, found, base, ["images/", "annotations/trainval.txt", "annotations/test.txt"]):
+    found, layout, base = _opened(copy)
+    if not base:
         return found
     counts, classes, paths = [], set(), []
-    for split in ("trainval", "test"):
-        path = base / "annotations" / f"{split}.txt"
+    split_paths = [base / relative for relative in layout.train + layout.eval]
+    for path in split_paths:
         lines = read_lines(path)
         problem = bad_lines(copy, path, lines, 4)
         if problem:
             found.problems.append(problem)
         rows = [line.split() for line in lines if len(line.split()) == 4]
         classes |= {row[1] for row in rows}
-        paths += [base / "images" / f"{row[0]}.jpg" for row in rows]
+        paths += [base / str(layout.images) / f"{row[0]}.jpg" for row in rows]
         counts.append(len(lines))
     found.train, found.eval = counts
-    found.split_sources = (str(base / "annotations" / "trainval.txt"), str(base / "annotations" / "test.txt"))
-    found.classes, found.class_source = len(classes), f"the 2nd column of {base / 'annotations'}/{{trainval,test}}.txt"
-    listed_images(copy, found, paths, f"{base / 'annotations'}/{{trainval,test}}.txt")
+    found.split_sources = (str(split_paths[0]), str(split_paths[1]))
+    listed_in = " and ".join(str(path) for path in split_paths)
+    found.classes, found.class_source = len(classes), f"the 2nd column of {listed_in}"
+    listed_images(copy, found, paths, listed_in)
     return found
+
+
+def _listed(base: Path, relatives: tuple[str, ...]) -> str:
+    """The split files ``relatives`` under ``base``, for the messages: one path, or several joined by "and"."""
+    return " and ".join(str(base / relative) for relative in relatives)
 
 
 def _same_classes(copy: Copy, found: Found, per_split: dict[str, set[str]]) -> None:
@@ -174,64 +187,61 @@ def _same_classes(copy: Copy, found: Found, per_split: dict[str, set[str]]) -> N
 
 def inspect_dtd(copy: Copy, samples: int, seed: int) -> Found:
     """Partition 1: train = labels/train1.txt + val1.txt, eval = test1.txt; each line <class>/<name>.jpg."""
-    found = Found()
-    data = copy.folder / "dtd" / "dtd"
-    files = {split: f"labels/{split}1.txt" for split in ("train", "val", "test")}
-    if not need(copy, found, data, ["images/", *files.values()]):
+    found, layout, data = _opened(copy)
+    if not data:
         return found
-    counts, per_split, paths = {}, {}, []
-    for split, relative in files.items():
-        lines = read_lines(data / relative)
-        problem = bad_lines(copy, data / relative, lines, 2, "/")
-        if problem:
-            found.problems.append(problem)
-        rows = [line.strip().split("/") for line in lines if len(line.strip().split("/")) == 2]
-        per_split[split] = {row[0] for row in rows}
-        paths += [data / "images" / row[0] / row[1] for row in rows]
-        counts[split] = len(lines)
-    found.train, found.eval = counts["train"] + counts["val"], counts["test"]
-    found.split_sources = (f"{data / 'labels'}/{{train1,val1}}.txt", str(data / "labels" / "test1.txt"))
+    counts, per_split, paths = {"train": 0, "eval": 0}, {}, []
+    for split, relatives in layout.split_files().items():
+        for relative in relatives:
+            lines = read_lines(data / relative)
+            problem = bad_lines(copy, data / relative, lines, 2, "/")
+            if problem:
+                found.problems.append(problem)
+            rows = [line.strip().split("/") for line in lines if len(line.strip().split("/")) == 2]
+            per_split[Path(relative).stem] = {row[0] for row in rows}
+            paths += [data / str(layout.images) / row[0] / row[1] for row in rows]
+            counts[split] += len(lines)
+    found.train, found.eval = counts["train"], counts["eval"]
+    found.split_sources = (_listed(data, layout.train), _listed(data, layout.eval))
     _same_classes(copy, found, per_split)
-    found.class_source = f"{data / 'labels'}/{{train1,val1,test1}}.txt"
-    listed_images(copy, found, paths, f"{data / 'labels'}/{{train1,val1,test1}}.txt")
+    found.class_source = _listed(data, layout.train + layout.eval)
+    listed_images(copy, found, paths, found.class_source)
     return found
 
 
 def inspect_food101(copy: Copy, samples: int, seed: int) -> Found:
     """meta/{train,test}.json map each class to its images (<class>/<id>, read as images/<class>/<id>.jpg)."""
-    found = Found()
-    base = copy.folder / "food-101"
-    if not need(copy, found, base, ["images/", "meta/train.json", "meta/test.json"]):
+    found, layout, base = _opened(copy)
+    if not base:
         return found
     counts, per_split, paths = [], {}, []
-    for split in ("train", "test"):
-        path = base / "meta" / f"{split}.json"
+    for path in [base / relative for relative in layout.train + layout.eval]:
         try:
             metadata = json.loads(path.read_text())
             listed = [(name, str(image)) for name, images in metadata.items() for image in images]
         except (ValueError, AttributeError, TypeError) as error:
             found.problems.append(f"{copy.name}: {path} is no class -> images JSON map ({error}) (fix: {copy.fix})")
             return found
-        per_split[split] = set(metadata)
-        paths += [base.joinpath("images", *f"{image}.jpg".split("/")) for _, image in listed]
+        per_split[path.stem] = set(metadata)
+        paths += [base.joinpath(str(layout.images), *f"{image}.jpg".split("/")) for _, image in listed]
         counts.append(len(listed))
     found.train, found.eval = counts
-    found.split_sources = (str(base / "meta" / "train.json"), str(base / "meta" / "test.json"))
+    found.split_sources = (_listed(base, layout.train), _listed(base, layout.eval))
     _same_classes(copy, found, per_split)
-    found.class_source = f"the keys of {base / 'meta'}/{{train,test}}.json"
-    listed_images(copy, found, paths, f"{base / 'meta'}/{{train,test}}.json")
+    listed_in = _listed(base, layout.train + layout.eval)
+    found.class_source = f"the keys of {listed_in}"
+    listed_images(copy, found, paths, listed_in)
     return found
 
 
 def inspect_aircraft(copy: Copy, samples: int, seed: int) -> Found:
     """Classes: the lines of variants.txt; each line of images_variant_<split>.txt is '<id> <variant>'."""
-    found = Found()
-    data = copy.folder / "fgvc-aircraft-2013b" / "data"
-    split_files = ["images_variant_trainval.txt", "images_variant_test.txt"]
-    if not need(copy, found, data, ["images/", "variants.txt", *split_files]):
+    found, layout, data = _opened(copy)
+    if not data:
         return found
-    variants = [line.strip() for line in read_lines(data / "variants.txt")]
-    found.classes, found.class_source = len(variants), f"the lines of {data / 'variants.txt'}"
+    split_files = [*layout.train, *layout.eval]
+    variants = [line.strip() for line in read_lines(data / str(layout.labels))]
+    found.classes, found.class_source = len(variants), f"the lines of {data / str(layout.labels)}"
     counts, paths = [], []
     for name in split_files:
         lines = read_lines(data / name)
@@ -239,14 +249,14 @@ def inspect_aircraft(copy: Copy, samples: int, seed: int) -> Found:
         unknown = sorted({row[-1] for row in rows if len(row) != 2 or row[1] not in variants})
         if unknown:
             found.problems.append(
-                f"{copy.name}: {data / name} names {len(unknown)} variant(s) not in variants.txt, "
+                f"{copy.name}: {data / name} names {len(unknown)} variant(s) not in {layout.labels}, "
                 f"e.g. {unknown[:3]} (fix: {copy.fix})"
             )
-        paths += [data / "images" / f"{row[0]}.jpg" for row in rows]
+        paths += [data / str(layout.images) / f"{row[0]}.jpg" for row in rows]
         counts.append(len(lines))
     found.train, found.eval = counts
-    found.split_sources = (str(data / split_files[0]), str(data / split_files[1]))
-    listed_images(copy, found, paths, f"{data}/images_variant_{{trainval,test}}.txt")
+    found.split_sources = (_listed(data, layout.train), _listed(data, layout.eval))
+    listed_images(copy, found, paths, _listed(data, layout.train + layout.eval))
     return found
 
 
@@ -256,14 +266,16 @@ def inspect_caltech101(copy: Copy, samples: int, seed: int) -> Found:
     torchvision's Caltech101 takes every entry of 101_ObjectCategories as a class and, for a class
     folder of n entries, opens image_0001.jpg .. image_<n>.jpg: a stray file breaks it.
     """
-    found = Found()
-    categories = copy.folder / "caltech101" / "101_ObjectCategories"
-    if not need(copy, found, categories.parent, ["101_ObjectCategories/"]):
+    found, layout = Found(), ON_DISK[copy.name]
+    categories, split = copy.folder / layout.folder, layout.per_class
+    left_out, image_name = str(layout.left_out), str(layout.image_name)
+    assert split is not None, "caltech101's layout splits each class"
+    if not need(copy, found, categories.parent, [f"{categories.name}/"]):
         return found
     entries = sorted(os.listdir(categories))
-    if "BACKGROUND_Google" not in entries:
-        found.problems.append(copy.lacks(categories, ["BACKGROUND_Google/ (torchvision removes it by name)"]))
-    classes = [entry for entry in entries if entry != "BACKGROUND_Google"]
+    if left_out not in entries:
+        found.problems.append(copy.lacks(categories, [f"{left_out}/ (torchvision removes it by name)"]))
+    classes = [entry for entry in entries if entry != left_out]
     sizes, odd, small = {}, [], []
     for name in classes:
         folder = categories / name
@@ -271,26 +283,26 @@ def inspect_caltech101(copy: Copy, samples: int, seed: int) -> Found:
             odd.append(f"{name} (not a folder)")
             continue
         present = set(os.listdir(folder))
-        expected = {f"image_{number:04d}.jpg" for number in range(1, len(present) + 1)}
+        expected = {image_name.format(number) for number in range(1, len(present) + 1)}
         if present != expected:
-            odd.append(f"{name} ({', '.join(sorted(present - expected)[:2])} instead of image_0001.jpg..)")
+            odd.append(f"{name} ({', '.join(sorted(present - expected)[:2])} instead of {image_name.format(1)}..)")
         sizes[name] = len(present)
         found.files.add_paths([folder / image for image in sorted(present & expected)])
-        if len(present) <= CALTECH101_TRAIN_PER_CLASS:
+        if not split.sizes(len(present))[1]:
             small.append(f"{name} ({len(present)})")
     if odd:
         found.problems.append(
-            f"{copy.name}: {len(odd)} entries of {categories} are not class folders of image_0001.jpg..image_<n>.jpg "
-            f"as torchvision reads them: {'; '.join(odd[:3])} (fix: move stray files out, or {copy.fix})"
+            f"{copy.name}: {len(odd)} entries of {categories} are not class folders of {image_name.format(1)}, "
+            f"{image_name.format(2)}.. (numbered from 1) as torchvision reads them: {'; '.join(odd[:3])} "
+            f"(fix: move stray files out, or {copy.fix})"
         )
     if small:
         found.problems.append(
-            f"{copy.name}: {len(small)} classes have {CALTECH101_TRAIN_PER_CLASS} images or fewer, none left to "
+            f"{copy.name}: {len(small)} classes have {split.train} images or fewer, none left to "
             f"evaluate: {', '.join(small[:5])} (fix: {copy.fix})"
         )
-    found.classes, found.class_source = len(classes), f"the class folders of {categories} but BACKGROUND_Google"
-    found.train = sum(min(CALTECH101_TRAIN_PER_CLASS, size) for size in sizes.values())
-    rest = [size - CALTECH101_TRAIN_PER_CLASS for size in sizes.values()]
-    found.eval = sum(min(CALTECH101_EVAL_PER_CLASS, max(0, size)) for size in rest)
-    found.split_sources = (f"{CALTECH101_TRAIN_PER_CLASS} per class of {categories}", "the rest, at most 50 per class")
+    found.classes, found.class_source = len(classes), f"the class folders of {categories} but {left_out}"
+    per_class = [split.sizes(size) for size in sizes.values()]
+    found.train, found.eval = sum(train for train, _ in per_class), sum(evaluate for _, evaluate in per_class)
+    found.split_sources = (f"{split.train} per class of {categories}", f"the rest, at most {split.eval} per class")
     return found
