@@ -49,9 +49,11 @@ test: $(BIN)/normae data
 	$(WITH_VENV) $(BIN)/python -m pytest -q; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; fi; exit $$status
 
-# Everything but the tests marked slow or slurm (about 2 minutes on this 2-core machine).
+# Everything but the tests marked slow or slurm, spread over the machine's cores by pytest-xdist (-n auto; the
+# time on this 2-core machine is in docs/measurements.md, "The test suite"). make test runs one process: its
+# SLURM tests share the one local cluster.
 test-fast: $(BIN)/normae data
-	$(WITH_VENV) $(BIN)/python -m pytest -q -m "not slow and not slurm"; status=$$?; \
+	$(WITH_VENV) $(BIN)/python -m pytest -q -n auto -m "not slow and not slurm"; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; fi; exit $$status
 
 # Every table and figure at the scale config/config.yaml names (tiny: this machine's CPUs), then
