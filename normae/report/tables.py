@@ -273,7 +273,8 @@ def tex_caption_and_notes(frame: pd.DataFrame, table: TablePlan, plan: Plan) -> 
     notes += header_lines(table, plan)[1:] + [line for line in [gain_summary(frame)] if line]
     if frame["status"].isin(["not_run", "cited"]).any():
         notes.append(f"Why a row is not run or only cited: {table.file}.md.")
-    return f"{caption}; ours at the {plan.scale.name} scale.", notes, f"tab:{table.file}"
+    label = "tab:" + table.file.replace("_", "-")  # an underscore needs escaping outside \label
+    return f"{caption}; ours at the {plan.scale.name} scale.", notes, label
 
 
 def all_runs_frame(plan: Plan, root: str | Path = ".") -> pd.DataFrame:
