@@ -520,10 +520,11 @@ def test_pull_figure_draws_each_settings_mean_over_seeds_against_progress(tmp_pa
         pull_run(tmp_path / "a1", 2.5e-3, 1, [3e-3, 3e-2, 3e-1]),
         pull_run(tmp_path / "long", 2.5e-3, 0, [1e-3, 2e-3], epochs=5),
         pull_run(tmp_path / "big", 0.25, 0, [0.1, 1.0, 10.0]),
+        pull_run(tmp_path / "random", 2.5e-3, 0, [1e-3, 1e-2, 1e-1], cnp="random"),
     ]
     mae = fake_run(tmp_path / "mae", pretrain_spec(method="mae", lam=0.0), losses([1.0], [0.0]))
     curves = pull_curves([*runs, mae])  # the MAE run has no pull: left out
-    assert set(curves["run"]) == {"a0", "a1", "long", "big"}
+    assert set(curves["run"]) == {"a0", "a1", "long", "big", "random"}
     # progress is the step over the whole schedule: 40 steps per epoch, 5 epochs for "long"
     assert curves[curves["run"] == "long"]["progress"].tolist() == [1 / 200, 21 / 200]
     assert curves[curves["run"] == "a0"]["progress"].tolist() == [1 / 40, 21 / 40, 41 / 40]
@@ -532,9 +533,10 @@ def test_pull_figure_draws_each_settings_mean_over_seeds_against_progress(tmp_pa
     lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
     mean = lines["lam 0.0025, CNP paper, 1 epoch(s), 2 seed(s)"]
     np.testing.assert_allclose(mean.get_ydata(), [2e-3, 2e-2, 2e-1])  # the mean over the two seeds
-    assert "lam 0.0025, CNP paper, 5 epoch(s), 1 seed(s)" in lines and mean.get_linestyle() == "-"
-    assert lines["lam 0.0025, CNP paper, 5 epoch(s), 1 seed(s)"].get_linestyle() == "--"
+    long = lines["lam 0.0025, CNP paper, 5 epoch(s), 1 seed(s)"]
+    assert (mean.get_marker(), long.get_marker()) == (".", "^")  # marker: the schedule's length
     assert mean.get_color() != lines["lam 0.25, CNP paper, 1 epoch(s), 1 seed(s)"].get_color()  # colour: lambda
+    assert (mean.get_linestyle(), lines["lam 0.0025, CNP random, 1 epoch(s), 1 seed(s)"].get_linestyle()) == ("-", "--")
 
     # the reference pair: the CSV beside one pull figure feeds the right panel of another
     pair = [pull_run(tmp_path / "paper", 5e-5, 0, [1e-3, 4e-3]), pull_run(tmp_path / "stand", 2.5e-3, 0, [1e-3, 2e-2])]

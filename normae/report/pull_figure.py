@@ -71,20 +71,24 @@ def _draw_settings(ax, plt, curves: pd.DataFrame, x: str) -> None:
     lams = curves["lam"].astype(float)
     norm = LogNorm(vmin=lams.min(), vmax=max(lams.max(), lams.min() * 1.01))
     cmap = plt.get_cmap("viridis")
-    styles = {epochs: style for epochs, style in zip(sorted(curves["epochs"].unique()), ("-", "--", ":", "-."))}
+    cnps = sorted(curves["cnp"].unique(), key=lambda cnp: (cnp != "paper", cnp))  # line style: the CNP
+    dashes = dict(zip(cnps, ("-", "--", ":", "-.")))
+    markers = dict(zip(sorted(curves["epochs"].unique()), ".^sD"))  # marker: the schedule's length
     for (lam, cnp, epochs), rows in _settings(curves):
         by_step = rows.groupby(x)[SHARE]
         mean, low, high = by_step.mean(), by_step.min(), by_step.max()
         seeds = rows["seed"].nunique()
         colour = cmap(norm(float(lam)))
         label = f"lam {float(lam):.3g}, CNP {cnp}, {epochs:g} epoch(s), {seeds} seed(s)"
-        ax.plot(mean.index, mean.to_numpy(), color=colour, linestyle=styles[epochs], marker=".", label=label)
+        style = {"color": colour, "linestyle": dashes[cnp], "marker": markers[epochs], "markersize": 4}
+        ax.plot(mean.index, mean.to_numpy(), label=label, **style)
         if seeds > 1:
             ax.fill_between(mean.index, low.to_numpy(), high.to_numpy(), color=colour, alpha=0.15, linewidth=0)
     ax.set_yscale("log")
     ax.set_ylabel(f"{SHARE} (log)")
-    bar = plt.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.01)
-    bar.set_label("lambda that ran")
+    if lams.nunique() > 1:  # one lambda: the legend names it
+        bar = plt.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.01)
+        bar.set_label("lambda that ran")
 
 
 def _draw_reference(ax, reference: pd.DataFrame) -> None:
