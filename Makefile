@@ -66,7 +66,7 @@ reproduce: $(BIN)/normae data
 
 # The answer so far (README "Does NoR-MAE beat MAE?"): the cpu scale's evidence tables and figures on all of
 # Fashion-MNIST: one epoch, 5 seeds (evidence), and five epochs, 3 seeds, scored by k-NN and fine-tuning
-# (evidence_long); about 2 1/2 hours on 2 cores (docs/measurements.md). Then their own report,
+# (evidence_long); about 3 hours on 2 cores (69 min + 2 h, docs/measurements.md). Then their own report,
 # report-evidence.html, which leads with them. ARGS=-n stays a dry run, as for reproduce.
 EVIDENCE := evidence evidence_long --config scale=cpu --cores 2
 evidence: $(BIN)/normae data
