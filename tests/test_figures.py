@@ -542,7 +542,7 @@ def test_pull_figure_draws_each_settings_mean_over_seeds_against_progress(tmp_pa
     pair = [pull_run(tmp_path / "paper", 5e-5, 0, [1e-3, 4e-3]), pull_run(tmp_path / "stand", 2.5e-3, 0, [1e-3, 2e-2])]
     pair_csv = Path(f"{pull_figure(pair, tmp_path / 'pair.png')}.csv")
     reference = pd.read_csv(pair_csv)
-    reference.loc[reference["run"] == "paper", "geometry"] = "vit_tiny 224 px / 16"
+    reference.loc[reference["run"] == "paper", ["geometry", "img_size"]] = ["vit_tiny 224 px / 16", 224]
     reference.to_csv(pair_csv, index=False)
     out = pull_figure(runs, tmp_path / "pull.png", reference=pair_csv)
     assert_png_drawn(out)

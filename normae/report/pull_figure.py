@@ -32,10 +32,8 @@ def _geometry(spec: dict) -> str:
     return f"{spec['model']} {size} px / {spec['patch_size']}"
 
 
-def run_curve(folder: str | Path) -> pd.DataFrame:
+def run_curve(run: RunFolder, spec: dict) -> pd.DataFrame:
     """One finished NoR-MAE run's diagnosed steps: step, progress (step / the schedule's steps), share."""
-    run = RunFolder(folder)
-    spec = run.read_spec()
     epochs = run.read_metrics("epoch")
     steps = [line for line in run.read_metrics("step") if SHARE in line]
     if not epochs or not steps:
@@ -52,7 +50,8 @@ def run_curve(folder: str | Path) -> pd.DataFrame:
 
 def pull_curves(folders: list[str | Path]) -> pd.DataFrame:
     """``run_curve`` of each NoR run folder, stacked (folders of other methods are skipped)."""
-    frames = [run_curve(f) for f in folders if RunFolder(f).read_spec().get("method") in NOR_METHODS]
+    runs = [(run, run.read_spec()) for run in map(RunFolder, folders)]
+    frames = [run_curve(run, spec) for run, spec in runs if spec.get("method") in NOR_METHODS]
     if not frames:
         raise ConfigError("no NoR-MAE run among the folders given: the pull is measured on NoR-MAE runs only")
     return pd.concat(frames, ignore_index=True)
@@ -139,11 +138,12 @@ def pull_figure(folders: list[str | Path], out: str | Path, reference: str | Pat
 
 
 def share_ratio(reference: pd.DataFrame) -> pd.DataFrame:
-    """Per step of the reference pair: each geometry's share and the stand-in / paper-geometry ratio."""
+    """Per step of the reference pair: each geometry's share and the stand-in / paper-geometry ratio (the paper
+    geometry: the larger image)."""
     wide = reference.pivot_table(index="step", columns="geometry", values=SHARE)
     if wide.shape[1] != 2:
         raise ConfigError(f"the reference holds {wide.shape[1]} geometries; the ratio needs exactly two")
-    paper = next((c for c in wide.columns if "224" in str(c)), wide.columns[0])
+    paper = reference.groupby("geometry")["img_size"].max().idxmax()
     other = next(c for c in wide.columns if c != paper)
     wide["ratio"] = wide[other] / wide[paper]
     return wide.replace([np.inf, -np.inf], np.nan)

@@ -147,24 +147,26 @@ def pca_inputs(wildcards):
     return [str(LAYOUT.pca(run_id, "npz")) for run_id in pca_runs(TABLES[wildcards.figure])]
 
 
+def nor_pretrain_ids(table):
+    """The NoR-MAE pre-training runs of ``table`` (what its pull figure draws)."""
+    return sorted(i for i in table.pretrain_ids() if PLAN.pretrain[i].method in NOR_METHODS)
+
+
 # The pull figures: the NoR term's share of the gradient over training, for the evidence tables' NoR-MAE runs
 # (a table this scale does not run, e.g. evidence_long at the paper scale, has none and no figure).
-PULL_TABLES = [
-    name
-    for name in ("evidence", "evidence_long")
-    if name in TABLES and any(PLAN.pretrain[i].method in NOR_METHODS for i in TABLES[name].pretrain_ids())
+PULL_TABLES = [name for name in ("evidence", "evidence_long") if name in TABLES and nor_pretrain_ids(TABLES[name])]
+# Each table's figures (a table's target builds them), by the table's file name, in the order drawn.
+_FIGURE_STEMS = [
+    *((table.file, f"{table.file}_pca") for table in PLAN.tables.values() if pca_runs(table)),
+    *((table.file, f"{table.file}_variants") for table in PLAN.tables.values() if table.name == "F6"),
+    *((table.file, f"{table.file}_{table.sweep}") for table in PLAN.tables.values() if table.sweep),
+    *([("figure3", "figure3_cnp_similarity")] if ANALYSIS.get("cnp_similarity") else []),
+    *([("evidence", "evidence_lambda")] if "evidence" in TABLES else []),
+    *((name, f"{name}_pull") for name in PULL_TABLES),
 ]
-# Each table's figures (a table's target builds them), by the table's file name.
-FIGURES_OF = {
-    **{table.file: [LAYOUT.figure(f"{table.file}_pca")] for table in PLAN.tables.values() if pca_runs(table)},
-    **{table.file: [LAYOUT.figure(f"{table.file}_variants")] for table in PLAN.tables.values() if table.name == "F6"},
-    **{table.file: [LAYOUT.figure(f"{table.file}_{table.sweep}")] for table in PLAN.tables.values() if table.sweep},
-    **({"figure3": [LAYOUT.figure("figure3_cnp_similarity")]} if ANALYSIS.get("cnp_similarity") else {}),
-    **{name: [LAYOUT.figure(f"{name}_pull")] for name in PULL_TABLES},
-}
-if "evidence" in TABLES:
-    FIGURES_OF["evidence"].insert(0, LAYOUT.figure("evidence_lambda"))
-FIGURES_OF = {name: [str(figure) for figure in figures] for name, figures in FIGURES_OF.items()}
+FIGURES_OF = {}
+for _file, _stem in _FIGURE_STEMS:
+    FIGURES_OF.setdefault(_file, []).append(str(LAYOUT.figure(_stem)))
 FIGURES = [figure for figures in FIGURES_OF.values() for figure in figures]
 # The pull figures' right panel: a paper-geometry run and its stand-in on one schedule, measured once on this
 # CPU (the command: docs/measurements.md, "The pull over training").
@@ -173,8 +175,7 @@ PULL_REFERENCE = CONFIG_DIR / "nor_share_training.csv"
 
 def pull_runs(wildcards):
     """The summaries of the NoR-MAE pre-training runs of one evidence table."""
-    run_ids = TABLES[wildcards.table].pretrain_ids()
-    return summaries(run_id for run_id in run_ids if PLAN.pretrain[run_id].method in NOR_METHODS)
+    return summaries(nor_pretrain_ids(TABLES[wildcards.table]))
 
 
 def paper_order(name, label, suffix=None):
