@@ -35,7 +35,7 @@ $(FASHION_MNIST)/train-images-idx3-ubyte.gz: | $(BIN)/normae
 # NO_MKDOCS_2_WARNING silences Material's end-of-life banner, which is not a warning of ours.
 lint: $(BIN)/normae
 	@status=0; export NO_MKDOCS_2_WARNING=1; \
-	for command in "$(BIN)/ruff check normae tests" "$(BIN)/ruff format --check normae tests" \
+	for command in "$(BIN)/ruff check normae tests bench" "$(BIN)/ruff format --check normae tests bench" \
 	        "$(BIN)/snakefmt --check workflow" "$(BIN)/snakemake --lint" "$(BIN)/mypy" \
 	        "$(BIN)/mkdocs build --strict --site-dir site"; do \
 	    echo "+ $$command"; $(WITH_VENV) $$command || { echo "FAILED: $$command" >&2; status=1; }; \
