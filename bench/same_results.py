@@ -16,8 +16,7 @@ NOT_COMPARED = {"step_time_median_s", "wall_seconds", "run_dir"}
 
 
 def same_value(x: object, y: object) -> bool:
-    if pd.isna(x) and pd.isna(y):
-        return True
+    """Numbers to a relative 1e-6 (a number against an empty cell differs), anything else as text."""
     try:
         return math.isclose(float(x), float(y), rel_tol=1e-6, abs_tol=1e-9)  # type: ignore[arg-type]
     except (TypeError, ValueError):
