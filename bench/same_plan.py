@@ -18,7 +18,7 @@ def tables_served(entry: dict) -> set[str]:
 
 
 def main(before_json: str, after_json: str, changed_tables: str = "") -> int:
-    new = set(filter(None, changed_tables.split(",")))
+    named = set(filter(None, changed_tables.split(",")))
     before, after = (json.loads(Path(path).read_text()) for path in (before_json, after_json))
     runs_before, runs_after = ({run["run_id"]: run for run in plan["runs"]} for plan in (before, after))
     both = [run for run in runs_before if run in runs_after]
@@ -29,17 +29,19 @@ def main(before_json: str, after_json: str, changed_tables: str = "") -> int:
     removed = sorted(set(runs_before) - set(runs_after))
     added = sorted(set(runs_after) - set(runs_before))
     changed = [run for run in both if without_serves(runs_before[run]) != without_serves(runs_after[run])]
-    serve_old = [run for run in both if not tables_served(runs_after[run]) - tables_served(runs_before[run]) <= new]
+    gained = {run: tables_served(runs_after[run]) - tables_served(runs_before[run]) for run in both}
+    serve_unnamed = [run for run in both if not gained[run] <= named]
     serve_lost = [run for run in both if not tables_served(runs_before[run]) <= tables_served(runs_after[run])]
-    added_old = [run for run in added if not tables_served(runs_after[run]) <= new]
+    added_unnamed = [run for run in added if not tables_served(runs_after[run]) <= named]
     tables_new = [table for table in after["tables"] if table not in before["tables"]]
     print(
         f"runs {len(runs_before)} -> {len(runs_after)}: removed {len(removed)}, added {len(added)} "
-        f"({len(added_old)} serving an old table), entries changed {len(changed)}, "
-        f"tables served gained outside the changed {len(serve_old)}, lost {len(serve_lost)}; "
+        f"({len(added_unnamed)} serving a table not named as changed), entries changed {len(changed)}, "
+        f"tables served gained outside the changed {len(serve_unnamed)}, lost {len(serve_lost)}; "
         f"tables added {tables_new}"
     )
-    problems = removed + changed + serve_old + serve_lost + added_old + [t for t in tables_new if t not in new]
+    tables_unnamed = [table for table in tables_new if table not in named]
+    problems = removed + changed + serve_unnamed + serve_lost + added_unnamed + tables_unnamed
     return 1 if problems else 0
 
 
